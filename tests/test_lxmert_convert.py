@@ -1,0 +1,140 @@
+"""Conversion of transformers-format and original (airsplay) LXMERT checkpoints, with output parity."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+import transformers
+
+from vlpretrain import LxmertForPreTraining, LxmertForQuestionAnswering
+from vlpretrain.cli import main as cli_main
+from vlpretrain.hub.convert import load_state_dict
+
+
+def tiny_hf_config(**overrides) -> transformers.LxmertConfig:
+    values = dict(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37, l_layers=2, r_layers=2,
+                  x_layers=3, visual_feat_dim=16, num_object_labels=11, num_attr_labels=7, num_qa_labels=5)
+    values.update(overrides)
+    return transformers.LxmertConfig(**values)
+
+
+def hf_inputs(seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    corners = torch.rand(2, 4, 2, 2, generator=generator)
+    boxes = torch.cat([corners.min(2).values, corners.max(2).values], -1)
+    return dict(
+        input_ids=torch.randint(1, 99, (2, 6), generator=generator),
+        attention_mask=torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]),
+        token_type_ids=torch.zeros(2, 6, dtype=torch.long),
+        features=torch.randn(2, 4, 16, generator=generator),
+        boxes=boxes,
+    )
+
+
+def run_hf(model, inputs):
+    return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                 token_type_ids=inputs["token_type_ids"], visual_feats=inputs["features"], visual_pos=inputs["boxes"])
+
+
+def run_ours(model, inputs, **kwargs):
+    return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                 token_type_ids=inputs["token_type_ids"], region_features=inputs["features"],
+                 region_boxes=inputs["boxes"], **kwargs)
+
+
+def assert_pretraining_parity(theirs, ours, inputs):
+    with torch.no_grad():
+        reference = run_hf(theirs, inputs)
+        encoded = theirs.lxmert(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                token_type_ids=inputs["token_type_ids"], visual_feats=inputs["features"],
+                                visual_pos=inputs["boxes"])
+        converted = run_ours(ours, inputs, output_hidden_states=True)
+    pairs = {
+        "text hidden states": (encoded.language_output, converted.text_hidden_states[-1]),
+        "visual hidden states": (encoded.vision_output, converted.visual_hidden_states[-1]),
+        "pooled output": (encoded.pooled_output, converted.pooled_output),
+        "MLM logits": (reference.prediction_logits, converted.prediction_logits),
+        "matching logits": (reference.cross_relationship_score, converted.matching_logits),
+        "QA logits": (reference.question_answering_score, converted.answer_logits),
+    }
+    for name, (expected, actual) in pairs.items():
+        assert (expected - actual).abs().max() <= 1e-5, name
+
+
+def test_transformers_lxmert_for_pretraining_converts_with_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    theirs = transformers.LxmertForPreTraining(tiny_hf_config()).eval()
+    theirs.save_pretrained(tmp_path / "hf")
+    assert cli_main(["convert", "--from", "lxmert-hf", str(tmp_path / "hf"), "--output-dir", str(tmp_path / "ours")]) == 0
+    ours = LxmertForPreTraining.from_pretrained(tmp_path / "ours").eval()
+    assert ours.config.num_text_layers == 2 and ours.config.num_cross_layers == 3 and ours.config.num_qa_labels == 5
+    assert_pretraining_parity(theirs, ours, hf_inputs())
+
+
+def test_every_tensor_lands_in_place(tmp_path):
+    torch.manual_seed(2)
+    theirs = transformers.LxmertForPreTraining(tiny_hf_config()).eval()
+    theirs.save_pretrained(tmp_path / "hf")
+    cli_main(["convert", "--from", "lxmert-hf", str(tmp_path / "hf"), "--output-dir", str(tmp_path / "ours")])
+    ours = load_state_dict(tmp_path / "ours")
+    source = theirs.state_dict()
+    layer = source["lxmert.encoder.x_layers.1.visual_attention.att.key.weight"]
+    assert torch.equal(ours["lxmert.cross_layers.1.cross_attention.qkv.weight"][32:64], layer)
+    assert torch.equal(ours["lxmert.visual_layers.1.ffn.fc_in.bias"], source["lxmert.encoder.r_layers.1.intermediate.dense.bias"])
+    assert torch.equal(ours["region_head.decoders.attribute.weight"], source["obj_predict_head.decoder_dict.attr.weight"])
+    assert torch.equal(ours["answer_head.norm.weight"], source["answer_head.logit_fc.2.weight"])
+
+
+def test_transformers_lxmert_for_question_answering_converts(tmp_path):
+    torch.manual_seed(3)
+    config = tiny_hf_config(num_qa_labels=4)
+    theirs = transformers.LxmertForQuestionAnswering(config).eval()
+    theirs.save_pretrained(tmp_path / "hf")
+    cli_main(["convert", "--from", "lxmert-hf", str(tmp_path / "hf"), "--output-dir", str(tmp_path / "ours")])
+    ours = LxmertForQuestionAnswering.from_pretrained(tmp_path / "ours").eval()
+    inputs = hf_inputs(1)
+    with torch.no_grad():
+        expected = run_hf(theirs, inputs).question_answering_score
+        actual = run_ours(ours, inputs).logits
+    assert ours.config.num_labels == 4
+    assert (expected - actual).abs().max() <= 1e-5
+
+
+def test_original_airsplay_checkpoint_with_module_prefix_converts(tmp_path):
+    torch.manual_seed(4)
+    theirs = transformers.LxmertForPreTraining(tiny_hf_config()).eval()
+    original = collections.OrderedDict(
+        ("module." + key.replace("lxmert.", "bert.", 1), value.clone()) for key, value in theirs.state_dict().items()
+    )
+    torch.save(original, tmp_path / "model_LXRT.pth")
+    cli_main(["convert", "--from", "lxmert-original", str(tmp_path / "model_LXRT.pth"), "--output-dir", str(tmp_path / "ours"),
+              "--config-overrides", '{"num_attention_heads": 4}'])
+    ours = LxmertForPreTraining.from_pretrained(tmp_path / "ours").eval()
+    assert_pretraining_parity(theirs, ours, hf_inputs(2))
+
+
+class NotATensor:
+    pass
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    torch.save({"weight": NotATensor()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="refusing to unpickle"):
+        load_state_dict(tmp_path / "evil.pth")
+
+
+def test_unknown_keys_are_reported(tmp_path):
+    torch.manual_seed(5)
+    state = transformers.LxmertForPreTraining(tiny_hf_config()).state_dict()
+    state["bert.something_else.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "odd.pth")
+    with pytest.raises(ValueError, match="no LXMERT counterpart.*something_else"):
+        cli_main(["convert", "--from", "lxmert-original", str(tmp_path / "odd.pth"), "--output-dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such checkpoint file"):
+        load_state_dict(tmp_path / "absent.pth")

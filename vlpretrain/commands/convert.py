@@ -1,0 +1,40 @@
+"""``vlpretrain convert --from FORMAT SRC --output-dir DST``: original or third-party checkpoints to package folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..hub.convert import CONVERTERS
+
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert an original checkpoint into a vlpretrain model folder",
+        description="Convert a checkpoint (safetensors, or a PyTorch file loaded with weights_only=True) into a "
+        "folder that loads with AutoModel*.from_pretrained (and trust_remote_code with transformers alone).",
+    )
+    parser.add_argument("--from", dest="source_format", required=True, choices=sorted(CONVERTERS), help="checkpoint layout")
+    parser.add_argument("source", help="checkpoint file or folder")
+    parser.add_argument("--output-dir", required=True, help="folder to write (replaced atomically)")
+    parser.add_argument(
+        "--config-overrides",
+        default="{}",
+        help='JSON object of config values the checkpoint cannot tell, e.g. \'{"num_attention_heads": 12}\'',
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, extra_args: list[str]) -> int:
+    from ..hub.convert import CONVERTERS
+
+    try:
+        overrides = json.loads(args.config_overrides)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r} ({error})") from error
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r}")
+    output = CONVERTERS[args.source_format](args.source, args.output_dir, **overrides)
+    print(f"converted {args.source} ({args.source_format}) -> {output}")
+    return 0

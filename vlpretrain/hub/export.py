@@ -1,0 +1,119 @@
+"""Hub-ready export: weights, config, flat remote code, processor files and a model card in one folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from ..registry import architecture_for_config, model_class_for_name
+from ..utils.remote_code import replace_directory, staging_directory
+
+_TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+# Files of a source folder that an export writes anew rather than copies.
+_REGENERATED_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".py")
+_REGENERATED_NAMES = {"config.json", "model.safetensors.index.json", "README.md"}
+
+
+def load_model_folder(source: str | os.PathLike):
+    """Load the package model saved in ``source`` with the class named in its ``config.json``."""
+    source = Path(source)
+    config_path = source / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{source}: no config.json; expected a folder written by save_pretrained")
+    config = json.loads(config_path.read_text())
+    architectures = config.get("architectures") or []
+    if not architectures:
+        raise ValueError(f"{config_path}: 'architectures' is empty; cannot tell which model class to load")
+    architecture_for_config(config)
+    return model_class_for_name(architectures[0]).from_pretrained(source)
+
+
+def write_model_card(
+    model,
+    folder: str | os.PathLike,
+    repo_id: str | None = None,
+    training_summary: str = "Not recorded.",
+    evaluation_summary: str = "Not recorded.",
+    eval_results: list | None = None,
+    datasets: list[str] | None = None,
+) -> Path:
+    """Render ``model_cards/template.md`` for ``model`` into ``folder/README.md``."""
+    architecture = architecture_for_config(model.config)
+    description_path = _TEMPLATES / f"{architecture.name}.md"
+    description = description_path.read_text().strip() if description_path.exists() else ""
+    auto_class = type(model).__dict__.get("hub_auto_class") or "AutoModel"
+    card_data = ModelCardData(
+        library_name="transformers",
+        license="apache-2.0",
+        tags=["vlpretrain", architecture.name, "vision-language", "custom_code"],
+        pipeline_tag="visual-question-answering" if "QuestionAnswering" in type(model).__name__ else None,
+        datasets=datasets,
+        eval_results=eval_results,
+        model_name=repo_id or Path(folder).name,
+    )
+    interesting = [
+        key
+        for key, value in model.config.to_diff_dict().items()
+        if isinstance(value, (int, float, str, bool)) and key not in ("transformers_version", "dtype")
+    ]
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(_TEMPLATES / "template.md"),
+        model_name=repo_id or Path(folder).name,
+        architecture_title=architecture.name.upper(),
+        architecture_description=description,
+        model_class=type(model).__name__,
+        auto_class=auto_class,
+        repo_id=repo_id or str(Path(folder).name),
+        region_feature_size=getattr(model.config, "region_feature_size", "D"),
+        config_table=[(key, getattr(model.config, key)) for key in sorted(interesting)],
+        training_summary=training_summary,
+        evaluation_summary=evaluation_summary,
+    )
+    path = Path(folder) / "README.md"
+    card.save(str(path))
+    return path
+
+
+def export_model(
+    source: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    repo_id: str | None = None,
+    training_summary: str = "Not recorded.",
+    evaluation_summary: str = "Not recorded.",
+) -> Path:
+    """Write a Hub-ready copy of the model folder ``source`` to ``output_dir`` (atomically replaced).
+
+    The model is re-saved (safetensors + flat remote code), tokenizer/processor files are carried over, and a
+    model card is written unless the source has one.
+    """
+    source, output_dir = Path(source), Path(output_dir)
+    model = load_model_folder(source)
+    staged = staging_directory(output_dir)
+    try:
+        model.save_pretrained(staged)
+        for path in source.iterdir():
+            if path.is_file() and path.name not in _REGENERATED_NAMES and not path.name.endswith(_REGENERATED_SUFFIXES):
+                shutil.copy2(path, staged / path.name)
+        _resave_processor(source, staged)
+        if (source / "README.md").exists():
+            shutil.copy2(source / "README.md", staged / "README.md")
+        else:
+            write_model_card(model, staged, repo_id, training_summary, evaluation_summary)
+        replace_directory(staged, output_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return output_dir
+
+
+def _resave_processor(source: Path, target: Path) -> None:
+    """Re-save a processor found in ``source`` so its flat remote code is written next to the model's."""
+    if not (source / "processor_config.json").exists():
+        return
+    from transformers import AutoProcessor
+
+    AutoProcessor.from_pretrained(source).save_pretrained(target)

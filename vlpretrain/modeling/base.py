@@ -1,0 +1,282 @@
+"""The base ``PreTrainedModel`` of the package: initialisation, checkpointing flags, Hub export, input checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from .heads import MaskedLanguageModelingHead
+
+from ..utils.remote_code import auto_map_reference, move_files_into, staging_directory, write_flat_modules
+
+
+class VLPreTrainedModel(PreTrainedModel):
+    """Shared behaviour of every model of the package.
+
+    - Weights start N(0, ``initializer_range``) with zero biases and unit LayerNorms; unlike transformers'
+      default, the ``padding_idx`` rows of embeddings keep their random values, as the original code bases do.
+    - Layers are ``GradientCheckpointingLayer``s, so ``activation_checkpointing_enable()`` works.
+    - ``save_pretrained`` also writes a flat copy of the modules the model needs and an ``auto_map``,
+      so the folder loads with transformers alone (``trust_remote_code=True``).
+    - ``accepts_loss_kwargs = False``: losses are means over the micro-batch, so the Trainer must scale them for
+      gradient accumulation itself.
+    """
+
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    accepts_loss_kwargs = False
+    # The Auto class under which this class is listed in an export's ``auto_map`` (None: not listed).
+    hub_auto_class: str | None = None
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, MaskedLanguageModelingHead):
+            init.zeros_(module.bias)
+
+    def hub_auto_map(self) -> dict[str, str]:
+        """The ``auto_map`` of an export: the config and every class of this model's module with a ``hub_auto_class``."""
+        auto_map = {"AutoConfig": auto_map_reference(type(self.config))}
+        module = sys.modules[type(self).__module__]
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == module.__name__ and value.__dict__.get("hub_auto_class"):
+                auto_map[value.__dict__["hub_auto_class"]] = auto_map_reference(value)
+        return auto_map
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """Save weights (safetensors), config and the flat remote code; files are moved into place only when complete."""
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_directory: {save_directory!r} is a file, expected a folder")
+        self.config.auto_map = self.hub_auto_map()
+        staging = staging_directory(save_directory)
+        try:
+            super().save_pretrained(staging, *args, **kwargs)
+            write_flat_modules([type(self).__module__, type(self.config).__module__], staging)
+            move_files_into(staging, save_directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def load_text_encoder_from_bert(self, bert: str | os.PathLike | nn.Module) -> list[str]:
+        """Initialise the text embeddings and text layers from a BERT checkpoint (path or ``BertModel``).
+
+        Returns the names of the parameters that were loaded. Sizes must match (hidden size, heads,
+        intermediate size); the first ``len(text layers)`` BERT layers are used.
+        """
+        from transformers import BertModel
+
+        if not isinstance(bert, nn.Module):
+            bert = BertModel.from_pretrained(bert)
+        state = bert_text_stream_state_dict(bert.state_dict(), self.text_stream_prefix())
+        own = self.state_dict()
+        selected = {}
+        for name, tensor in state.items():
+            if name not in own:
+                continue
+            if own[name].shape != tensor.shape:
+                raise ValueError(
+                    f"bert: parameter {name} has shape {tuple(tensor.shape)} in the checkpoint but "
+                    f"{tuple(own[name].shape)} in this model; the text stream must match BERT's sizes"
+                )
+            selected[name] = tensor
+        if not selected:
+            raise ValueError("bert: no parameter of the checkpoint matches this model's text stream")
+        self.load_state_dict(selected, strict=False)
+        return sorted(selected)
+
+    def text_stream_prefix(self) -> dict[str, str]:
+        """Where BERT's embeddings and encoder layers live in this model (overridden by architectures)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define a text stream to initialise from BERT")
+
+
+_BERT_LAYER_RENAMES = (
+    ("attention.output.LayerNorm.", "attention.output.norm."),
+    ("attention.output.dense.", "attention.output.dense."),
+    ("intermediate.dense.", "ffn.fc_in."),
+    ("output.dense.", "ffn.output.dense."),
+    ("output.LayerNorm.", "ffn.output.norm."),
+)
+
+
+def rename_bert_layer_key(key: str) -> str | None:
+    """Map a key inside a BERT layer (``attention.self.query.weight``, ``output.dense.bias``, ...) to ours.
+
+    Query/key/value keys become ``attention.qkv.<part>.<weight|bias>``; the caller joins the three parts
+    with :func:`fuse_qkv`. Returns None for keys that are not part of a BERT layer.
+    """
+    for part in ("query", "key", "value"):
+        if key.startswith(f"attention.self.{part}."):
+            return f"attention.qkv.{part}.{key.rsplit('.', 1)[1]}"
+    for old, new in _BERT_LAYER_RENAMES:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return None
+
+
+def fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Join ``<prefix>.qkv.{query,key,value}.<param>`` entries into one ``<prefix>.qkv.<param>`` tensor."""
+    fused: dict[str, torch.Tensor] = {}
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for name, tensor in state.items():
+        match = re.match(r"(.*\.qkv)\.(query|key|value)\.(weight|bias)$", name)
+        if match:
+            parts.setdefault(f"{match.group(1)}.{match.group(3)}", {})[match.group(2)] = tensor
+        else:
+            fused[name] = tensor
+    for name, pieces in parts.items():
+        missing = {"query", "key", "value"} - set(pieces)
+        if missing:
+            raise ValueError(f"checkpoint: {name} lacks the {sorted(missing)} projection(s)")
+        fused[name] = torch.cat([pieces["query"], pieces["key"], pieces["value"]], dim=0)
+    return fused
+
+
+def bert_text_stream_state_dict(bert_state: dict[str, torch.Tensor], prefixes: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Rename a ``BertModel`` state dict to the package's text-stream names.
+
+    ``prefixes`` gives where the embeddings and the text layers live, e.g.
+    ``{"embeddings": "lxmert.embeddings.", "layers": "lxmert.text_layers."}``.
+    """
+    renamed: dict[str, torch.Tensor] = {}
+    for name, tensor in bert_state.items():
+        name = name.removeprefix("bert.")
+        if name.startswith("embeddings."):
+            suffix = name[len("embeddings.") :].replace("LayerNorm", "norm")
+            if suffix.split(".")[0] in ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm"):
+                renamed[prefixes["embeddings"] + suffix] = tensor
+        elif name.startswith("encoder.layer."):
+            index, rest = name[len("encoder.layer.") :].split(".", 1)
+            mapped = rename_bert_layer_key(rest)
+            if mapped is not None:
+                renamed[f"{prefixes['layers']}{index}.{mapped}"] = tensor
+    return fuse_qkv(renamed)
+
+
+def check_image_text_inputs(
+    config,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    region_features: torch.Tensor | None,
+    region_boxes: torch.Tensor | None,
+    region_attention_mask: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> None:
+    """Validate the image-text inputs shared by every image-text model; raise ``ValueError`` before any compute.
+
+    Checks shapes, dtypes, the region feature size against the config, boxes inside [0, 1] with
+    x2 >= x1 and y2 >= y1 (padded regions are exempt), 0/1 masks with at least one valid token and region
+    per sample, and that padded regions (all-zero feature and box) come with a ``region_attention_mask``.
+    """
+    if input_ids is None and inputs_embeds is None:
+        raise ValueError("input_ids: expected a (batch, text_length) LongTensor, got None")
+    if input_ids is not None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids: expected shape (batch, text_length), got {tuple(input_ids.shape)}")
+        if input_ids.dtype not in (torch.long, torch.int32):
+            raise ValueError(f"input_ids: expected an integer tensor (torch.long), got {input_ids.dtype}")
+        text_shape = tuple(input_ids.shape)
+    else:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds: expected shape (batch, text_length, {config.hidden_size}), got {tuple(inputs_embeds.shape)}"
+            )
+        text_shape = tuple(inputs_embeds.shape[:2])
+    batch = text_shape[0]
+    for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+        if tensor is not None and tuple(tensor.shape) != text_shape:
+            raise ValueError(f"{name}: expected shape {text_shape} (same as input_ids), got {tuple(tensor.shape)}")
+    if token_type_ids is not None and token_type_ids.is_floating_point():
+        raise ValueError(f"token_type_ids: expected an integer tensor, got {token_type_ids.dtype}")
+    if region_features is None:
+        raise ValueError(f"region_features: expected a (batch, regions, {config.region_feature_size}) float tensor, got None")
+    if region_boxes is None:
+        raise ValueError("region_boxes: expected a (batch, regions, 4) float tensor of (x1, y1, x2, y2) in [0, 1], got None")
+    if region_features.dim() != 3 or region_features.shape[0] != batch:
+        raise ValueError(
+            f"region_features: expected shape ({batch}, regions, {config.region_feature_size}), got {tuple(region_features.shape)}"
+        )
+    if region_features.shape[-1] != config.region_feature_size:
+        raise ValueError(
+            f"region_features: expected feature size {config.region_feature_size} (config.region_feature_size), "
+            f"got {region_features.shape[-1]}"
+        )
+    if not region_features.is_floating_point():
+        raise ValueError(f"region_features: expected a floating-point tensor, got {region_features.dtype}")
+    num_regions = region_features.shape[1]
+    if tuple(region_boxes.shape) != (batch, num_regions, 4):
+        raise ValueError(
+            f"region_boxes: expected shape ({batch}, {num_regions}, 4) as (x1, y1, x2, y2), got {tuple(region_boxes.shape)}"
+        )
+    if not region_boxes.is_floating_point():
+        raise ValueError(f"region_boxes: expected a floating-point tensor, got {region_boxes.dtype}")
+    if region_attention_mask is not None and tuple(region_attention_mask.shape) != (batch, num_regions):
+        raise ValueError(
+            f"region_attention_mask: expected shape ({batch}, {num_regions}), got {tuple(region_attention_mask.shape)}"
+        )
+
+    boxes = region_boxes.detach().float()
+    valid_regions = (
+        torch.ones(batch, num_regions, dtype=torch.bool, device=boxes.device)
+        if region_attention_mask is None
+        else region_attention_mask.detach().bool()
+    )
+    outside = ((boxes < 0) | (boxes > 1)).any(-1) & valid_regions
+    inverted = ((boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])) & valid_regions
+    looks_padded = (boxes == 0).all(-1) & (region_features.detach() == 0).all(-1)
+    flags = [
+        outside.any(),
+        inverted.any(),
+        looks_padded.any() if region_attention_mask is None else torch.zeros((), dtype=torch.bool, device=boxes.device),
+        ~valid_regions.any(-1).all(),
+    ]
+    if attention_mask is not None:
+        flags.append(((attention_mask != 0) & (attention_mask != 1)).any())
+        flags.append(~(attention_mask != 0).any(-1).all())
+    if region_attention_mask is not None:
+        flags.append(((region_attention_mask != 0) & (region_attention_mask != 1)).any())
+    results = torch.stack([flag.to(boxes.device) for flag in flags]).tolist()
+    if results[0]:
+        where = outside.nonzero()[0].tolist()
+        raise ValueError(
+            f"region_boxes: expected coordinates normalised to [0, 1]; box {where} is {boxes[where[0], where[1]].tolist()}"
+        )
+    if results[1]:
+        where = inverted.nonzero()[0].tolist()
+        raise ValueError(
+            f"region_boxes: expected (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1; box {where} is "
+            f"{boxes[where[0], where[1]].tolist()}"
+        )
+    if results[2]:
+        where = looks_padded.nonzero()[0].tolist()
+        raise ValueError(
+            f"region_attention_mask: required when regions are padded; region {where} has an all-zero feature and box. "
+            "Pass region_attention_mask (batch, regions) with 0 at padded regions"
+        )
+    if results[3]:
+        raise ValueError("region_attention_mask: every sample needs at least one valid region (a row is all zeros)")
+    if attention_mask is not None:
+        if results[4]:
+            raise ValueError("attention_mask: expected values 0 or 1")
+        if results[5]:
+            raise ValueError("attention_mask: every sample needs at least one attended token (a row is all zeros)")
+    if region_attention_mask is not None and results[-1]:
+        raise ValueError("region_attention_mask: expected values 0 or 1")

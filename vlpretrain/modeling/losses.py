@@ -1,0 +1,76 @@
+"""Loss functions of the pretraining objectives, written once and used by every architecture.
+
+Conventions: ignored positions carry -100; per-region weights (detector confidences, mask
+indicators) multiply per-region losses, which are then averaged over *all* regions, as LXMERT's
+original code does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IGNORE_INDEX = -100
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the rows whose label is not -100; 0 (with a graph) when there is none.
+
+    Used for masked language modelling (``logits`` may already be restricted to labelled rows),
+    matching and single-answer QA. Dividing by the clamped count instead of relying on PyTorch's
+    mean avoids NaN for batches with nothing to predict, without a device sync.
+    """
+    logits = logits.reshape(-1, logits.shape[-1]).float()
+    labels = labels.reshape(-1)
+    total = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
+
+
+def _mean_over_regions(per_region: torch.Tensor, valid_regions: torch.Tensor | None) -> torch.Tensor:
+    if valid_regions is None:
+        return per_region.mean()
+    valid = valid_regions.reshape(per_region.shape).to(per_region.dtype)
+    return (per_region * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def weighted_region_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, valid_regions: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-region cross-entropy to a hard label times a per-region weight, averaged over all valid regions."""
+    losses = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    return _mean_over_regions(losses * weights.reshape(-1).to(losses.dtype), valid_regions)
+
+
+def region_distribution_loss(
+    logits: torch.Tensor, target_distribution: torch.Tensor, region_mask: torch.Tensor
+) -> torch.Tensor:
+    """KL divergence from the detector's class distribution to the prediction, averaged over the masked regions."""
+    log_probs = nn.functional.log_softmax(logits.float(), dim=-1)
+    target = target_distribution.float()
+    per_region = (target * (torch.log(target.clamp_min(1e-12)) - log_probs)).sum(-1)
+    mask = region_mask.to(per_region.dtype)
+    return (per_region * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def region_feature_regression_loss(
+    predictions: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    valid_regions: torch.Tensor | None = None,
+    kind: str = "smooth_l1",
+) -> torch.Tensor:
+    """Feature regression (smooth-L1 or L2, averaged over feature dims) times a per-region weight, mean over regions."""
+    if kind == "smooth_l1":
+        losses = nn.functional.smooth_l1_loss(predictions.float(), targets.float(), reduction="none")
+    elif kind == "l2":
+        losses = nn.functional.mse_loss(predictions.float(), targets.float(), reduction="none")
+    else:
+        raise ValueError(f"kind must be 'smooth_l1' or 'l2', got {kind!r}")
+    return _mean_over_regions(losses.mean(-1) * weights.to(losses.dtype), valid_regions)
+
+
+def soft_score_loss(logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """VQA recipe: binary cross-entropy against soft answer scores, times the number of answers."""
+    return nn.functional.binary_cross_entropy_with_logits(logits.float(), scores.float()) * logits.shape[-1]

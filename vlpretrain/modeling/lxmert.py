@@ -1,0 +1,501 @@
+"""LXMERT (Tan & Bansal 2019): language, object-relation and cross-modality encoders, with every pretraining objective.
+
+Faithful to airsplay/lxmert: text embeddings pad all three tables at index 0; the visual embedding is the
+*mean* of the layer-normed feature and box projections; the cross-modality layer applies one cross-attention
+module in both directions; the pooler is tanh on the final [CLS] state. Visual losses are weighted by
+detector confidences over all regions (object, attribute) or by the masked-region indicator (features),
+averaged over regions and scaled by ``config.loss_weights`` (1 / 0.15 by default), as in the original.
+
+Package conventions that differ from the original code: ignored labels are -100 (the original uses -1) and
+``matched_labels`` is 1 for a matching caption (the same as the original).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ..configuration.lxmert import LxmertConfig
+from .base import VLPreTrainedModel, check_image_text_inputs
+from .embeddings import RegionEmbeddings, TextEmbeddings
+from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
+from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask
+from .losses import (
+    IGNORE_INDEX,
+    classification_loss,
+    region_feature_regression_loss,
+    soft_score_loss,
+    weighted_region_classification_loss,
+)
+from .outputs import ImageTextRetrievalOutput, TwoStreamModelOutput, VisualQuestionAnsweringOutput
+
+
+@dataclass
+class LxmertForPreTrainingOutput(ModelOutput):
+    """Losses and predictions of [`LxmertForPreTraining`].
+
+    Every objective's loss is returned on its own (unweighted) and ``loss`` is their sum weighted by
+    ``config.loss_weights``. ``prediction_logits`` is (batch, text_length, vocab) without ``labels``;
+    with ``labels`` it holds only the labelled positions, (num_labelled, vocab) in row-major order,
+    because computing the vocabulary projection for every token is most of the head's cost.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    region_feature_loss: torch.Tensor | None = None
+    region_object_loss: torch.Tensor | None = None
+    region_attribute_loss: torch.Tensor | None = None
+    matching_loss: torch.Tensor | None = None
+    qa_loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    region_object_logits: torch.Tensor | None = None
+    region_attribute_logits: torch.Tensor | None = None
+    region_feature_predictions: torch.Tensor | None = None
+    matching_logits: torch.Tensor | None = None
+    answer_logits: torch.Tensor | None = None
+    pooled_output: torch.Tensor | None = None
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    visual_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+class LxmertPreTrainedModel(VLPreTrainedModel):
+    """Base class of the LXMERT models: config class, weight prefix and layers that must stay on one device."""
+
+    config: LxmertConfig
+    config_class = LxmertConfig
+    base_model_prefix = "lxmert"
+    _no_split_modules = ["TransformerLayer", "CrossModalityLayer", "TextEmbeddings", "RegionEmbeddings"]
+
+    def text_stream_prefix(self) -> dict[str, str]:
+        prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
+        return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}text_layers."}
+
+
+class LxmertModel(LxmertPreTrainedModel):
+    """The LXMERT encoder: text layers, object-relation layers, cross-modality layers and the [CLS] pooler."""
+
+    hub_auto_class = "AutoModel"
+
+    def __init__(self, config: LxmertConfig):
+        super().__init__(config)
+        self.embeddings = TextEmbeddings(config, pad_all_tables=True)
+        self.region_embeddings = RegionEmbeddings(
+            config.region_feature_size,
+            config.hidden_size,
+            box_size=config.region_box_size,
+            combine="mean",
+            eps=config.layer_norm_eps,
+            dropout=config.hidden_dropout_prob,
+        )
+        self.text_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_text_layers))
+        self.visual_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_visual_layers))
+        self.cross_layers = nn.ModuleList(CrossModalityLayer(config) for _ in range(config.num_cross_layers))
+        self.pooler = Pooler(config.hidden_size, config.hidden_size, "tanh")
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TwoStreamModelOutput | tuple:
+        """Encode a batch of captions/questions and region features.
+
+        Inputs follow the package's naming table: ``input_ids`` (B, T), ``attention_mask`` (B, T),
+        ``token_type_ids`` (B, T), ``region_features`` (B, R, D), ``region_boxes`` (B, R, 4) as (x1, y1, x2, y2)
+        in [0, 1], ``region_attention_mask`` (B, R). Invalid inputs raise ``ValueError`` before any compute.
+        """
+        check_image_text_inputs(
+            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
+            region_attention_mask, inputs_embeds,
+        )
+        output = self.encode(
+            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
+            inputs_embeds, output_attentions, output_hidden_states,
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def encode(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        region_features: torch.Tensor,
+        region_boxes: torch.Tensor,
+        region_attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> TwoStreamModelOutput:
+        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads)."""
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
+        visual = self.region_embeddings(region_features, region_boxes)
+        implementation = config._attn_implementation
+        text_mask = key_padding_mask(attention_mask, text.dtype, implementation)
+        visual_mask = key_padding_mask(region_attention_mask, visual.dtype, implementation)
+
+        text_states = (text,) if output_hidden_states else None
+        visual_states = (visual,) if output_hidden_states else None
+        text_attentions = () if output_attentions else None
+        visual_attentions = () if output_attentions else None
+        cross_attentions = () if output_attentions else None
+
+        for layer in self.text_layers:
+            text, weights = layer(text, text_mask, output_attentions)
+            if output_hidden_states:
+                text_states += (text,)
+            if output_attentions:
+                text_attentions += (weights,)
+        for layer in self.visual_layers:
+            visual, weights = layer(visual, visual_mask, output_attentions)
+            if output_hidden_states:
+                visual_states += (visual,)
+            if output_attentions:
+                visual_attentions += (weights,)
+        for layer in self.cross_layers:
+            text, visual, weights = layer(text, visual, text_mask, visual_mask, output_attentions)
+            if output_hidden_states:
+                text_states += (text,)
+                visual_states += (visual,)
+            if output_attentions:
+                text_cross, visual_cross, text_self, visual_self = weights
+                cross_attentions += ((text_cross, visual_cross),)
+                text_attentions += (text_self,)
+                visual_attentions += (visual_self,)
+
+        return TwoStreamModelOutput(
+            text_last_hidden_state=text,
+            visual_last_hidden_state=visual,
+            pooled_output=self.pooler(text),
+            text_hidden_states=text_states,
+            visual_hidden_states=visual_states,
+            text_attentions=text_attentions,
+            visual_attentions=visual_attentions,
+            cross_attentions=cross_attentions,
+        )
+
+
+class LxmertForPreTraining(LxmertPreTrainedModel):
+    """LXMERT with its five pretraining objectives.
+
+    Objectives (each on when its ``config.loss_weights`` entry is > 0 and its labels are passed):
+    masked cross-modality LM (``labels``), RoI-feature regression (``region_feature_targets`` on
+    ``masked_regions``), detected-label classification (``region_object_labels`` weighted by
+    ``region_object_confidences``), attribute classification (``region_attribute_labels`` /
+    ``region_attribute_confidences``), cross-modality matching (``matched_labels``: 1 matched, 0 not) and
+    image QA (``answer_labels``: one answer id per sample, -100 for none, e.g. mismatched pairs).
+    """
+
+    hub_auto_class = "AutoModelForPreTraining"
+    _tied_weights_keys = {"mlm_head.decoder.weight": "lxmert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: LxmertConfig):
+        super().__init__(config)
+        self.lxmert = LxmertModel(config)
+        hidden, eps = config.hidden_size, config.layer_norm_eps
+        self.mlm_head = MaskedLanguageModelingHead(hidden, config.vocab_size, config.hidden_act, eps)
+        region_outputs = {
+            "object": config.num_object_labels if config.objective_enabled("region_object") else 0,
+            "attribute": config.num_attribute_labels if config.objective_enabled("region_attribute") else 0,
+            "feature": config.region_feature_size if config.objective_enabled("region_feature") else 0,
+        }
+        region_outputs = {name: size for name, size in region_outputs.items() if size}
+        self.region_head = RegionPredictionHead(hidden, region_outputs, config.hidden_act, eps) if region_outputs else None
+        self.matching_head = nn.Linear(hidden, 2) if config.objective_enabled("matching") else None
+        self.answer_head = AnswerHead(hidden, config.num_qa_labels, eps=eps) if config.objective_enabled("qa") else None
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.mlm_head.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.mlm_head.decoder = value
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, *args, **kwargs) -> nn.Embedding:
+        """Resize the word embeddings, the tied decoder and the MLM output bias together."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, *args, **kwargs)
+        size = embeddings.weight.shape[0]
+        old_bias = self.mlm_head.bias.data
+        if old_bias.shape[0] != size:
+            new_bias = old_bias.new_zeros(size)
+            keep = min(size, old_bias.shape[0])
+            new_bias[:keep] = old_bias[:keep]
+            self.mlm_head.bias = nn.Parameter(new_bias)
+        return embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None,
+        region_feature_targets: torch.Tensor | None = None,
+        region_object_labels: torch.Tensor | None = None,
+        region_object_confidences: torch.Tensor | None = None,
+        region_attribute_labels: torch.Tensor | None = None,
+        region_attribute_confidences: torch.Tensor | None = None,
+        matched_labels: torch.Tensor | None = None,
+        answer_labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> LxmertForPreTrainingOutput | tuple:
+        config = self.config
+        return_dict = config.return_dict if return_dict is None else return_dict
+        check_image_text_inputs(
+            config, input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
+            inputs_embeds,
+        )
+        _check_pretraining_labels(
+            input_ids if input_ids is not None else inputs_embeds[..., 0],
+            region_features,
+            labels=labels,
+            masked_regions=masked_regions,
+            region_feature_targets=region_feature_targets,
+            region_object_labels=region_object_labels,
+            region_object_confidences=region_object_confidences,
+            region_attribute_labels=region_attribute_labels,
+            region_attribute_confidences=region_attribute_confidences,
+            matched_labels=matched_labels,
+            answer_labels=answer_labels,
+        )
+        encoded = self.lxmert.encode(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            region_features,
+            region_boxes,
+            region_attention_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
+        )
+        text, visual, pooled = encoded.text_last_hidden_state, encoded.visual_last_hidden_state, encoded.pooled_output
+        losses: dict[str, torch.Tensor] = {}
+
+        if labels is not None and config.objective_enabled("mlm"):
+            positions = labels != IGNORE_INDEX
+            prediction_logits = self.mlm_head(text, positions)
+            losses["mlm"] = classification_loss(prediction_logits, labels[positions])
+        else:
+            prediction_logits = self.mlm_head(text)
+
+        region_predictions = self.region_head(visual) if self.region_head is not None else {}
+        if region_object_labels is not None and "object" in region_predictions:
+            losses["region_object"] = weighted_region_classification_loss(
+                region_predictions["object"], region_object_labels, _weights(region_object_confidences, region_object_labels),
+                region_attention_mask,
+            )
+        if region_attribute_labels is not None and "attribute" in region_predictions:
+            losses["region_attribute"] = weighted_region_classification_loss(
+                region_predictions["attribute"], region_attribute_labels,
+                _weights(region_attribute_confidences, region_attribute_labels), region_attention_mask,
+            )
+        if region_feature_targets is not None and "feature" in region_predictions:
+            if masked_regions is None:
+                raise ValueError("masked_regions: required with region_feature_targets (which regions were masked)")
+            losses["region_feature"] = region_feature_regression_loss(
+                region_predictions["feature"], region_feature_targets, masked_regions, region_attention_mask
+            )
+
+        matching_logits = self.matching_head(pooled) if self.matching_head is not None else None
+        if matched_labels is not None and matching_logits is not None:
+            losses["matching"] = classification_loss(matching_logits, matched_labels)
+        answer_logits = self.answer_head(pooled) if self.answer_head is not None else None
+        if answer_labels is not None and answer_logits is not None:
+            losses["qa"] = classification_loss(answer_logits, answer_labels)
+
+        loss = None
+        if losses:
+            loss = sum(config.loss_weights[name] * value for name, value in losses.items())
+        output = LxmertForPreTrainingOutput(
+            loss=loss,
+            mlm_loss=losses.get("mlm"),
+            region_feature_loss=losses.get("region_feature"),
+            region_object_loss=losses.get("region_object"),
+            region_attribute_loss=losses.get("region_attribute"),
+            matching_loss=losses.get("matching"),
+            qa_loss=losses.get("qa"),
+            prediction_logits=prediction_logits,
+            region_object_logits=region_predictions.get("object"),
+            region_attribute_logits=region_predictions.get("attribute"),
+            region_feature_predictions=region_predictions.get("feature"),
+            matching_logits=matching_logits,
+            answer_logits=answer_logits,
+            pooled_output=pooled,
+            text_hidden_states=encoded.text_hidden_states,
+            visual_hidden_states=encoded.visual_hidden_states,
+            text_attentions=encoded.text_attentions,
+            visual_attentions=encoded.visual_attentions,
+            cross_attentions=encoded.cross_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class LxmertForQuestionAnswering(LxmertPreTrainedModel):
+    """LXMERT with the VQA answer classifier over ``config.id2label`` (2-layer MLP on the pooled output).
+
+    The classifier (``vqa_head``, the original's ``logit_fc``) is separate from the pretraining QA head, so
+    a pretraining checkpoint loads its encoder and leaves the classifier freshly initialised, as in the original.
+
+    ``labels`` are soft answer scores (batch, num_answers) trained with binary cross-entropy times the
+    number of answers (the original VQA/GQA recipe), or single answer ids (batch,) trained with cross-entropy.
+    """
+
+    hub_auto_class = "AutoModelForVisualQuestionAnswering"
+
+    def __init__(self, config: LxmertConfig):
+        super().__init__(config)
+        self.lxmert = LxmertModel(config)
+        self.vqa_head = AnswerHead(config.hidden_size, config.num_labels, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> VisualQuestionAnsweringOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        check_image_text_inputs(
+            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
+            region_attention_mask, inputs_embeds,
+        )
+        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        if labels is not None:
+            if labels.is_floating_point():
+                if tuple(labels.shape) != (batch, self.config.num_labels):
+                    raise ValueError(
+                        f"labels: expected soft answer scores of shape ({batch}, {self.config.num_labels}), "
+                        f"got {tuple(labels.shape)}"
+                    )
+            elif tuple(labels.shape) != (batch,):
+                raise ValueError(f"labels: expected answer ids of shape ({batch},), got {tuple(labels.shape)}")
+        encoded = self.lxmert.encode(
+            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
+            inputs_embeds,
+        )
+        logits = self.vqa_head(encoded.pooled_output)
+        loss = None
+        if labels is not None:
+            loss = soft_score_loss(logits, labels) if labels.is_floating_point() else classification_loss(logits, labels)
+        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=encoded.pooled_output)
+        return output if return_dict else output.to_tuple()
+
+
+class LxmertForImageTextRetrieval(LxmertPreTrainedModel):
+    """LXMERT scoring (image, caption) pairs with the cross-modality matching head.
+
+    ``scores`` (matched minus mismatched logit) rank candidates; ``labels`` (1 matched, 0 not) train the
+    head with cross-entropy. The head has the same name as in [`LxmertForPreTraining`], so a pretraining
+    checkpoint loads into it whole.
+    """
+
+    hub_auto_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, config: LxmertConfig):
+        super().__init__(config)
+        self.lxmert = LxmertModel(config)
+        self.matching_head = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageTextRetrievalOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        check_image_text_inputs(
+            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
+            region_attention_mask, inputs_embeds,
+        )
+        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
+            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        encoded = self.lxmert.encode(
+            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
+            inputs_embeds,
+        )
+        logits = self.matching_head(encoded.pooled_output)
+        loss = classification_loss(logits, labels) if labels is not None else None
+        output = ImageTextRetrievalOutput(
+            loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=encoded.pooled_output
+        )
+        return output if return_dict else output.to_tuple()
+
+
+def _weights(confidences: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    """Detector confidences as loss weights; without them every labelled region counts once."""
+    if confidences is None:
+        return (labels != IGNORE_INDEX).float()
+    return confidences
+
+
+def _check_pretraining_labels(text_reference: torch.Tensor, region_features: torch.Tensor | None, **labels) -> None:
+    """Check the shapes of the pretraining targets against the inputs before running the model."""
+    batch, text_length = text_reference.shape[:2]
+    regions = None if region_features is None else tuple(region_features.shape[:2])
+    expected = {
+        "labels": (batch, text_length),
+        "matched_labels": (batch,),
+        "answer_labels": (batch,),
+    }
+    if regions is not None:
+        for name in (
+            "masked_regions",
+            "region_object_labels",
+            "region_object_confidences",
+            "region_attribute_labels",
+            "region_attribute_confidences",
+        ):
+            expected[name] = regions
+        expected["region_feature_targets"] = tuple(region_features.shape)
+    for name, tensor in labels.items():
+        if tensor is None or name not in expected:
+            continue
+        if tuple(tensor.shape) != expected[name]:
+            raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
+        integer_names = ("labels", "matched_labels", "answer_labels", "region_object_labels", "region_attribute_labels")
+        if name in integer_names and tensor.is_floating_point():
+            raise ValueError(f"{name}: expected integer class ids (torch.long), got {tensor.dtype}")

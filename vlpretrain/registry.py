@@ -1,0 +1,79 @@
+"""The architectures of the package and their registration with transformers' Auto classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import transformers
+
+from .configuration.lxmert import LxmertConfig
+from .modeling.lxmert import LxmertForImageTextRetrieval, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture: its short name (used on the command line), config class and model classes by task."""
+
+    name: str
+    config_class: type
+    models: dict[str, type] = field(default_factory=dict)
+
+    def model_class(self, task: str) -> type:
+        """The model class for ``task`` (``base``, ``pretraining``, ``vqa``, ``retrieval``, ...)."""
+        if task not in self.models:
+            raise ValueError(f"task: {self.name} has no {task!r} model; available: {sorted(self.models)}")
+        return self.models[task]
+
+
+MODEL_REGISTRY: dict[str, Architecture] = {
+    "lxmert": Architecture(
+        "lxmert",
+        LxmertConfig,
+        {
+            "base": LxmertModel,
+            "pretraining": LxmertForPreTraining,
+            "vqa": LxmertForQuestionAnswering,
+            "retrieval": LxmertForImageTextRetrieval,
+        },
+    ),
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    """Look an architecture up by its short name, with an error that lists the known names."""
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"model: unknown architecture {name!r}; known: {sorted(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[name]
+
+
+def architecture_for_config(config) -> Architecture:
+    """The architecture whose config ``model_type`` matches ``config`` (a config object or a dict)."""
+    model_type = config["model_type"] if isinstance(config, dict) else config.model_type
+    for architecture in MODEL_REGISTRY.values():
+        if architecture.config_class.model_type == model_type:
+            return architecture
+    raise ValueError(f"config: model_type {model_type!r} is not an architecture of vlpretrain")
+
+
+def model_class_for_name(class_name: str) -> type:
+    """Find a model class of the package by its class name (as in ``config.architectures``)."""
+    for architecture in MODEL_REGISTRY.values():
+        for model_class in architecture.models.values():
+            if model_class.__name__ == class_name:
+                return model_class
+    raise ValueError(f"architectures: {class_name!r} is not a model class of vlpretrain")
+
+
+def register_auto_classes() -> None:
+    """Register every config and model with the Auto class named by the model's ``hub_auto_class``.
+
+    ``exist_ok=True`` is needed because some class names (``LxmertConfig``) are also transformers' own;
+    registration is keyed by the class object, so transformers' classes keep their own mapping.
+    """
+    for architecture in MODEL_REGISTRY.values():
+        config_class = architecture.config_class
+        transformers.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        for model_class in architecture.models.values():
+            auto_name = model_class.__dict__.get("hub_auto_class")
+            if auto_name:
+                getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)

@@ -1,0 +1,102 @@
+"""A ``transformers.Trainer`` that logs every pretraining objective's loss next to the total.
+
+Callbacks never see model outputs, so the per-objective losses are collected in ``compute_loss`` (training)
+and ``prediction_step`` (evaluation) and merged into the logged dictionaries: ``mlm_loss``,
+``matching_loss``, ... while training and ``eval_mlm_loss``, ... after evaluation. Values are averaged over
+the optimisation steps since the last log and, in multi-process runs, over processes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+
+class VLPretrainingTrainer(Trainer):
+    """Trainer for the package's multi-objective models.
+
+    Besides logging each objective, it evaluates with ``eval_loss`` whenever *any* label of the model is in the
+    batch (transformers' Trainer requires all of them, so a batch without, say, ``answer_labels`` would silently
+    lose ``eval_loss``).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._objective_sums: dict[str, torch.Tensor] = {}
+        self._objective_counts: dict[str, int] = defaultdict(int)
+        self._eval_sums: dict[str, float] = defaultdict(float)
+        self._eval_counts: dict[str, int] = defaultdict(int)
+        self._all_label_names = list(self.label_names)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            for name, value in _objective_losses(outputs).items():
+                value = value.detach().float()
+                self._objective_sums[name] = self._objective_sums.get(name, 0.0) + value
+                self._objective_counts[name] += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        self.label_names = [name for name in self._all_label_names if inputs.get(name) is not None]
+        try:
+            if self.label_names:
+                with torch.no_grad(), self.compute_loss_context_manager():
+                    outputs = model(**self._prepare_inputs(inputs))
+                for name, value in _objective_losses(outputs).items():
+                    self._eval_sums[name] += float(value.detach().float())
+                    self._eval_counts[name] += 1
+                loss = outputs["loss"].detach().mean() if outputs.get("loss") is not None else None
+                if prediction_loss_only or self.compute_metrics is None:
+                    return loss, None, None
+                ignore = set(ignore_keys or []) | set(getattr(self.model.config, "keys_to_ignore_at_inference", []))
+                logits = tuple(
+                    value.detach()
+                    for key, value in outputs.items()
+                    if key != "loss" and not key.endswith("_loss") and key not in ignore and isinstance(value, torch.Tensor)
+                )
+                labels = tuple(inputs.get(name) for name in self.label_names)
+                return loss, (logits[0] if len(logits) == 1 else logits), (labels[0] if len(labels) == 1 else labels)
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        finally:
+            self.label_names = list(self._all_label_names)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        self._eval_sums.clear()
+        self._eval_counts.clear()
+        self._metric_key_prefix = metric_key_prefix
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and self._objective_sums:
+            for name, total in self._objective_sums.items():
+                mean = total / self._objective_counts[name]
+                logs[name] = round(self._reduce_mean(mean), 4)
+            self._objective_sums = {}
+            self._objective_counts.clear()
+        prefix = getattr(self, "_metric_key_prefix", "eval")
+        if f"{prefix}_loss" in logs and self._eval_sums:
+            for name, total in self._eval_sums.items():
+                logs[f"{prefix}_{name}"] = round(total / self._eval_counts[name], 4)
+            self._eval_sums.clear()
+            self._eval_counts.clear()
+        super().log(logs, *args, **kwargs)
+
+    def _reduce_mean(self, value: torch.Tensor | float) -> float:
+        """Average a scalar over processes (a no-op in single-process runs)."""
+        if not isinstance(value, torch.Tensor):
+            return float(value)
+        if self.args.world_size > 1:
+            value = self.accelerator.reduce(value.to(self.args.device), reduction="mean")
+        return float(value)
+
+
+def _objective_losses(outputs) -> dict[str, torch.Tensor]:
+    """The per-objective losses of a model output: every tensor entry named ``<objective>_loss``."""
+    return {
+        key: value
+        for key, value in outputs.items()
+        if key.endswith("_loss") and key != "loss" and isinstance(value, torch.Tensor)
+    }
