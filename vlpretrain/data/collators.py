@@ -1,0 +1,801 @@
+"""Seeded maskers for every pretraining objective, and collators that pad examples and compose the maskers.
+
+Each masker is a small named object with its own seed, so a run is reproducible and each objective's sampling
+can be tested on its own. The composed :class:`MultimodalCollator` pads already-featurised examples into
+batches whose keys are the package-wide model input and label names, then applies the maskers of the enabled
+objectives in a fixed order: caption swapping (matching), frame shuffling, token masking, region masking,
+frame masking, answer targets, contrastive positives.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+# Objective names accepted by the composed collators, mapped to the masker that serves them.
+OBJECTIVE_MASKERS: dict[str, str] = {
+    "mlm": "tokens",
+    "span": "span",
+    "region_feature": "regions",
+    "region_object": "regions",
+    "region_attribute": "regions",
+    "region_class": "regions",
+    "matching": "matching",
+    "qa": "answers",
+    "frame_feature": "frames",
+    "frame_order": "frame_order",
+    "contrastive": "contrastive",
+    "action": "actions",
+}
+
+# Region masking variants: (probability of zeroing, probability of a feature from another image); the rest keep.
+REGION_MASK_STYLES: dict[str, tuple[float, float]] = {
+    "zero": (1.0, 0.0),
+    "vilbert": (0.9, 0.0),
+    "lxmert": (0.8, 0.1),
+}
+
+_VIDEO_MODEL_HINTS = ("univl", "videobert", "hero")
+_BOTH_MODALITIES_HINTS = ("actbert",)
+
+
+def _derive_seed(seed: int, name: str) -> int:
+    """Give each named masker its own stream derived from one collator seed."""
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63 - 1)
+
+
+def _check_probability(name: str, value: float) -> float:
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+    return float(value)
+
+
+class SeededMasker:
+    """Base of the maskers: a name, a seed, and one random generator per data-loader worker.
+
+    A collator copied into ``DataLoader`` workers would otherwise draw the same masks in every worker, so the
+    worker id is mixed into the seed the first time a worker samples.
+    """
+
+    name = "masker"
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self._generators: dict[int, torch.Generator] = {}
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The generator of the current process (worker 0 outside data-loader workers)."""
+        info = torch.utils.data.get_worker_info()
+        worker = 0 if info is None else info.id
+        if worker not in self._generators:
+            self._generators[worker] = torch.Generator().manual_seed(_derive_seed(self.seed, f"{self.name}/{worker}"))
+        return self._generators[worker]
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random streams from ``seed``."""
+        self.seed = int(seed)
+        self._generators = {}
+
+    def _uniform(self, shape: Sequence[int] | torch.Size) -> torch.Tensor:
+        return torch.rand(tuple(shape), generator=self.generator)
+
+
+class TokenMasker(SeededMasker):
+    """BERT masked language modelling: select ``probability`` of the real tokens, then 80 % [MASK] / 10 % random
+    token / 10 % unchanged. Special tokens and padding are never selected.
+
+    With ``whole_word`` every WordPiece of a word (a start piece plus its ``##`` continuations) is selected and
+    replaced together, as in VL-BERT: one draw per word decides selection and the 80/10/10 branch.
+    """
+
+    name = "mlm"
+
+    def __init__(
+        self,
+        mask_token_id: int,
+        vocab_size: int,
+        special_token_ids: Iterable[int],
+        probability: float = 0.15,
+        mask_ratio: float = 0.8,
+        random_ratio: float = 0.1,
+        whole_word: bool = False,
+        continuation_token_ids: Iterable[int] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(seed)
+        if vocab_size <= 0:
+            raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+        if not 0 <= mask_token_id < vocab_size:
+            raise ValueError(f"mask_token_id must be a vocabulary id in [0, {vocab_size}), got {mask_token_id}")
+        self.probability = _check_probability("probability", probability)
+        self.mask_ratio = _check_probability("mask_ratio", mask_ratio)
+        self.random_ratio = _check_probability("random_ratio", random_ratio)
+        if mask_ratio + random_ratio > 1.0:
+            raise ValueError(f"mask_ratio + random_ratio must be at most 1, got {mask_ratio} + {random_ratio}")
+        if whole_word and continuation_token_ids is None:
+            raise ValueError("continuation_token_ids is required when whole_word=True (the ids of '##' pieces)")
+        self.mask_token_id = int(mask_token_id)
+        self.vocab_size = int(vocab_size)
+        self.special_token_ids = torch.tensor(sorted(set(int(i) for i in special_token_ids)), dtype=torch.long)
+        self.whole_word = bool(whole_word)
+        self.continuation_token_ids = torch.tensor(sorted(set(continuation_token_ids or ())), dtype=torch.long)
+        candidates = torch.ones(self.vocab_size, dtype=torch.bool)
+        candidates[self.special_token_ids[self.special_token_ids < self.vocab_size]] = False
+        self.random_token_ids = torch.nonzero(candidates).flatten()
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, **kwargs: Any) -> TokenMasker:
+        """Read the [MASK] id, vocabulary size, special ids and ``##`` continuation ids from a BERT tokenizer."""
+        vocab = tokenizer.get_vocab()
+        continuation = [index for token, index in vocab.items() if token.startswith("##")]
+        return cls(
+            mask_token_id=tokenizer.mask_token_id,
+            vocab_size=len(tokenizer),
+            special_token_ids=tokenizer.all_special_ids,
+            continuation_token_ids=continuation,
+            **kwargs,
+        )
+
+    def _selection_units(self, candidates: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Index of the unit (token or whole word) each candidate token belongs to, and the number of units."""
+        flat = candidates.flatten()
+        if not self.whole_word:
+            return torch.cumsum(flat.long(), 0).view_as(candidates) - 1, int(flat.sum())
+        continuation = torch.isin(input_ids, self.continuation_token_ids)
+        previous_is_candidate = torch.zeros_like(candidates)
+        previous_is_candidate[:, 1:] = candidates[:, :-1]
+        starts = candidates & ~(continuation & previous_is_candidate)
+        return torch.cumsum(starts.flatten().long(), 0).view_as(candidates) - 1, int(starts.sum())
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(masked_input_ids, labels)``; labels hold the original id where selected, -100 elsewhere."""
+        if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
+            raise ValueError(
+                f"input_ids and attention_mask must both be (batch, length); got {tuple(input_ids.shape)} and "
+                f"{tuple(attention_mask.shape)}"
+            )
+        candidates = attention_mask.bool() & ~torch.isin(input_ids, self.special_token_ids)
+        unit_index, num_units = self._selection_units(candidates, input_ids)
+        if num_units == 0:
+            return input_ids.clone(), torch.full_like(input_ids, IGNORE_INDEX)
+        unit_selected = self._uniform((num_units,)) < self.probability
+        unit_branch = self._uniform((num_units,))
+        safe_index = unit_index.clamp(min=0)
+        selected = candidates & unit_selected[safe_index]
+        branch = unit_branch[safe_index]
+        to_mask = selected & (branch < self.mask_ratio)
+        to_random = selected & (branch >= self.mask_ratio) & (branch < self.mask_ratio + self.random_ratio)
+        labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+        masked = input_ids.clone()
+        masked[to_mask] = self.mask_token_id
+        picks = torch.randint(len(self.random_token_ids), (int(to_random.sum()),), generator=self.generator)
+        masked[to_random] = self.random_token_ids[picks]
+        return masked, labels
+
+
+class SpanMasker(SeededMasker):
+    """Contiguous span masking for generation-style objectives (SpanBERT-like): spans of real, non-special
+    tokens with geometric lengths (clipped to ``max_span_length``) are replaced by [MASK] until about
+    ``probability`` of each sequence's candidate tokens is covered; labels hold the original ids of the spans.
+    """
+
+    name = "span"
+
+    def __init__(
+        self,
+        mask_token_id: int,
+        special_token_ids: Iterable[int],
+        probability: float = 0.15,
+        mean_span_length: float = 3.0,
+        max_span_length: int = 10,
+        seed: int = 0,
+    ):
+        super().__init__(seed)
+        self.probability = _check_probability("probability", probability)
+        if mean_span_length < 1.0:
+            raise ValueError(f"mean_span_length must be at least 1, got {mean_span_length}")
+        if max_span_length < 1:
+            raise ValueError(f"max_span_length must be at least 1, got {max_span_length}")
+        self.mask_token_id = int(mask_token_id)
+        self.special_token_ids = torch.tensor(sorted(set(int(i) for i in special_token_ids)), dtype=torch.long)
+        self.mean_span_length = float(mean_span_length)
+        self.max_span_length = int(max_span_length)
+
+    def _span_length(self) -> int:
+        success = 1.0 / self.mean_span_length
+        draw = float(self._uniform((1,)))
+        length = 1 + int(np.floor(np.log1p(-draw) / np.log1p(-success))) if success < 1.0 else 1
+        return min(length, self.max_span_length)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(masked_input_ids, labels)`` with whole spans masked."""
+        if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
+            raise ValueError(
+                f"input_ids and attention_mask must both be (batch, length); got {tuple(input_ids.shape)} and "
+                f"{tuple(attention_mask.shape)}"
+            )
+        candidates = attention_mask.bool() & ~torch.isin(input_ids, self.special_token_ids)
+        selected = torch.zeros_like(candidates)
+        for row in range(input_ids.shape[0]):
+            positions = torch.nonzero(candidates[row]).flatten()
+            budget = int(round(self.probability * len(positions)))
+            attempts = 0
+            while int(selected[row].sum()) < budget and attempts < 10 * len(positions):
+                attempts += 1
+                length = min(self._span_length(), budget - int(selected[row].sum()))
+                start = positions[int(torch.randint(len(positions), (1,), generator=self.generator))]
+                stop = int(start) + length
+                if stop <= input_ids.shape[1] and bool(candidates[row, start:stop].all()):
+                    selected[row, start:stop] = True
+        labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+        masked = torch.where(selected, torch.full_like(input_ids, self.mask_token_id), input_ids)
+        return masked, labels
+
+
+class FeatureMasker(SeededMasker):
+    """Mask ``probability`` of the valid (non-padded) regions or frames of each item.
+
+    A selected item is zeroed with ``zero_probability``, replaced by a feature of another item of the batch
+    (another image or video) with ``swap_probability``, and kept otherwise. ``min_masked`` forces at least
+    that many selected items per sequence (HERO masks at least one frame). Returns the masked features, the
+    boolean selection and the original features as regression targets.
+    """
+
+    def __init__(
+        self,
+        probability: float = 0.15,
+        zero_probability: float = 1.0,
+        swap_probability: float = 0.0,
+        min_masked: int = 0,
+        seed: int = 0,
+        name: str = "features",
+    ):
+        super().__init__(seed)
+        self.name = name
+        self.probability = _check_probability("probability", probability)
+        self.zero_probability = _check_probability("zero_probability", zero_probability)
+        self.swap_probability = _check_probability("swap_probability", swap_probability)
+        if zero_probability + swap_probability > 1.0:
+            raise ValueError(
+                f"zero_probability + swap_probability must be at most 1, got {zero_probability} + {swap_probability}"
+            )
+        if min_masked < 0:
+            raise ValueError(f"min_masked must be non-negative, got {min_masked}")
+        self.min_masked = int(min_masked)
+
+    def _select(self, valid: torch.Tensor) -> torch.Tensor:
+        scores = self._uniform(valid.shape)
+        selected = valid & (scores < self.probability)
+        if self.min_masked:
+            for row in range(valid.shape[0]):
+                shortfall = min(self.min_masked, int(valid[row].sum())) - int(selected[row].sum())
+                if shortfall > 0:
+                    spare = torch.where(valid[row] & ~selected[row], scores[row], torch.full_like(scores[row], 2.0))
+                    selected[row, torch.argsort(spare)[:shortfall]] = True
+        return selected
+
+    def __call__(
+        self, features: torch.Tensor, valid_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(masked_features, selected, targets)`` for features (B, N, D) and a 0/1 mask (B, N)."""
+        if features.dim() != 3 or valid_mask.shape != features.shape[:2]:
+            raise ValueError(
+                f"features must be (batch, items, dim) with a (batch, items) mask; got {tuple(features.shape)} "
+                f"and {tuple(valid_mask.shape)}"
+            )
+        valid = valid_mask.bool()
+        selected = self._select(valid)
+        branch = self._uniform(valid.shape)
+        zero = selected & (branch < self.zero_probability)
+        swap = selected & (branch >= self.zero_probability) & (branch < self.zero_probability + self.swap_probability)
+        masked = features.clone()
+        masked[zero] = 0.0
+        batch_size = features.shape[0]
+        if batch_size < 2:
+            masked[swap] = 0.0
+        else:
+            for row, column in torch.nonzero(swap).tolist():
+                offset = int(torch.randint(1, batch_size, (1,), generator=self.generator))
+                donor = (row + offset) % batch_size
+                donor_valid = valid[donor].float()
+                if donor_valid.sum() == 0:
+                    masked[row, column] = 0.0
+                    continue
+                donor_item = int(torch.multinomial(donor_valid, 1, generator=self.generator))
+                masked[row, column] = features[donor, donor_item]
+        return masked, selected, features.clone()
+
+
+class FrameShuffler(SeededMasker):
+    """Frame order modelling (HERO FOM): select ``probability`` of each clip's valid frames and permute them
+    among themselves. ``frame_order_labels[b, p]`` is the original index of the frame now at position ``p``
+    for every selected position and -100 elsewhere. With two or more selected frames the permutation moves
+    every one of them; a single selected frame stays in place (its label is its own index).
+    """
+
+    name = "frame_order"
+
+    def __init__(self, probability: float = 0.15, seed: int = 0):
+        super().__init__(seed)
+        self.probability = _check_probability("probability", probability)
+
+    def _derangement(self, size: int) -> torch.Tensor:
+        if size < 2:
+            return torch.arange(size)
+        while True:
+            order = torch.randperm(size, generator=self.generator)
+            if bool((order != torch.arange(size)).all()):
+                return order
+
+    def __call__(self, features: torch.Tensor, valid_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(shuffled_features, frame_order_labels)`` for features (B, F, D) and a mask (B, F)."""
+        if features.dim() != 3 or valid_mask.shape != features.shape[:2]:
+            raise ValueError(
+                f"frame features must be (batch, frames, dim) with a (batch, frames) mask; got "
+                f"{tuple(features.shape)} and {tuple(valid_mask.shape)}"
+            )
+        selected = valid_mask.bool() & (self._uniform(valid_mask.shape) < self.probability)
+        labels = torch.full(valid_mask.shape, IGNORE_INDEX, dtype=torch.long)
+        shuffled = features.clone()
+        for row in range(features.shape[0]):
+            positions = torch.nonzero(selected[row]).flatten()
+            sources = positions[self._derangement(len(positions))]
+            shuffled[row, positions] = features[row, sources]
+            labels[row, positions] = sources
+        return shuffled, labels
+
+
+class CaptionSwapper(SeededMasker):
+    """Image-text matching negatives: with ``probability`` an example's caption is replaced by the caption of
+    an example showing a *different* image (or video). Label 1 = matched, 0 = mismatched. An example whose
+    batch holds no other image keeps its caption and stays matched.
+    """
+
+    name = "matching"
+
+    def __init__(self, probability: float = 0.5, seed: int = 0):
+        super().__init__(seed)
+        self.probability = _check_probability("probability", probability)
+
+    def __call__(self, sources: Sequence[Any]) -> tuple[list[int], torch.Tensor]:
+        """Given each example's image (or video) identity, return the caption donor index of every example and
+        the matched labels."""
+        donors = list(range(len(sources)))
+        matched = torch.ones(len(sources), dtype=torch.long)
+        swap = self._uniform((len(sources),)) < self.probability
+        for index in torch.nonzero(swap).flatten().tolist():
+            others = [other for other, source in enumerate(sources) if source != sources[index]]
+            if others:
+                donors[index] = others[int(torch.randint(len(others), (1,), generator=self.generator))]
+                matched[index] = 0
+        return donors, matched
+
+
+class AnswerSampler(SeededMasker):
+    """QA targets: an ``answer_label`` is used as is; ``answer_scores`` (a dict answer id -> score or a score
+    vector) gives a label drawn in proportion to the scores (LXMERT) or, with ``sample=False``, the best answer.
+    Examples without an answer get -100."""
+
+    name = "qa"
+
+    def __init__(self, sample: bool = True, seed: int = 0):
+        super().__init__(seed)
+        self.sample = bool(sample)
+
+    def label(self, example: Mapping[str, Any], index: int) -> int:
+        """The answer id of one example (-100 when it has none)."""
+        if example.get("answer_label") is not None:
+            return int(example["answer_label"])
+        scores = example.get("answer_scores")
+        if scores is None:
+            return IGNORE_INDEX
+        if isinstance(scores, Mapping):
+            ids = torch.tensor([int(key) for key in scores], dtype=torch.long)
+            weights = torch.tensor([float(value) for value in scores.values()], dtype=torch.float64)
+        else:
+            weights = torch.as_tensor(np.asarray(scores, dtype=np.float64)).flatten()
+            ids = torch.arange(len(weights))
+        if len(weights) == 0 or bool((weights < 0).any()):
+            raise ValueError(f"answer_scores of example {index} must be non-negative scores, got {scores!r}")
+        if float(weights.sum()) == 0.0:
+            return IGNORE_INDEX
+        if self.sample:
+            return int(ids[torch.multinomial(weights, 1, generator=self.generator)])
+        return int(ids[torch.argmax(weights)])
+
+
+def contrastive_positive_mask(sources: Sequence[Any]) -> torch.Tensor:
+    """In-batch contrastive positives: (B, B) boolean, True on the diagonal and wherever two examples show the
+    same image or video (so a loss can avoid treating a duplicate as a negative)."""
+    codes = {source: code for code, source in enumerate(dict.fromkeys(sources))}
+    ids = torch.tensor([codes[source] for source in sources])
+    return ids[:, None] == ids[None, :]
+
+
+def _as_array(value: Any, field: str, index: int, ndim: int, dtype: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{field} of example {index} must be a numeric array, got {type(value).__name__}") from error
+    if array.ndim != ndim:
+        raise ValueError(f"{field} of example {index} must have {ndim} dimension(s), got shape {array.shape}")
+    return array
+
+
+class MultimodalCollator:
+    """Pad already-featurised examples into a batch and apply the maskers of the enabled objectives.
+
+    Inputs per example: ``input_ids`` (with [CLS]/[SEP]), optional ``token_type_ids``; for images
+    ``region_features`` (R, D), ``region_boxes`` (R, 4) and the targets the objectives need; for videos
+    ``frame_features`` (F, D). ``image_id`` / ``video_id`` identify the visual side for matching and
+    contrastive batches (the example's position is used when absent).
+
+    Args:
+        objectives: names from ``OBJECTIVE_MASKERS``, or a ``loss_weights`` mapping (weight 0 = off).
+        pad_token_id / mask_token_id / vocab_size / special_token_ids / continuation_token_ids: token ids.
+        regions / frames: whether examples carry region features, frame features, or both (ActBERT).
+        num_regions / num_frames: pad every batch to this many regions / frames (e.g. 36); the batch maximum
+            when None. An example with more raises a ``ValueError``.
+        mask_probability / whole_word_masking: token masking (span masking uses the same rate).
+        region_mask_probability / region_mask_style: region masking rate and variant (``REGION_MASK_STYLES``).
+        frame_mask_probability / min_masked_frames / frame_shuffle_probability: frame objectives.
+        negative_probability: share of captions swapped for matching.
+        sample_answers: draw QA labels in proportion to ``answer_scores`` (else the best answer).
+        seed: seeds every masker (each masker gets its own stream derived from its name).
+
+    Batch keys: always ``input_ids``, ``attention_mask``, ``token_type_ids``; with regions ``region_features``
+    (B, R, D float32), ``region_boxes`` (B, R, 4), ``region_attention_mask`` (B, R, 0/1); with frames
+    ``frame_features``, ``frame_attention_mask``. Per objective: ``mlm`` / ``span`` -> ``labels``; any region
+    objective -> ``masked_regions``; ``region_feature`` -> ``region_feature_targets``; ``region_class`` ->
+    ``region_class_targets``; ``region_object`` / ``region_attribute`` -> ``region_{object,attribute}_labels``
+    (-100 on padding) and ``region_{object,attribute}_confidences`` (1.0 per labelled region when the examples
+    give none); ``matching`` -> ``matched_labels``; ``qa`` -> ``answer_labels`` (-100 on mismatched pairs);
+    ``frame_feature`` -> ``masked_frames``, ``frame_feature_targets``; ``frame_order`` -> ``frame_order_labels``;
+    ``action`` -> ``action_labels``; ``contrastive`` -> ``contrastive_positive_mask`` (B, B).
+    """
+
+    def __init__(
+        self,
+        objectives: Iterable[str] | Mapping[str, float],
+        pad_token_id: int,
+        mask_token_id: int | None = None,
+        vocab_size: int | None = None,
+        special_token_ids: Iterable[int] = (),
+        continuation_token_ids: Iterable[int] | None = None,
+        regions: bool = True,
+        frames: bool = False,
+        num_regions: int | None = None,
+        num_frames: int | None = None,
+        mask_probability: float = 0.15,
+        whole_word_masking: bool = False,
+        region_mask_probability: float = 0.15,
+        region_mask_style: str = "zero",
+        frame_mask_probability: float = 0.15,
+        min_masked_frames: int = 0,
+        frame_shuffle_probability: float = 0.15,
+        negative_probability: float = 0.5,
+        sample_answers: bool = True,
+        seed: int = 0,
+    ):
+        if isinstance(objectives, Mapping):
+            names = [name for name, weight in objectives.items() if float(weight) > 0.0]
+        elif isinstance(objectives, str):
+            raise ValueError(
+                f"objectives must be a list of names or a loss_weights mapping, got the string {objectives!r}"
+            )
+        else:
+            names = list(objectives)
+        unknown = sorted(set(names) - set(OBJECTIVE_MASKERS))
+        if unknown:
+            raise ValueError(f"objectives: unknown names {unknown}; expected some of {sorted(OBJECTIVE_MASKERS)}")
+        if not regions and not frames:
+            raise ValueError("regions and frames are both False; a multimodal collator needs at least one of them")
+        if region_mask_style not in REGION_MASK_STYLES:
+            raise ValueError(
+                f"region_mask_style must be one of {sorted(REGION_MASK_STYLES)}, got {region_mask_style!r}"
+            )
+        for field, count in (("num_regions", num_regions), ("num_frames", num_frames)):
+            if count is not None and count < 1:
+                raise ValueError(f"{field} must be a positive count or None, got {count}")
+        self.objectives = tuple(dict.fromkeys(names))
+        kinds = {OBJECTIVE_MASKERS[name] for name in self.objectives}
+        if {"tokens", "span"} <= kinds:
+            raise ValueError("objectives: 'mlm' and 'span' both write `labels`; enable only one of them")
+        if kinds & {"regions"} and not regions:
+            raise ValueError(f"objectives {sorted(self.objectives)} need region features but regions=False")
+        if kinds & {"frames", "frame_order"} and not frames:
+            raise ValueError(f"objectives {sorted(self.objectives)} need frame features but frames=False")
+        self.kinds = kinds
+        self.pad_token_id = int(pad_token_id)
+        self.regions = bool(regions)
+        self.frames = bool(frames)
+        self.num_regions = num_regions
+        self.num_frames = num_frames
+        self.seed = int(seed)
+        special = set(int(i) for i in special_token_ids) | {self.pad_token_id}
+        if kinds & {"tokens", "span"} and (mask_token_id is None or vocab_size is None):
+            raise ValueError("mask_token_id and vocab_size are required for the 'mlm' and 'span' objectives")
+        self.token_masker = (
+            TokenMasker(
+                mask_token_id,
+                vocab_size,
+                special,
+                mask_probability,
+                whole_word=whole_word_masking,
+                continuation_token_ids=continuation_token_ids,
+                seed=seed,
+            )
+            if "tokens" in kinds
+            else None
+        )
+        self.span_masker = SpanMasker(mask_token_id, special, mask_probability, seed=seed) if "span" in kinds else None
+        zero, swap = REGION_MASK_STYLES[region_mask_style]
+        self.region_masker = (
+            FeatureMasker(region_mask_probability, zero, swap, seed=seed, name="regions")
+            if "regions" in kinds
+            else None
+        )
+        self.frame_masker = (
+            FeatureMasker(frame_mask_probability, 1.0, 0.0, min_masked_frames, seed=seed, name="frames")
+            if "frames" in kinds
+            else None
+        )
+        self.frame_shuffler = FrameShuffler(frame_shuffle_probability, seed=seed) if "frame_order" in kinds else None
+        self.caption_swapper = CaptionSwapper(negative_probability, seed=seed) if "matching" in kinds else None
+        self.answer_sampler = AnswerSampler(sample_answers, seed=seed) if "answers" in kinds else None
+
+    @classmethod
+    def from_tokenizer(
+        cls, tokenizer: Any, objectives: Iterable[str] | Mapping[str, float], **kwargs: Any
+    ) -> MultimodalCollator:
+        """Build a collator whose token ids (pad, [MASK], specials, ``##`` pieces) come from a BERT tokenizer."""
+        if tokenizer.pad_token_id is None:
+            raise ValueError("tokenizer has no pad token; set tokenizer.pad_token before collating")
+        continuation = [index for token, index in tokenizer.get_vocab().items() if token.startswith("##")]
+        return cls(
+            objectives,
+            pad_token_id=tokenizer.pad_token_id,
+            mask_token_id=tokenizer.mask_token_id,
+            vocab_size=len(tokenizer),
+            special_token_ids=tokenizer.all_special_ids,
+            continuation_token_ids=continuation,
+            **kwargs,
+        )
+
+    @property
+    def maskers(self) -> list[SeededMasker]:
+        """The maskers in use, in the order they are applied."""
+        ordered = (
+            self.caption_swapper,
+            self.frame_shuffler,
+            self.token_masker,
+            self.span_masker,
+            self.region_masker,
+            self.frame_masker,
+            self.answer_sampler,
+        )
+        return [masker for masker in ordered if masker is not None]
+
+    def reseed(self, seed: int) -> None:
+        """Restart every masker's random stream from ``seed``."""
+        self.seed = int(seed)
+        for masker in self.maskers:
+            masker.reseed(seed)
+
+    def _required_fields(self) -> list[str]:
+        fields = ["input_ids"]
+        if self.regions:
+            fields += ["region_features", "region_boxes"]
+        if self.frames:
+            fields.append("frame_features")
+        if "region_class" in self.objectives:
+            fields.append("region_class_targets")
+        if "region_object" in self.objectives:
+            fields.append("region_object_labels")
+        if "region_attribute" in self.objectives:
+            fields.append("region_attribute_labels")
+        return fields
+
+    def _validate(self, examples: Sequence[Mapping[str, Any]]) -> None:
+        if len(examples) == 0:
+            raise ValueError("examples is empty; a batch needs at least one example")
+        for index, example in enumerate(examples):
+            if not isinstance(example, Mapping):
+                raise ValueError(
+                    f"example {index} must be a mapping of field names to values, got {type(example).__name__}"
+                )
+            missing = [field for field in self._required_fields() if example.get(field) is None]
+            if missing:
+                raise ValueError(
+                    f"example {index} is missing {missing} (needed by objectives {list(self.objectives)}); "
+                    f"it has {sorted(example)}"
+                )
+
+    @staticmethod
+    def _source(example: Mapping[str, Any], index: int, key: str) -> Any:
+        value = example.get(key)
+        return ("position", index) if value is None else value
+
+    def _pad_tokens(self, examples: Sequence[Mapping[str, Any]], donors: Sequence[int]) -> dict[str, torch.Tensor]:
+        rows = [_as_array(examples[d]["input_ids"], "input_ids", d, 1, np.int64) for d in donors]
+        types = []
+        for d, row in zip(donors, rows):
+            given = examples[d].get("token_type_ids")
+            types.append(np.zeros_like(row) if given is None else _as_array(given, "token_type_ids", d, 1, np.int64))
+            if len(types[-1]) != len(row):
+                raise ValueError(
+                    f"token_type_ids of example {d} has length {len(types[-1])}, expected {len(row)} like input_ids"
+                )
+        length = max(len(row) for row in rows)
+        if length == 0:
+            raise ValueError("input_ids: every example in the batch is empty; expected [CLS] ... [SEP] token ids")
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        token_type_ids = torch.zeros((len(rows), length), dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for b, (row, type_row) in enumerate(zip(rows, types)):
+            input_ids[b, : len(row)] = torch.from_numpy(row)
+            token_type_ids[b, : len(row)] = torch.from_numpy(type_row)
+            attention_mask[b, : len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+    @staticmethod
+    def _pad_items(
+        examples: Sequence[Mapping[str, Any]], field: str, fixed: int | None, count_field: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        arrays = [_as_array(example[field], field, i, 2, np.float32) for i, example in enumerate(examples)]
+        sizes = {array.shape[1] for array in arrays}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"{field}: examples have different feature sizes {[a.shape[1] for a in arrays]}; expected one size"
+            )
+        longest = max(len(array) for array in arrays)
+        if fixed is not None and longest > fixed:
+            raise ValueError(f"{field}: an example has {longest} items but {count_field}={fixed}")
+        count = fixed if fixed is not None else longest
+        padded = torch.zeros((len(arrays), count, arrays[0].shape[1]), dtype=torch.float32)
+        mask = torch.zeros((len(arrays), count), dtype=torch.long)
+        for b, array in enumerate(arrays):
+            padded[b, : len(array)] = torch.from_numpy(array)
+            mask[b, : len(array)] = 1
+        return padded, mask
+
+    @staticmethod
+    def _pad_per_item(
+        examples: Sequence[Mapping[str, Any]], field: str, lengths: torch.Tensor, width: int, fill: float, dtype: Any
+    ) -> torch.Tensor:
+        out = torch.full((len(examples), width), fill, dtype=dtype)
+        for b, example in enumerate(examples):
+            values = _as_array(example[field], field, b, 1, np.float64)
+            if len(values) != int(lengths[b]):
+                raise ValueError(
+                    f"{field} of example {b} has {len(values)} values, expected {int(lengths[b])} (one per region)"
+                )
+            out[b, : len(values)] = torch.as_tensor(values, dtype=dtype)
+        return out
+
+    def _regions(self, examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor]) -> None:
+        features, mask = self._pad_items(examples, "region_features", self.num_regions, "num_regions")
+        lengths = mask.sum(1)
+        boxes = torch.zeros((len(examples), features.shape[1], 4), dtype=torch.float32)
+        for b, example in enumerate(examples):
+            box = _as_array(example["region_boxes"], "region_boxes", b, 2, np.float32)
+            if box.shape != (int(lengths[b]), 4):
+                raise ValueError(
+                    f"region_boxes of example {b} has shape {box.shape}, expected ({int(lengths[b])}, 4) "
+                    "(x1, y1, x2, y2 per region)"
+                )
+            boxes[b, : len(box)] = torch.from_numpy(box)
+        batch.update(region_features=features, region_boxes=boxes, region_attention_mask=mask)
+        if self.region_masker is None:
+            return
+        masked, selected, targets = self.region_masker(features, mask)
+        batch.update(region_features=masked, masked_regions=selected)
+        if "region_feature" in self.objectives:
+            batch["region_feature_targets"] = targets
+        if "region_class" in self.objectives:
+            classes, _ = self._pad_items(examples, "region_class_targets", features.shape[1], "num_regions")
+            for b, example in enumerate(examples):
+                if len(example["region_class_targets"]) != int(lengths[b]):
+                    raise ValueError(
+                        f"region_class_targets of example {b} has {len(example['region_class_targets'])} rows, "
+                        f"expected {int(lengths[b])} (one per region)"
+                    )
+            batch["region_class_targets"] = classes
+        width = features.shape[1]
+        for kind in ("object", "attribute"):
+            if f"region_{kind}" not in self.objectives:
+                continue
+            batch[f"region_{kind}_labels"] = self._pad_per_item(
+                examples, f"region_{kind}_labels", lengths, width, IGNORE_INDEX, torch.long
+            )
+            confidences = f"region_{kind}_confidences"
+            if all(example.get(confidences) is not None for example in examples):
+                batch[confidences] = self._pad_per_item(examples, confidences, lengths, width, 0.0, torch.float32)
+            else:
+                batch[confidences] = (batch[f"region_{kind}_labels"] != IGNORE_INDEX).float()
+
+    def _frames(self, examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor]) -> None:
+        features, mask = self._pad_items(examples, "frame_features", self.num_frames, "num_frames")
+        if self.frame_shuffler is not None:
+            features, batch["frame_order_labels"] = self.frame_shuffler(features, mask)
+        batch.update(frame_features=features, frame_attention_mask=mask)
+        if self.frame_masker is not None:
+            masked, selected, targets = self.frame_masker(features, mask)
+            batch.update(frame_features=masked, masked_frames=selected, frame_feature_targets=targets)
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Collate a list of examples into a padded, masked batch."""
+        self._validate(examples)
+        source_key = "image_id" if self.regions else "video_id"
+        sources = [self._source(example, i, source_key) for i, example in enumerate(examples)]
+        donors = list(range(len(examples)))
+        batch: dict[str, torch.Tensor] = {}
+        if self.caption_swapper is not None:
+            donors, batch["matched_labels"] = self.caption_swapper(sources)
+        batch.update(self._pad_tokens(examples, donors))
+        if self.regions:
+            self._regions(examples, batch)
+        if self.frames:
+            self._frames(examples, batch)
+        text_masker = self.token_masker or self.span_masker
+        if text_masker is not None:
+            batch["input_ids"], batch["labels"] = text_masker(batch["input_ids"], batch["attention_mask"])
+        if self.answer_sampler is not None:
+            answers = torch.tensor([self.answer_sampler.label(example, i) for i, example in enumerate(examples)])
+            if "matched_labels" in batch:
+                answers[batch["matched_labels"] == 0] = IGNORE_INDEX
+            batch["answer_labels"] = answers.long()
+        if "actions" in self.kinds:
+            batch["action_labels"] = torch.tensor(
+                [IGNORE_INDEX if ex.get("action_label") is None else int(ex["action_label"]) for ex in examples],
+                dtype=torch.long,
+            )
+        if "contrastive" in self.kinds:
+            batch["contrastive_positive_mask"] = contrastive_positive_mask(sources)
+        return batch
+
+
+def image_text_collator(
+    tokenizer: Any, objectives: Iterable[str] | Mapping[str, float], **kwargs: Any
+) -> MultimodalCollator:
+    """Collator for region-based image-text models (LXMERT, ViLBERT, VL-BERT, ImageBERT, ERNIE-ViL)."""
+    return MultimodalCollator.from_tokenizer(tokenizer, objectives, regions=True, frames=False, **kwargs)
+
+
+def video_text_collator(
+    tokenizer: Any, objectives: Iterable[str] | Mapping[str, float], **kwargs: Any
+) -> MultimodalCollator:
+    """Collator for frame-based video-text models (UniVL, VideoBERT, HERO)."""
+    return MultimodalCollator.from_tokenizer(tokenizer, objectives, regions=False, frames=True, **kwargs)
+
+
+def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: Any) -> MultimodalCollator:
+    """Compose the collator of an architecture from its config: the objectives come from ``config.loss_weights``
+    (weight 0 = off), the modalities and the region masking variant from ``config.model_type``, and
+    ``num_regions`` / ``num_frames`` from the config when it defines them. ``kwargs`` override any choice."""
+    weights = getattr(config, "loss_weights", None)
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"config.loss_weights must be a mapping of objective name to weight, got {weights!r}")
+    model_type = str(getattr(config, "model_type", "")).lower()
+    is_video = any(hint in model_type for hint in _VIDEO_MODEL_HINTS)
+    is_both = any(hint in model_type for hint in _BOTH_MODALITIES_HINTS)
+    options: dict[str, Any] = {
+        "regions": not is_video or is_both,
+        "frames": is_video or is_both,
+        "region_mask_style": "lxmert" if "lxmert" in model_type else ("zero" if is_video else "vilbert"),
+        "seed": seed,
+    }
+    for field in ("num_regions", "num_frames"):
+        if getattr(config, field, None) is not None:
+            options[field] = int(getattr(config, field))
+    options.update(kwargs)
+    return MultimodalCollator.from_tokenizer(tokenizer, weights, **options)
