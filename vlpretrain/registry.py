@@ -8,6 +8,7 @@ import transformers
 
 from .configuration.lxmert import LxmertConfig
 from .modeling.lxmert import LxmertForImageTextRetrieval, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
+from .processing.processor import VisionLanguageProcessor
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Architecture:
     name: str
     config_class: type
     models: dict[str, type] = field(default_factory=dict)
+    processor_class: type = VisionLanguageProcessor
 
     def model_class(self, task: str) -> type:
         """The model class for ``task`` (``base``, ``pretraining``, ``vqa``, ``retrieval``, ...)."""
@@ -65,7 +67,7 @@ def model_class_for_name(class_name: str) -> type:
 
 
 def register_auto_classes() -> None:
-    """Register every config and model with the Auto class named by the model's ``hub_auto_class``.
+    """Register every config, model and processor with the Auto classes (models: their ``hub_auto_class``).
 
     ``exist_ok=True`` is needed because some class names (``LxmertConfig``) are also transformers' own;
     registration is keyed by the class object, so transformers' classes keep their own mapping.
@@ -73,6 +75,7 @@ def register_auto_classes() -> None:
     for architecture in MODEL_REGISTRY.values():
         config_class = architecture.config_class
         transformers.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        transformers.AutoProcessor.register(config_class, architecture.processor_class, exist_ok=True)
         for model_class in architecture.models.values():
             auto_name = model_class.__dict__.get("hub_auto_class")
             if auto_name:

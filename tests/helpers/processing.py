@@ -233,3 +233,18 @@ def write_group_hdf5(path: str | os.PathLike, images: list[dict]) -> Path:
 def normalised(image: dict) -> np.ndarray:
     """The expected [0, 1] boxes of a synthetic image."""
     return image["boxes"] / np.array([image["img_w"], image["img_h"]] * 2, dtype=np.float32)
+
+
+def tiny_detr(kind: str = "detr", num_labels: int = 5, queries: int = 40, seed: int = 0) -> torch.nn.Module:
+    """A randomly initialised DETR (softmax with a no-object class) or Conditional DETR (sigmoid) detector."""
+    from transformers import AutoModelForObjectDetection, ConditionalDetrConfig, DetrConfig, ResNetConfig
+
+    torch.manual_seed(seed)
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 1], out_features=["stage4"])
+    config_class = {"detr": DetrConfig, "conditional_detr": ConditionalDetrConfig}[kind]
+    config = config_class(
+        use_timm_backbone=False, use_pretrained_backbone=False, backbone_config=backbone, d_model=32,
+        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=queries, num_labels=num_labels,
+    )
+    return AutoModelForObjectDetection.from_config(config).eval()

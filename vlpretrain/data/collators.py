@@ -83,6 +83,15 @@ class SeededMasker:
         self.seed = int(seed)
         self._generators = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The seed and the main process's generator state, so a resumed run draws the masks it would have drawn."""
+        return {"seed": self.seed, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.reseed(int(state["seed"]))
+        self.generator.set_state(state["generator"])
+
     def _uniform(self, shape: Sequence[int] | torch.Size) -> torch.Tensor:
         return torch.rand(tuple(shape), generator=self.generator)
 
@@ -590,6 +599,19 @@ class MultimodalCollator:
         self.seed = int(seed)
         for masker in self.maskers:
             masker.reseed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every masker's random state (main process), keyed by masker name, for exact resumption."""
+        return {masker.name: masker.state_dict() for masker in self.maskers}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the maskers' random states saved by :meth:`state_dict`."""
+        maskers = {masker.name: masker for masker in self.maskers}
+        unknown = sorted(set(state) - set(maskers))
+        if unknown:
+            raise ValueError(f"collator state names maskers {unknown} that this collator does not have")
+        for name, masker_state in state.items():
+            maskers[name].load_state_dict(masker_state)
 
     def _required_fields(self) -> list[str]:
         fields = ["input_ids"]

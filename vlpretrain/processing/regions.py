@@ -1,0 +1,434 @@
+"""Region features from images, in process: detector boxes + RoIAlign over a backbone feature map.
+
+Boxes come from any transformers ``AutoModelForObjectDetection`` (DETR-style outputs ``logits`` and
+``pred_boxes``) or from the caller; features are RoIAlign (plain torch, bilinear sampling, ``aligned=True``
+semantics as in torchvision / detectron2) over one ``AutoBackbone`` feature map, averaged to one vector per
+region. The detector's full class distribution per kept box is returned as the region-classification target.
+Boxes are chosen by class-agnostic NMS (plain torch), then either a fixed number (36, as LXMERT's
+``obj36``) or 10-100 by confidence (the adaptive sets of bottom-up attention). VL-BERT's masked-RoI rule is
+available: the pixels of chosen regions are zeroed (in normalised pixel space) before the backbone runs.
+
+Images are processed one at a time, so a region's features never depend on the other images of a batch
+(batched padding was the cause of the LXMERT demo's feature mismatch, huggingface/transformers#8769).
+Every setting that changes the features (models, thresholds, colour order, image size, normalisation, RoI
+geometry) lives in a JSON-able config recorded with the processor as provenance.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .featurizer_models import hub_spec, load_model, save_model, validate_spec
+from .readers import RegionRecord, normalize_boxes
+
+DEFAULT_REGION_CONFIG = {
+    "detector": None,
+    "backbone": None,
+    "feature_map_index": -1,
+    "num_regions": 36,
+    "min_regions": 10,
+    "max_regions": 100,
+    "confidence_threshold": 0.2,
+    "nms_threshold": 0.3,
+    "shortest_edge": 600,
+    "longest_edge": 1000,
+    "colour_order": "RGB",
+    "rescale_factor": 1.0 / 255.0,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+    "roi_output_size": 7,
+    "roi_sampling_ratio": 2,
+    "roi_aligned": True,
+}
+
+ImageInput = Image.Image | np.ndarray | str | os.PathLike
+
+
+def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of two sets of (x1, y1, x2, y2) boxes."""
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0]).clamp(min=0) * (boxes_a[:, 3] - boxes_a[:, 1]).clamp(min=0)
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0]).clamp(min=0) * (boxes_b[:, 3] - boxes_b[:, 1]).clamp(min=0)
+    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return torch.where(union > 0, intersection / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression; returns kept indices by decreasing score (ties keep input order)."""
+    if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:1]:
+        raise ValueError(f"nms: expected boxes (N, 4) and scores (N,), got {tuple(boxes.shape)} and {tuple(scores.shape)}")
+    order = torch.argsort(scores, descending=True, stable=True)
+    overlaps = box_iou(boxes[order], boxes[order]) > iou_threshold
+    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    keep = []
+    for position in range(len(order)):
+        if suppressed[position]:
+            continue
+        keep.append(position)
+        suppressed |= overlaps[position]
+    return order[torch.tensor(keep, dtype=torch.long)]
+
+
+def _bilinear_axis(coordinates: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """Per-axis terms of torchvision's ``bilinear_interpolate``: valid mask, low/high indices, weights."""
+    valid = (coordinates >= -1.0) & (coordinates <= size)
+    coordinates = coordinates.clamp(min=0)
+    low = coordinates.floor().long()
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
+    high = torch.where(at_edge, low, low + 1)
+    coordinates = torch.where(at_edge, low.to(coordinates.dtype), coordinates)
+    high_weight = coordinates - low.to(coordinates.dtype)
+    return valid, low, high, 1.0 - high_weight, high_weight
+
+
+def roi_align(
+    feature_map: torch.Tensor,
+    boxes: torch.Tensor,
+    output_size: int,
+    spatial_scale: tuple[float, float],
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+    chunk_size: int = 16,
+) -> torch.Tensor:
+    """RoIAlign of (x1, y1, x2, y2) input-pixel boxes over one (C, H, W) map; returns (R, C, P, P).
+
+    Matches torchvision's ``roi_align`` for a positive ``sampling_ratio``: each of the P x P bins averages
+    ``sampling_ratio``^2 bilinear samples; with ``aligned=True`` box corners are shifted by -0.5 pixel so
+    that box edges fall on pixel edges; points beyond one pixel outside the map contribute zero.
+    """
+    if feature_map.ndim != 3:
+        raise ValueError(f"roi_align: feature_map must be (C, H, W), got {tuple(feature_map.shape)}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"roi_align: boxes must be (R, 4), got {tuple(boxes.shape)}")
+    if sampling_ratio <= 0 or output_size <= 0:
+        raise ValueError(f"roi_align: output_size and sampling_ratio must be positive, got {output_size}, {sampling_ratio}")
+    channels, height, width = feature_map.shape
+    flat = feature_map.reshape(channels, height * width)
+    scale_x, scale_y = spatial_scale
+    offset = 0.5 if aligned else 0.0
+    outputs = []
+    steps = (torch.arange(output_size * sampling_ratio, dtype=feature_map.dtype, device=feature_map.device) + 0.5) / sampling_ratio
+    for start in range(0, boxes.shape[0], chunk_size):
+        chunk = boxes[start : start + chunk_size].to(device=feature_map.device, dtype=feature_map.dtype)
+        x1 = chunk[:, 0] * scale_x - offset
+        y1 = chunk[:, 1] * scale_y - offset
+        roi_width = chunk[:, 2] * scale_x - offset - x1
+        roi_height = chunk[:, 3] * scale_y - offset - y1
+        if not aligned:
+            roi_width, roi_height = roi_width.clamp(min=1.0), roi_height.clamp(min=1.0)
+        xs = x1[:, None] + steps[None, :] * (roi_width / output_size)[:, None]
+        ys = y1[:, None] + steps[None, :] * (roi_height / output_size)[:, None]
+        valid_y, y_low, y_high, weight_y_low, weight_y_high = _bilinear_axis(ys, height)
+        valid_x, x_low, x_high, weight_x_low, weight_x_high = _bilinear_axis(xs, width)
+        sampled = 0
+        for row_index, row_weight in ((y_low, weight_y_low), (y_high, weight_y_high)):
+            for column_index, column_weight in ((x_low, weight_x_low), (x_high, weight_x_high)):
+                index = row_index[:, :, None] * width + column_index[:, None, :]
+                weight = row_weight[:, :, None] * column_weight[:, None, :]
+                sampled = sampled + flat[:, index] * weight
+        sampled = sampled * (valid_y[:, :, None] & valid_x[:, None, :])
+        rois = len(chunk)
+        sampled = sampled.reshape(channels, rois, output_size, sampling_ratio, output_size, sampling_ratio)
+        outputs.append(sampled.mean(dim=(3, 5)).permute(1, 0, 2, 3))
+    if not outputs:
+        return feature_map.new_zeros((0, channels, output_size, output_size))
+    return torch.cat(outputs, dim=0)
+
+
+def load_image(image: ImageInput, where: str) -> Image.Image:
+    """Open an image (path, PIL image or HxWx3 uint8 array) as RGB; raise ``ValueError`` naming bad input."""
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: image file not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                return opened.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise ValueError(f"{where}: cannot decode image file {path} ({error})") from error
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"{where}: an array image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        return Image.fromarray(image)
+    raise ValueError(f"{where}: expected an image path, PIL image or (H, W, 3) uint8 array, got {type(image).__name__}")
+
+
+class RegionFeaturizer:
+    """Turn images into :class:`RegionRecord` objects with a detector and a backbone.
+
+    Build it with :meth:`from_models` (model objects, e.g. tiny random ones or your own trained detector) or
+    :meth:`from_pretrained_models` (Hub names); settings are plain JSON (``to_dict``) so a processor can save
+    them. Models described by a spec are loaded on first use.
+    """
+
+    def __init__(
+        self,
+        config: dict | None = None,
+        detector: torch.nn.Module | None = None,
+        backbone: torch.nn.Module | None = None,
+        base_path: str | os.PathLike | None = None,
+        hub_kwargs: dict | None = None,
+    ) -> None:
+        settings = dict(DEFAULT_REGION_CONFIG)
+        unknown = sorted(set(config or {}) - set(settings))
+        if unknown:
+            raise ValueError(f"region featurizer config: unknown keys {unknown}; expected a subset of {sorted(settings)}")
+        settings.update(config or {})
+        settings["detector"] = validate_spec(settings["detector"], "detector")
+        settings["backbone"] = validate_spec(settings["backbone"], "backbone")
+        if detector is not None:
+            settings["detector"] = settings["detector"] or {"source": "memory"}
+        if backbone is not None:
+            settings["backbone"] = settings["backbone"] or {"source": "memory"}
+        self._check_settings(settings)
+        self.config = settings
+        self.base_path = base_path
+        self.hub_kwargs = dict(hub_kwargs or {})
+        self.device = torch.device("cpu")
+        self._detector = detector.eval() if detector is not None else None
+        self._backbone = backbone.eval() if backbone is not None else None
+
+    @staticmethod
+    def _check_settings(settings: dict) -> None:
+        if settings["num_regions"] is not None and int(settings["num_regions"]) <= 0:
+            raise ValueError(f"num_regions must be positive or None (adaptive), got {settings['num_regions']}")
+        if not 0 < settings["min_regions"] <= settings["max_regions"]:
+            raise ValueError(f"need 0 < min_regions <= max_regions, got {settings['min_regions']}, {settings['max_regions']}")
+        if settings["colour_order"] not in ("RGB", "BGR"):
+            raise ValueError(f"colour_order must be 'RGB' or 'BGR', got {settings['colour_order']!r}")
+        for name in ("image_mean", "image_std"):
+            if len(settings[name]) != 3:
+                raise ValueError(f"{name} must have 3 values (one per channel), got {settings[name]}")
+        if not 0.0 <= settings["nms_threshold"] <= 1.0:
+            raise ValueError(f"nms_threshold must be in [0, 1], got {settings['nms_threshold']}")
+
+    @classmethod
+    def from_models(
+        cls, backbone: torch.nn.Module, detector: torch.nn.Module | None = None, **settings
+    ) -> RegionFeaturizer:
+        """Featurizer over model objects; they are saved with the processor as safetensors."""
+        return cls(settings, detector=detector, backbone=backbone)
+
+    @classmethod
+    def from_pretrained_models(
+        cls, backbone: str, detector: str | None = None, revision: str | None = None, **settings
+    ) -> RegionFeaturizer:
+        """Featurizer over published weights, loaded by name (Hub id or local folder) on first use."""
+        settings["backbone"] = hub_spec(backbone, revision)
+        settings["detector"] = hub_spec(detector, revision) if detector else None
+        return cls(settings)
+
+    def __deepcopy__(self, memo: dict) -> RegionFeaturizer:
+        # Models are read-only after loading: copies share them instead of duplicating weights.
+        duplicate = type(self)(copy.deepcopy(self.config, memo), self._detector, self._backbone, self.base_path, self.hub_kwargs)
+        duplicate.device = self.device
+        return duplicate
+
+    def to(self, device: str | torch.device) -> RegionFeaturizer:
+        """Run the models on ``device`` (results always come back as CPU numpy arrays)."""
+        self.device = torch.device(device)
+        for model in (self._detector, self._backbone):
+            if model is not None:
+                model.to(self.device)
+        return self
+
+    def to_dict(self) -> dict:
+        """The JSON settings (provenance) of this featurizer."""
+        return copy.deepcopy(self.config)
+
+    def save_models(self, folder: str | os.PathLike) -> dict:
+        """Save models without Hub weights under ``folder``; return the config pointing at them."""
+        config = self.to_dict()
+        for key, subfolder in (("detector", "region_detector"), ("backbone", "region_backbone")):
+            spec = config[key]
+            if spec is None or spec["source"] == "hub":
+                continue
+            model = self.detector if key == "detector" else self.backbone
+            config[key] = save_model(model, folder, subfolder)
+        return config
+
+    @property
+    def detector(self) -> torch.nn.Module | None:
+        """The detection model (loaded on first access), or None when boxes must be given."""
+        if self._detector is None and self.config["detector"] is not None:
+            self._detector = load_model(self.config["detector"], "AutoModelForObjectDetection", self.base_path, self.hub_kwargs).to(self.device)
+        return self._detector
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        """The backbone whose feature map is pooled (loaded on first access)."""
+        if self._backbone is None:
+            if self.config["backbone"] is None:
+                raise ValueError("the region featurizer has no backbone; set 'backbone' in its config or use from_models")
+            self._backbone = load_model(self.config["backbone"], "AutoBackbone", self.base_path, self.hub_kwargs).to(self.device)
+        return self._backbone
+
+    # ------------------------------------------------------------------ preprocessing
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after scaling the short side to ``shortest_edge`` with the long side capped."""
+        scale = self.config["shortest_edge"] / min(width, height)
+        if max(width, height) * scale > self.config["longest_edge"]:
+            scale = self.config["longest_edge"] / max(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """Resize, reorder channels and normalise one RGB image to a (1, 3, H, W) float tensor."""
+        resized = image.resize(self.resized_size(*image.size), Image.BILINEAR)
+        pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy()).permute(2, 0, 1)
+        if self.config["colour_order"] == "BGR":
+            pixels = pixels.flip(0)
+        pixels = pixels * self.config["rescale_factor"]
+        mean = torch.tensor(self.config["image_mean"], dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.config["image_std"], dtype=torch.float32)[:, None, None]
+        return ((pixels - mean) / std)[None]
+
+    # ------------------------------------------------------------------ detection
+
+    def detect(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the detector; return normalised boxes (Q, 4), scores, labels and class distributions (Q, K)."""
+        detector = self.detector
+        if detector is None:
+            raise ValueError("no detector configured: pass boxes, or build the featurizer with a detector")
+        outputs = detector(pixel_values=pixel_values.to(self.device))
+        if getattr(outputs, "logits", None) is None or getattr(outputs, "pred_boxes", None) is None:
+            raise ValueError(
+                f"{type(detector).__name__} does not return DETR-style 'logits' and 'pred_boxes'; "
+                "use a DETR-family AutoModelForObjectDetection or pass boxes"
+            )
+        logits, pred_boxes = outputs.logits[0].float().cpu(), outputs.pred_boxes[0].float().cpu()
+        num_labels = detector.config.num_labels
+        if logits.shape[-1] == num_labels + 1:
+            distribution = logits.softmax(-1)
+            class_scores = distribution[:, :num_labels]
+        elif logits.shape[-1] == num_labels:
+            distribution = logits.sigmoid()
+            class_scores = distribution
+        else:
+            raise ValueError(f"detector logits have {logits.shape[-1]} classes; expected num_labels ({num_labels}) or num_labels + 1")
+        scores, labels = class_scores.max(dim=-1)
+        centre, size = pred_boxes[:, :2], pred_boxes[:, 2:]
+        boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1).clamp(0.0, 1.0)
+        return boxes, scores, labels, distribution
+
+    def select(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Indices of the kept boxes: NMS, then a fixed count or ``min_regions``..``max_regions`` by confidence."""
+        kept = nms(boxes, scores, self.config["nms_threshold"])
+        fixed = self.config["num_regions"]
+        if fixed is not None:
+            count = int(fixed)
+        else:
+            confident = int((scores[kept] >= self.config["confidence_threshold"]).sum())
+            count = min(max(confident, self.config["min_regions"]), self.config["max_regions"])
+        if count > len(scores):
+            raise ValueError(f"the detector proposes {len(scores)} boxes, fewer than the {count} regions required")
+        if len(kept) < count:
+            # Too few boxes survive NMS: fill up with the best suppressed ones, as fixed-size sets need.
+            suppressed = torch.ones(len(scores), dtype=torch.bool)
+            suppressed[kept] = False
+            candidates = torch.nonzero(suppressed).flatten()
+            candidates = candidates[torch.argsort(scores[candidates], descending=True, stable=True)]
+            kept = torch.cat([kept, candidates[: count - len(kept)]])
+        return kept[:count]
+
+    # ------------------------------------------------------------------ features
+
+    @torch.inference_mode()
+    def featurize_image(
+        self,
+        image: ImageInput,
+        image_id: str | None = None,
+        boxes: np.ndarray | None = None,
+        masked_regions: Sequence[int] | None = None,
+        where: str = "image",
+    ) -> RegionRecord:
+        """Regions of one image; ``boxes`` are pixel (x1, y1, x2, y2) boxes of the original image."""
+        if image_id is None:
+            image_id = Path(image).stem if isinstance(image, (str, os.PathLike)) else where
+        masked = [] if masked_regions is None else list(masked_regions)
+        known_count = len(boxes) if boxes is not None else self.config["num_regions"]
+        if any(not isinstance(index, (int, np.integer)) or index < 0 or (known_count and index >= known_count) for index in masked):
+            raise ValueError(f"{where}: masked_regions {masked} must index the {known_count or 'detected'} regions")
+        picture = load_image(image, where)
+        width, height = picture.size
+        pixel_values = self.pixel_values(picture)
+        object_ids = object_confidences = probabilities = None
+        if boxes is not None:
+            normalised = torch.from_numpy(normalize_boxes(boxes, width, height, where=f"{where}: boxes"))
+            if len(normalised) == 0:
+                raise ValueError(f"{where}: boxes is empty; give at least one box")
+        else:
+            candidate_boxes, scores, labels, distribution = self.detect(pixel_values)
+            kept = self.select(candidate_boxes, scores)
+            normalised = candidate_boxes[kept]
+            object_ids, object_confidences = labels[kept].numpy(), scores[kept].numpy()
+            probabilities = distribution[kept].numpy()
+        input_height, input_width = pixel_values.shape[-2:]
+        input_boxes = normalised * torch.tensor([input_width, input_height, input_width, input_height], dtype=torch.float32)
+        if masked:
+            if any(index >= len(input_boxes) for index in masked):
+                raise ValueError(f"{where}: masked_regions {masked} must index the {len(input_boxes)} regions")
+            pixel_values = pixel_values.clone()
+            for index in masked:
+                x1, y1, x2, y2 = input_boxes[index].tolist()
+                pixel_values[..., math.floor(y1) : math.ceil(y2), math.floor(x1) : math.ceil(x2)] = 0.0
+        feature_maps = self.backbone(pixel_values=pixel_values.to(self.device)).feature_maps
+        feature_map = feature_maps[self.config["feature_map_index"]][0].float()
+        scale = (feature_map.shape[-1] / input_width, feature_map.shape[-2] / input_height)
+        pooled = roi_align(
+            feature_map,
+            input_boxes,
+            self.config["roi_output_size"],
+            scale,
+            self.config["roi_sampling_ratio"],
+            self.config["roi_aligned"],
+        ).mean(dim=(2, 3)).cpu()
+        return RegionRecord(
+            image_id=str(image_id),
+            image_height=height,
+            image_width=width,
+            boxes=normalised.numpy().astype(np.float32),
+            features=pooled.numpy().astype(np.float32),
+            object_ids=object_ids,
+            object_confidences=object_confidences,
+            class_probabilities=probabilities,
+        )
+
+    def __call__(
+        self,
+        images: Sequence[ImageInput],
+        image_ids: Sequence[str] | None = None,
+        boxes: Sequence[np.ndarray | None] | None = None,
+        masked_regions: Sequence[Sequence[int] | None] | None = None,
+    ) -> list[RegionRecord]:
+        """Regions of each image (one at a time, so results never depend on batch composition)."""
+        count = len(images)
+        for name, value in (("image_ids", image_ids), ("boxes", boxes), ("masked_regions", masked_regions)):
+            if value is not None and len(value) != count:
+                raise ValueError(f"{name} has {len(value)} entries for {count} images")
+        return [
+            self.featurize_image(
+                image,
+                image_id=(Path(image).stem if isinstance(image, (str, os.PathLike)) else str(index))
+                if image_ids is None
+                else image_ids[index],
+                boxes=None if boxes is None else boxes[index],
+                masked_regions=None if masked_regions is None else masked_regions[index],
+                where=f"images[{index}]" + (f" ({image})" if isinstance(image, (str, os.PathLike)) else ""),
+            )
+            for index, image in enumerate(images)
+        ]

@@ -1,0 +1,297 @@
+"""Pretraining, fine-tuning and evaluation recipes on the HF Trainer, shared by the CLI and the main job.
+
+Nothing here branches on the architecture: the registry gives the config and model classes, the config's
+``loss_weights`` give the objectives, and ``vlpretrain.data`` composes the matching collator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback, TrainingArguments
+
+from ..data.collators import MultimodalCollator, collator_for_config
+from ..metrics.retrieval.ranking import retrieval_metrics
+from ..metrics.vqa.accuracy import soft_score_accuracy
+from ..registry import architecture_for_config, get_architecture, model_class_for_name
+from .tasks import (
+    TaskCollator,
+    answer_vocabulary,
+    caption_examples,
+    default_tokenizer,
+    load_image_text_source,
+    pretraining_examples,
+    source_label_sizes,
+    vqa_examples,
+)
+from .trainer import VLPretrainingTrainer
+
+COLLATOR_STATE_FILE = "collator_state.safetensors"
+
+
+@dataclass
+class ModelArguments:
+    """Which model to build or load."""
+
+    model: str = field(metadata={"help": "architecture name (e.g. lxmert) or a model folder to start from"})
+    model_size: str = field(default="small", metadata={"help": "preset for a new model: tiny, small or base"})
+    config_overrides: str = field(default="{}", metadata={"help": "JSON object of config values"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: bert-base-uncased WordPiece)"})
+
+
+@dataclass
+class DataArguments:
+    """Which data to train and evaluate on."""
+
+    dataset: str = field(default="shapes", metadata={"help": "shapes, shapes-video, or a feature-store folder"})
+    num_images: int = field(default=2000, metadata={"help": "images generated for an embedded training set"})
+    eval_images: int = field(default=300, metadata={"help": "images generated for an embedded validation set"})
+    captions_file: str | None = field(default=None, metadata={"help": "COCO-captions JSON for a feature store"})
+    questions_file: str | None = field(default=None, metadata={"help": "VQA questions JSON for a feature store"})
+    answers_file: str | None = field(default=None, metadata={"help": "VQA annotations JSON for a feature store"})
+    max_text_length: int = field(default=20, metadata={"help": "tokens per caption or question"})
+    gallery_size: int = field(default=100, metadata={"help": "images in the retrieval evaluation gallery"})
+
+
+def model_presets(size: str) -> dict[str, Any]:
+    """Width and depth presets shared by the architectures (``base`` keeps the config's paper defaults)."""
+    presets = {
+        "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_text_layers=1,
+                     num_visual_layers=1, num_cross_layers=1),
+        "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_text_layers=2,
+                      num_visual_layers=2, num_cross_layers=2),
+        "base": {},
+    }
+    if size not in presets:
+        raise ValueError(f"model_size: expected one of {sorted(presets)}, got {size!r}")
+    return presets[size]
+
+
+def _overrides(text: str) -> dict[str, Any]:
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"config_overrides: expected a JSON object, got {text!r} ({error})") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"config_overrides: expected a JSON object, got {text!r}")
+    return values
+
+
+def build_config(model_args: ModelArguments, data_sizes: dict[str, int], tokenizer, num_answers: int, max_text_length: int):
+    """A new config for ``model_args.model`` sized for the tokenizer and the data."""
+    architecture = get_architecture(model_args.model)
+    values: dict[str, Any] = dict(model_presets(model_args.model_size))
+    values.update(data_sizes)
+    values.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_qa_labels=max(num_answers, 1))
+    values["max_position_embeddings"] = max(64, max_text_length)
+    values.update(_overrides(model_args.config_overrides))
+    return architecture.config_class(**values)
+
+
+class CollatorStateCallback(TrainerCallback):
+    """Save the collator's random state with every checkpoint and restore it on resume, so a resumed run draws
+    exactly the masks and negatives the uninterrupted run would have drawn."""
+
+    def __init__(self, collator: MultimodalCollator, resume_from: str | None = None):
+        self.collator = collator
+        self.resume_from = resume_from
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.resume_from:
+            path = Path(self.resume_from) / COLLATOR_STATE_FILE
+            if path.exists():
+                tensors = load_file(str(path))
+                seeds = json.loads((Path(self.resume_from) / "collator_seeds.json").read_text())
+                self.collator.load_state_dict(
+                    {name: {"seed": seeds[name], "generator": tensors[name]} for name in seeds}
+                )
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        collator_state = self.collator.state_dict()
+        save_file({name: value["generator"] for name, value in collator_state.items()}, str(folder / COLLATOR_STATE_FILE))
+        (folder / "collator_seeds.json").write_text(json.dumps({name: value["seed"] for name, value in collator_state.items()}))
+
+
+def _resume_path(training_args: TrainingArguments) -> str | None:
+    resume = training_args.resume_from_checkpoint
+    if resume in (None, False, "False", "false", ""):
+        return None
+    if resume in (True, "True", "true", "latest"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(f"resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
+        return last
+    if not os.path.isdir(resume):
+        raise ValueError(f"resume_from_checkpoint: {resume} is not a checkpoint folder")
+    return str(resume)
+
+
+def _prepare_arguments(training_args: TrainingArguments) -> TrainingArguments:
+    training_args.remove_unused_columns = False
+    if not training_args.report_to or training_args.report_to == ["all"]:
+        training_args.report_to = []
+    return training_args
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
+    """Pretrain with every objective the config switches on; returns the final eval metrics and the saved folder."""
+    training_args = _prepare_arguments(training_args)
+    tokenizer = default_tokenizer(model_args.tokenizer)
+    train_source = load_image_text_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
+                                          data_args.captions_file, data_args.questions_file, data_args.answers_file)
+    eval_source = _eval_source(data_args, training_args.seed)
+    answers = _answers_or_empty(train_source)
+    if Path(model_args.model).is_dir():
+        model = model_class_for_name(_architectures(model_args.model)).from_pretrained(model_args.model)
+        config = model.config
+    else:
+        config = build_config(model_args, source_label_sizes(train_source), tokenizer, len(answers), data_args.max_text_length)
+        model = get_architecture(model_args.model).model_class("pretraining")(config)
+    config.task_specific_params = {"pretraining_answers": answers}
+    train = pretraining_examples(train_source, tokenizer, data_args.max_text_length, answers)
+    evaluation = pretraining_examples(eval_source, tokenizer, data_args.max_text_length, answers)
+    seed = training_args.seed + 1000 * training_args.process_index
+    collator = collator_for_config(config, tokenizer, seed=seed)
+    resume = _resume_path(training_args)
+    trainer = VLPretrainingTrainer(
+        model=model, args=training_args, train_dataset=train, eval_dataset=evaluation, data_collator=collator,
+        processing_class=tokenizer, callbacks=[CollatorStateCallback(collator, resume)],
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    collator.reseed(training_args.seed)
+    metrics = trainer.evaluate()
+    final = Path(training_args.output_dir) / "final"
+    trainer.save_model(str(final))
+    return {"metrics": metrics, "model_dir": str(final), "trainer": trainer}
+
+
+def _eval_source(data_args: DataArguments, seed: int):
+    return load_image_text_source(data_args.dataset, "validation", data_args.eval_images, seed,
+                                  data_args.captions_file, data_args.questions_file, data_args.answers_file)
+
+
+def _answers_or_empty(source) -> list[str]:
+    try:
+        return answer_vocabulary(source)
+    except ValueError:
+        return []
+
+
+def _architectures(folder: str) -> str:
+    config_path = Path(folder) / "config.json"
+    if not config_path.exists():
+        raise ValueError(f"model: {folder} has no config.json; expected a model folder")
+    config = json.loads(config_path.read_text())
+    architecture_for_config(config)
+    names = config.get("architectures") or []
+    if not names:
+        raise ValueError(f"model: {config_path} lists no architectures")
+    return names[0]
+
+
+def _task_model(model_args: ModelArguments, task: str, data_sizes: dict[str, int], tokenizer, answers: list[str],
+                max_text_length: int):
+    """A task model: from a folder (pretrained encoder, fresh task head) or new from the architecture's presets."""
+    label_config = {"id2label": dict(enumerate(answers)), "label2id": {a: i for i, a in enumerate(answers)}} if task == "vqa" else {}
+    if Path(model_args.model).is_dir():
+        _architectures(model_args.model)
+        architecture = architecture_for_config(json.loads((Path(model_args.model) / "config.json").read_text()))
+        return architecture.model_class(task).from_pretrained(
+            model_args.model, **label_config, **_overrides(model_args.config_overrides)
+        )
+    config = build_config(model_args, data_sizes, tokenizer, len(answers), max_text_length)
+    for key, value in label_config.items():
+        setattr(config, key, value)
+    return get_architecture(model_args.model).model_class(task)(config)
+
+
+def finetune(task: str, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
+    """Fine-tune for ``vqa`` (soft-score BCE over the answer vocabulary) or ``retrieval`` (matching with swapped
+    captions); evaluate on the validation split and save the model (with its tokenizer) to ``output_dir/final``."""
+    if task not in ("vqa", "retrieval"):
+        raise ValueError(f"task: expected 'vqa' or 'retrieval', got {task!r}")
+    training_args = _prepare_arguments(training_args)
+    tokenizer = default_tokenizer(model_args.tokenizer)
+    train_source = load_image_text_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
+                                          data_args.captions_file, data_args.questions_file, data_args.answers_file)
+    answers = answer_vocabulary(train_source) if task == "vqa" else []
+    model = _task_model(model_args, task, source_label_sizes(train_source), tokenizer, answers, data_args.max_text_length)
+    seed = training_args.seed + 1000 * training_args.process_index
+    if task == "vqa":
+        train = vqa_examples(train_source, tokenizer, answers, data_args.max_text_length)
+        collator = TaskCollator(MultimodalCollator.from_tokenizer(tokenizer, [], seed=seed), "answer_scores")
+    else:
+        train = caption_examples(train_source, tokenizer, data_args.max_text_length)
+        collator = TaskCollator(MultimodalCollator.from_tokenizer(tokenizer, ["matching"], seed=seed), "matched_labels")
+    trainer = VLPretrainingTrainer(model=model, args=training_args, train_dataset=train, data_collator=collator,
+                                   processing_class=tokenizer)
+    trainer.train(resume_from_checkpoint=_resume_path(training_args))
+    final = Path(training_args.output_dir) / "final"
+    trainer.save_model(str(final))
+    metrics = evaluate_model(task, model, tokenizer, data_args, training_args.seed,
+                             batch_size=training_args.per_device_eval_batch_size)
+    (final / "eval_results.json").write_text(json.dumps(metrics, indent=2))
+    return {"metrics": metrics, "model_dir": str(final), "trainer": trainer}
+
+
+@torch.no_grad()
+def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: int = 0, batch_size: int = 64) -> dict[str, float]:
+    """VQA: soft accuracy and the majority-answer baseline; retrieval: recall@1/5/10 and median rank, both ways."""
+    model.eval()
+    source = _eval_source(data_args, seed)
+    device = next(model.parameters()).device
+    padder = MultimodalCollator.from_tokenizer(tokenizer, [], seed=seed)
+    if task == "vqa":
+        answers = [model.config.id2label[index] for index in range(model.config.num_labels)]
+        examples = vqa_examples(source, tokenizer, answers, data_args.max_text_length)
+        collator = TaskCollator(padder, "answer_scores")
+        logits, scores = [], []
+        for start in range(0, len(examples), batch_size):
+            batch = collator([examples[index] for index in range(start, min(start + batch_size, len(examples)))])
+            scores.append(batch.pop("labels"))
+            logits.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu())
+        targets = torch.cat(scores).numpy()
+        majority = int(targets.sum(0).argmax())
+        return {
+            "vqa_accuracy": soft_score_accuracy(torch.cat(logits).numpy(), targets),
+            "majority_answer_accuracy": soft_score_accuracy(np.full(len(targets), majority), targets),
+            "num_questions": len(targets),
+        }
+    if task != "retrieval":
+        raise ValueError(f"task: expected 'vqa' or 'retrieval', got {task!r}")
+    gallery = caption_examples(source.select(range(min(data_args.gallery_size, len(source)))), tokenizer,
+                               data_args.max_text_length, first_only=True)
+    rows = [gallery[index] for index in range(len(gallery))]
+    similarity = np.zeros((len(rows), len(rows)), np.float32)
+    pairs = [(text, image) for text in range(len(rows)) for image in range(len(rows))]
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        examples = [dict(rows[image], input_ids=rows[text]["input_ids"]) for text, image in chunk]
+        batch = padder(examples)
+        output = model(**{k: v.to(device) for k, v in batch.items()})
+        scores = output.scores if output.get("scores") is not None else output.logits[:, 1] - output.logits[:, 0]
+        for (text, image), score in zip(chunk, scores.float().cpu().tolist()):
+            similarity[text, image] = score
+    return retrieval_metrics(similarity)
+
+
+def evaluate_folder(task: str, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, float]:
+    """Evaluate the fine-tuned model saved in ``model_args.model`` (a folder) on the validation split."""
+    if not Path(model_args.model).is_dir():
+        raise ValueError(f"model: evaluate needs a fine-tuned model folder, got {model_args.model!r}")
+    model = model_class_for_name(_architectures(model_args.model)).from_pretrained(model_args.model)
+    tokenizer = default_tokenizer(model_args.tokenizer or (model_args.model if (Path(model_args.model) / "tokenizer_config.json").exists() else None))
+    model.to(training_args.device)
+    return evaluate_model(task, model, tokenizer, data_args, training_args.seed, training_args.per_device_eval_batch_size)

