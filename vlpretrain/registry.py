@@ -19,6 +19,14 @@ class Architecture:
     config_class: type
     models: dict[str, type] = field(default_factory=dict)
     processor_class: type = VisionLanguageProcessor
+    presets: dict[str, dict] = field(default_factory=dict)
+
+    def preset(self, size: str) -> dict:
+        """Config values of a size preset (``tiny``, ``small``, ``base``: the config's paper defaults)."""
+        presets = {"base": {}, **self.presets}
+        if size not in presets:
+            raise ValueError(f"model_size: {self.name} has presets {sorted(presets)}, not {size!r}")
+        return dict(presets[size])
 
     def model_class(self, task: str) -> type:
         """The model class for ``task`` (``base``, ``pretraining``, ``vqa``, ``retrieval``, ...)."""
@@ -36,6 +44,12 @@ MODEL_REGISTRY: dict[str, Architecture] = {
             "pretraining": LxmertForPreTraining,
             "vqa": LxmertForQuestionAnswering,
             "retrieval": LxmertForImageTextRetrieval,
+        },
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_text_layers=1,
+                         num_visual_layers=1, num_cross_layers=1),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_text_layers=2,
+                          num_visual_layers=2, num_cross_layers=2),
         },
     ),
 }

@@ -6,6 +6,7 @@ Nothing here branches on the architecture: the registry gives the config and mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -60,20 +61,6 @@ class DataArguments:
     gallery_size: int = field(default=100, metadata={"help": "images in the retrieval evaluation gallery"})
 
 
-def model_presets(size: str) -> dict[str, Any]:
-    """Width and depth presets shared by the architectures (``base`` keeps the config's paper defaults)."""
-    presets = {
-        "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_text_layers=1,
-                     num_visual_layers=1, num_cross_layers=1),
-        "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_text_layers=2,
-                      num_visual_layers=2, num_cross_layers=2),
-        "base": {},
-    }
-    if size not in presets:
-        raise ValueError(f"model_size: expected one of {sorted(presets)}, got {size!r}")
-    return presets[size]
-
-
 def _overrides(text: str) -> dict[str, Any]:
     try:
         values = json.loads(text)
@@ -85,12 +72,18 @@ def _overrides(text: str) -> dict[str, Any]:
 
 
 def build_config(model_args: ModelArguments, data_sizes: dict[str, int], tokenizer, num_answers: int, max_text_length: int):
-    """A new config for ``model_args.model`` sized for the tokenizer and the data."""
+    """A new config for ``model_args.model``: the size preset, then the values the tokenizer and the data decide.
+
+    Data-decided values use the package-wide config field names (``vocab_size``, ``pad_token_id``,
+    ``max_position_embeddings``, ``region_feature_size``, ``frame_feature_size``, ``num_object_labels``,
+    ``num_attribute_labels``, ``num_qa_labels``) and are set only when the architecture's config declares them.
+    """
     architecture = get_architecture(model_args.model)
-    values: dict[str, Any] = dict(model_presets(model_args.model_size))
-    values.update(data_sizes)
-    values.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_qa_labels=max(num_answers, 1))
-    values["max_position_embeddings"] = max(64, max_text_length)
+    fields = {item.name for item in dataclasses.fields(architecture.config_class)}
+    decided = dict(data_sizes, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                   num_qa_labels=max(num_answers, 1), max_position_embeddings=max(64, max_text_length))
+    values: dict[str, Any] = architecture.preset(model_args.model_size)
+    values.update({key: value for key, value in decided.items() if key in fields})
     values.update(_overrides(model_args.config_overrides))
     return architecture.config_class(**values)
 
