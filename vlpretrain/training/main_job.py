@@ -47,7 +47,7 @@ def _arguments(output_dir: Path, steps: int, seed: int, learning_rate: float, ba
     )
 
 
-def run_main_job(output_dir: str, quick: bool = False, seed: int = 0) -> dict:
+def run_main_job(output_dir: str, quick: bool = False, seed: int = 0, tokenizer: str | None = None) -> dict:
     """Run the whole job; ``quick`` shrinks data and steps to a smoke test."""
     start = time.time()
     output = Path(output_dir)
@@ -58,7 +58,7 @@ def run_main_job(output_dir: str, quick: bool = False, seed: int = 0) -> dict:
     )
     data = DataArguments(dataset="shapes", num_images=budget["images"], eval_images=budget["eval_images"],
                          gallery_size=budget["gallery"])
-    small = dict(model_size="small")
+    small = dict(model_size="small", tokenizer=tokenizer)
     timings: dict[str, float] = {}
 
     def timed(name, function, *args):
