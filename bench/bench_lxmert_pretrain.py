@@ -5,9 +5,11 @@ same batch (8 samples, 20 tokens, all five objectives' targets) and run forward 
 alternating between the two so machine noise hits both alike. Printed: samples/s of each and their
 ratio, and the peak memory of each step and its ratio, in float32 and in bfloat16 autocast.
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over a step. On CPU PyTorch keeps no allocator
-statistics, so the figure is the bytes of tensors saved for backward (the activations), deduplicated by
-storage, plus parameters, gradients and AdamW state: the same quantities the CUDA figure is made of.
+Peak memory of one model's step: its parameters, gradients and AdamW state, plus what the step allocates on
+top of what was resident before it (both models live in the process, so the other model's state is left out).
+On CUDA the step's part is ``torch.cuda.max_memory_allocated`` minus the memory allocated before the step; on
+CPU, where PyTorch keeps no allocator statistics, it is the bytes of tensors saved for backward (the
+activations), deduplicated by storage.
 
 Usage: ``python bench/bench_lxmert_pretrain.py [--device cpu|cuda] [--steps 6] [--dtypes float32 bfloat16]``
 """
@@ -132,10 +134,11 @@ def measure_memory(model, optimizer, batch, dtype, device) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+        resident = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         train_step(model, optimizer, batch, dtype, device)
         torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated()
+        return torch.cuda.max_memory_allocated() - resident + state_bytes(model, optimizer)
     meter = SavedTensorMeter()
     train_step(model, optimizer, batch, dtype, device, meter)
     return meter.bytes + state_bytes(model, optimizer)

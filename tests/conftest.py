@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -37,3 +38,8 @@ def image_text_inputs(lxmert_config):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the private Hugging Face cache of this test session."""
+    shutil.rmtree(_CACHE, ignore_errors=True)

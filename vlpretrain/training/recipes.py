@@ -6,6 +6,7 @@ Nothing here branches on the architecture: the registry gives the config and mod
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -88,29 +89,60 @@ def build_config(model_args: ModelArguments, data_sizes: dict[str, int], tokeniz
     return architecture.config_class(**values)
 
 
-class CollatorStateCallback(TrainerCallback):
-    """Save the collator's random state with every checkpoint and restore it on resume, so a resumed run draws
-    exactly the masks and negatives the uninterrupted run would have drawn."""
+class ResumableCollator:
+    """Wrap a masking collator and remember its random state before each batch it builds.
 
-    def __init__(self, collator: MultimodalCollator, resume_from: str | None = None):
+    The training data loader builds a batch or two ahead of the optimizer (accelerate looks one batch ahead),
+    so the collator's state at save time is already past the next batch; the state recorded before the first
+    batch not yet consumed is the one a resumed run must start from.
+    """
+
+    def __init__(self, collator: MultimodalCollator, history: int = 16):
+        self.collator = collator
+        self.calls = 0
+        self.history: collections.deque[tuple[int, dict]] = collections.deque(maxlen=history)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        self.history.append((self.calls, self.collator.state_dict()))
+        self.calls += 1
+        return self.collator(examples)
+
+    def state_before(self, call: int) -> dict:
+        """The collator state recorded just before building batch number ``call`` (0-based, this run)."""
+        for index, state in self.history:
+            if index == call:
+                return state
+        if call == self.calls:
+            return self.collator.state_dict()
+        raise RuntimeError(f"collator state before batch {call} was not kept (history holds {[i for i, _ in self.history]})")
+
+
+class CollatorStateCallback(TrainerCallback):
+    """Save the training collator's random state with every checkpoint and restore it on resume, so a resumed run
+    draws exactly the masks and negatives the uninterrupted run would have drawn."""
+
+    def __init__(self, collator: ResumableCollator, resume_from: str | None = None):
         self.collator = collator
         self.resume_from = resume_from
+        self.start_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step = state.global_step
         if self.resume_from:
-            path = Path(self.resume_from) / COLLATOR_STATE_FILE
-            if path.exists():
-                tensors = load_file(str(path))
-                seeds = json.loads((Path(self.resume_from) / "collator_seeds.json").read_text())
-                self.collator.load_state_dict(
+            folder = Path(self.resume_from)
+            if (folder / COLLATOR_STATE_FILE).exists():
+                tensors = load_file(str(folder / COLLATOR_STATE_FILE))
+                seeds = json.loads((folder / "collator_seeds.json").read_text())
+                self.collator.collator.load_state_dict(
                     {name: {"seed": seeds[name], "generator": tensors[name]} for name in seeds}
                 )
 
     def on_save(self, args, state, control, **kwargs):
+        consumed = (state.global_step - self.start_step) * args.gradient_accumulation_steps
+        collator_state = self.collator.state_before(consumed)
         if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        collator_state = self.collator.state_dict()
         save_file({name: value["generator"] for name, value in collator_state.items()}, str(folder / COLLATOR_STATE_FILE))
         (folder / "collator_seeds.json").write_text(json.dumps({name: value["seed"] for name, value in collator_state.items()}))
 
@@ -156,14 +188,14 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     train = pretraining_examples(train_source, tokenizer, data_args.max_text_length, answers)
     evaluation = pretraining_examples(eval_source, tokenizer, data_args.max_text_length, answers)
     seed = training_args.seed + 1000 * training_args.process_index
-    collator = collator_for_config(config, tokenizer, seed=seed)
+    collator = ResumableCollator(collator_for_config(config, tokenizer, seed=seed))
     resume = _resume_path(training_args)
     trainer = VLPretrainingTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation, data_collator=collator,
+        eval_data_collator=collator_for_config(config, tokenizer, seed=training_args.seed),
         processing_class=tokenizer, callbacks=[CollatorStateCallback(collator, resume)],
     )
     trainer.train(resume_from_checkpoint=resume)
-    collator.reseed(training_args.seed)
     metrics = trainer.evaluate()
     final = Path(training_args.output_dir) / "final"
     trainer.save_model(str(final))

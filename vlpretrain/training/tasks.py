@@ -21,6 +21,7 @@ import torch
 
 from ..data.collators import MultimodalCollator
 from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, load_dataset_by_name
+from ..processing.store import load_feature_store
 
 EMBEDDED_IMAGE_TEXT = ("shapes",)
 EMBEDDED_VIDEO_TEXT = ("shapes-video",)
@@ -79,12 +80,34 @@ def load_image_text_source(
             f"dataset: {dataset!r} is neither an embedded dataset ({', '.join(EMBEDDED_IMAGE_TEXT + EMBEDDED_VIDEO_TEXT)}) "
             "nor an existing feature-store folder"
         )
-    store = datasets.load_from_disk(str(path))
-    if isinstance(store, datasets.DatasetDict):
-        if split not in store:
-            raise ValueError(f"dataset: {path} has splits {sorted(store)}, not {split!r}")
-        store = store[split]
-    return attach_annotations(store, captions_file, questions_file, answers_file)
+    return attach_annotations(load_store_as_source(path), captions_file, questions_file, answers_file)
+
+
+# Column names of a feature store (vlpretrain.processing.store) and of a training source.
+_STORE_TO_SOURCE = {
+    "id": "image_id",
+    "features": "region_features",
+    "boxes": "region_boxes",
+    "class_probabilities": "region_class_targets",
+    "object_ids": "region_object_labels",
+    "object_confidences": "region_object_confidences",
+    "attribute_ids": "region_attribute_labels",
+    "attribute_confidences": "region_attribute_confidences",
+}
+
+
+def load_store_as_source(path: str | os.PathLike) -> datasets.Dataset:
+    """Open a region feature store (``vlpretrain features import/extract``) with the source column names."""
+    try:
+        store = load_feature_store(path)
+    except FileNotFoundError as error:
+        raise ValueError(f"dataset: {error}; write one with `vlpretrain features import` or `extract`") from error
+    if "features" not in store.column_names:
+        raise ValueError(f"dataset: {path} is a frame store; image-text training needs region features")
+    renames = {old: new for old, new in _STORE_TO_SOURCE.items() if old in store.column_names}
+    empty = [name for name in renames if name != "id" and store[0][name] is None]
+    store = store.remove_columns(empty).rename_columns({old: new for old, new in renames.items() if old not in empty})
+    return store
 
 
 def attach_annotations(

@@ -19,16 +19,29 @@ class VLPretrainingTrainer(Trainer):
 
     Besides logging each objective, it evaluates with ``eval_loss`` whenever *any* label of the model is in the
     batch (transformers' Trainer requires all of them, so a batch without, say, ``answer_labels`` would silently
-    lose ``eval_loss``).
+    lose ``eval_loss``), and can evaluate with its own collator (``eval_data_collator``).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
         self._objective_sums: dict[str, torch.Tensor] = {}
         self._objective_counts: dict[str, int] = defaultdict(int)
         self._eval_sums: dict[str, float] = defaultdict(float)
         self._eval_counts: dict[str, int] = defaultdict(int)
         self._all_label_names = list(self.label_names)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        """Evaluate with ``eval_data_collator`` when given, so evaluation never consumes the training masks' random
+        stream (a resumed run then draws the same training masks as an uninterrupted one)."""
+        if self.eval_data_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        training_collator = self.data_collator
+        self.data_collator = self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = training_collator
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
