@@ -15,7 +15,7 @@ from vlpretrain.cli import main as cli_main
 from vlpretrain.processing.readers import RegionRecord
 from vlpretrain.processing.store import write_feature_store
 from vlpretrain.training.recipes import DataArguments, ModelArguments, finetune, pretrain
-from vlpretrain.training.tasks import load_image_text_source
+from vlpretrain.training.tasks import load_source
 
 TINY = dict(model="lxmert", model_size="tiny", config_overrides='{"intermediate_size": 64}')
 
@@ -86,7 +86,7 @@ def test_captions_that_name_unknown_images_are_rejected(tmp_path):
     write_store_and_annotations(tmp_path, image_ids=("a", "b"))
     (tmp_path / "captions.json").write_text(json.dumps({"annotations": [{"image_id": "zzz", "caption": "x"}]}))
     with pytest.raises(ValueError, match="image ids that are not in the feature store.*zzz"):
-        load_image_text_source(str(tmp_path / "store"), captions_file=str(tmp_path / "captions.json"))
+        load_source(str(tmp_path / "store"), captions_file=str(tmp_path / "captions.json"))
 
 
 @pytest.mark.parametrize(
@@ -109,9 +109,9 @@ def test_cli_errors_name_what_is_wrong_before_training(tmp_path, argv, message):
 def test_store_without_captions_is_rejected(tmp_path):
     write_store_and_annotations(tmp_path)
     with pytest.raises(ValueError, match="captions_file: required"):
-        load_image_text_source(str(tmp_path / "store"))
+        load_source(str(tmp_path / "store"))
     with pytest.raises(ValueError, match="not a feature store"):
-        load_image_text_source(str(tmp_path))
+        load_source(str(tmp_path))
 
 
 def test_main_job_quick_runs_end_to_end(tmp_path, capsys):

@@ -23,12 +23,14 @@ from ..data.collators import MultimodalCollator, collator_for_config
 from ..metrics.retrieval.ranking import retrieval_metrics
 from ..metrics.vqa.accuracy import soft_score_accuracy
 from ..registry import architecture_for_config, get_architecture, model_class_for_name
+from .lora import lora_for_finetuning, write_lora_base
 from .tasks import (
     TaskCollator,
     answer_vocabulary,
     caption_examples,
     default_tokenizer,
-    load_image_text_source,
+    padding_collator,
+    load_source,
     pretraining_examples,
     source_label_sizes,
     vqa_examples,
@@ -46,6 +48,11 @@ class ModelArguments:
     model_size: str = field(default="small", metadata={"help": "preset for a new model: tiny, small or base"})
     config_overrides: str = field(default="{}", metadata={"help": "JSON object of config values"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: bert-base-uncased WordPiece)"})
+    lora: bool = field(default=False, metadata={"help": "finetune: train a LoRA adapter on a model folder; save only the adapter"})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank r"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA branch"})
+    lora_target_modules: str | None = field(default=None, metadata={"help": "comma-separated module names (default: the architecture's)"})
 
 
 @dataclass
@@ -53,8 +60,8 @@ class DataArguments:
     """Which data to train and evaluate on."""
 
     dataset: str = field(default="shapes", metadata={"help": "shapes, shapes-video, or a feature-store folder"})
-    num_images: int = field(default=2000, metadata={"help": "images generated for an embedded training set"})
-    eval_images: int = field(default=300, metadata={"help": "images generated for an embedded validation set"})
+    num_images: int = field(default=2000, metadata={"help": "images (or videos) generated for an embedded training set"})
+    eval_images: int = field(default=300, metadata={"help": "images (or videos) generated for an embedded validation set"})
     captions_file: str | None = field(default=None, metadata={"help": "COCO-captions JSON for a feature store"})
     questions_file: str | None = field(default=None, metadata={"help": "VQA questions JSON for a feature store"})
     answers_file: str | None = field(default=None, metadata={"help": "VQA annotations JSON for a feature store"})
@@ -174,7 +181,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     """Pretrain with every objective the config switches on; returns the final eval metrics and the saved folder."""
     training_args = _prepare_arguments(training_args)
     tokenizer = default_tokenizer(model_args.tokenizer)
-    train_source = load_image_text_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
+    train_source = load_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
                                           data_args.captions_file, data_args.questions_file, data_args.answers_file)
     eval_source = _eval_source(data_args, training_args.seed)
     answers = _answers_or_empty(train_source)
@@ -203,7 +210,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
 
 
 def _eval_source(data_args: DataArguments, seed: int):
-    return load_image_text_source(data_args.dataset, "validation", data_args.eval_images, seed,
+    return load_source(data_args.dataset, "validation", data_args.eval_images, seed,
                                   data_args.captions_file, data_args.questions_file, data_args.answers_file)
 
 
@@ -249,22 +256,26 @@ def finetune(task: str, model_args: ModelArguments, data_args: DataArguments, tr
         raise ValueError(f"task: expected 'vqa' or 'retrieval', got {task!r}")
     training_args = _prepare_arguments(training_args)
     tokenizer = default_tokenizer(model_args.tokenizer)
-    train_source = load_image_text_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
+    train_source = load_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
                                           data_args.captions_file, data_args.questions_file, data_args.answers_file)
     answers = answer_vocabulary(train_source) if task == "vqa" else []
     model = _task_model(model_args, task, source_label_sizes(train_source), tokenizer, answers, data_args.max_text_length)
+    if model_args.lora:
+        model = lora_for_finetuning(model, model_args)
     seed = training_args.seed + 1000 * training_args.process_index
     if task == "vqa":
         train = vqa_examples(train_source, tokenizer, answers, data_args.max_text_length)
-        collator = TaskCollator(MultimodalCollator.from_tokenizer(tokenizer, [], seed=seed), "answer_scores")
+        collator = TaskCollator(padding_collator(tokenizer, train_source, seed=seed), "answer_scores")
     else:
         train = caption_examples(train_source, tokenizer, data_args.max_text_length)
-        collator = TaskCollator(MultimodalCollator.from_tokenizer(tokenizer, ["matching"], seed=seed), "matched_labels")
+        collator = TaskCollator(padding_collator(tokenizer, train_source, ["matching"], seed=seed), "matched_labels")
     trainer = VLPretrainingTrainer(model=model, args=training_args, train_dataset=train, data_collator=collator,
                                    processing_class=tokenizer)
     trainer.train(resume_from_checkpoint=_resume_path(training_args))
     final = Path(training_args.output_dir) / "final"
     trainer.save_model(str(final))
+    if model_args.lora:
+        write_lora_base(final, model_args.model, task, model.get_base_model().config)
     metrics = evaluate_model(task, model, tokenizer, data_args, training_args.seed,
                              batch_size=training_args.per_device_eval_batch_size)
     (final / "eval_results.json").write_text(json.dumps(metrics, indent=2))
@@ -277,7 +288,7 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
     model.eval()
     source = _eval_source(data_args, seed)
     device = next(model.parameters()).device
-    padder = MultimodalCollator.from_tokenizer(tokenizer, [], seed=seed)
+    padder = padding_collator(tokenizer, source, seed=seed)
     if task == "vqa":
         answers = [model.config.id2label[index] for index in range(model.config.num_labels)]
         examples = vqa_examples(source, tokenizer, answers, data_args.max_text_length)

@@ -1,17 +1,19 @@
 """Data for the training recipes: sources (embedded or user data), per-task examples, and task collators.
 
-A *source* is a ``datasets.Dataset`` with one row per image: ``image_id``, region columns
-(``region_features`` (R, D), ``region_boxes`` (R, 4) normalised, optional detector targets and labels),
+A *source* is a ``datasets.Dataset`` with one row per image or video: an id (``image_id`` or ``video_id``),
+media columns (``region_features`` (R, D), ``region_boxes`` (R, 4) normalised and optional detector targets
+and labels; or ``frame_features`` (F, D) with optional ``action_label`` and timed ``subtitles``),
 ``captions`` (list of strings) and optionally ``questions`` / ``answers`` (lists, parallel). The embedded
-``shapes`` data is one; a feature store plus COCO-captions / VQA JSON files is another. Tasks turn a source
-into examples (one per caption or question) that the collators of ``vlpretrain.data`` pad and mask.
+``shapes`` and ``shapes-video`` data are sources; a feature store plus COCO-captions / VQA JSON files is
+another. Tasks turn a source into examples (one per caption or question) that the collators of
+``vlpretrain.data`` pad and mask.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,13 @@ REGION_COLUMNS = (
     "region_attribute_labels",
     "region_attribute_confidences",
 )
+FRAME_COLUMNS = ("frame_features", "action_label", "subtitles", "fps", "duration")
+MEDIA_COLUMNS = REGION_COLUMNS + FRAME_COLUMNS + ("image_id", "video_id")
+
+
+def is_video_source(source: datasets.Dataset) -> bool:
+    """Whether a source holds frame features (video) rather than region features (images)."""
+    return "frame_features" in source.column_names
 
 
 def default_tokenizer(path: str | os.PathLike | None = None):
@@ -52,7 +61,7 @@ def default_tokenizer(path: str | os.PathLike | None = None):
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_image_text_source(
+def load_source(
     dataset: str,
     split: str = "train",
     num_images: int | None = None,
@@ -61,19 +70,20 @@ def load_image_text_source(
     questions_file: str | None = None,
     answers_file: str | None = None,
 ) -> datasets.Dataset:
-    """Load an image-text source: ``shapes`` (train and validation are disjoint seeds) or a feature store folder.
+    """Load a source: ``shapes`` or ``shapes-video`` (train and validation are disjoint seeds) or a feature store.
 
     For a feature store, captions come from a COCO-captions JSON (``annotations``: ``image_id``, ``caption``) and
     questions/answers from VQA JSONs (``questions``: ``question_id``, ``image_id``, ``question``;
     ``annotations``: ``question_id``, ``answers`` [{``answer``}]). Ids missing on either side raise a ``ValueError``.
     """
-    if dataset in EMBEDDED_IMAGE_TEXT:
+    if dataset in EMBEDDED_IMAGE_TEXT + EMBEDDED_VIDEO_TEXT:
         split_seed = {"train": seed, "validation": seed + 1000, "test": seed + 2000}
         if split not in split_seed:
             raise ValueError(f"split: expected one of {sorted(split_seed)}, got {split!r}")
+        if dataset in EMBEDDED_VIDEO_TEXT:
+            videos = load_dataset_by_name(dataset, num_videos=num_images or 1000, seed=split_seed[split])
+            return videos.map(lambda row: {"captions": [row["caption"]]}, remove_columns=["frames"])
         return load_dataset_by_name(dataset, num_images=num_images or 2000, seed=split_seed[split])
-    if dataset in EMBEDDED_VIDEO_TEXT:
-        raise ValueError(f"dataset: {dataset!r} is video-text data; this model takes images (use shapes or a store)")
     path = Path(dataset)
     if not path.exists():
         raise ValueError(
@@ -191,8 +201,14 @@ def answer_vocabulary(source: datasets.Dataset) -> list[str]:
 
 
 def source_label_sizes(source: datasets.Dataset) -> dict[str, int]:
-    """Config values a model needs from the data: region feature size and detector vocabularies."""
+    """Config values a model needs from the data: feature sizes and label vocabularies."""
     first = source[0]
+    if is_video_source(source):
+        sizes = {"frame_feature_size": int(np.asarray(first["frame_features"]).shape[-1])}
+        if "action_label" in source.column_names:
+            sizes["num_action_labels"] = int(source.features["action_label"].num_classes) if hasattr(
+                source.features["action_label"], "num_classes") else int(max(source["action_label"])) + 1
+        return sizes
     sizes = {"region_feature_size": int(np.asarray(first["region_features"]).shape[-1])}
     if "object_labels" in source.column_names:
         sizes.update(num_object_labels=len(SHAPE_NAMES), num_attribute_labels=len(COLOR_NAMES))
@@ -201,26 +217,33 @@ def source_label_sizes(source: datasets.Dataset) -> dict[str, int]:
     return sizes
 
 
-def _region_fields(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: row[name] for name in REGION_COLUMNS if name in row and row[name] is not None}
-
-
 def _tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def _copy_media(batch: dict[str, list], row: int, out: dict[str, list]) -> None:
+    """Repeat row ``row``'s id and media columns for one more example."""
+    for name in MEDIA_COLUMNS:
+        if name in batch:
+            out[name].append(batch[name][row])
+
+
+def padding_collator(tokenizer, source: datasets.Dataset, objectives: Sequence[str] = (), seed: int = 0) -> MultimodalCollator:
+    """A collator for the source's modality (regions or frames) with the given objectives (none: padding only)."""
+    video = is_video_source(source)
+    return MultimodalCollator.from_tokenizer(tokenizer, list(objectives), regions=not video, frames=video, seed=seed)
 
 
 def pretraining_examples(
     source: datasets.Dataset, tokenizer, max_length: int = 20, answers: Sequence[str] | None = None
 ) -> datasets.Dataset:
-    """One example per caption and per question of every image; questions carry ``answer_label`` for image QA."""
+    """One example per caption and per question of every image or video; questions carry ``answer_label`` (QA)."""
     answer_index = {answer: index for index, answer in enumerate(answers or [])}
 
     def expand(batch: dict[str, list]) -> dict[str, list]:
-        out: dict[str, list] = {"input_ids": [], "image_id": [], "answer_label": []}
-        for name in REGION_COLUMNS:
-            if name in batch:
-                out[name] = []
-        for row in range(len(batch["image_id"])):
+        out: dict[str, list] = {"input_ids": [], "answer_label": []}
+        out.update({name: [] for name in MEDIA_COLUMNS if name in batch})
+        for row in range(len(batch["captions"])):
             texts = list(batch["captions"][row])
             labels = [-100] * len(texts)
             for position, question in enumerate(batch.get("questions", [[]] * (row + 1))[row] or []):
@@ -230,11 +253,8 @@ def pretraining_examples(
                     labels.append(answer_index[answer])
             for ids, label in zip(_tokenize(tokenizer, texts, max_length), labels):
                 out["input_ids"].append(ids)
-                out["image_id"].append(batch["image_id"][row])
                 out["answer_label"].append(label)
-                for name in REGION_COLUMNS:
-                    if name in batch:
-                        out[name].append(batch[name][row])
+                _copy_media(batch, row, out)
         return out
 
     return source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)
@@ -254,11 +274,9 @@ def vqa_examples(source: datasets.Dataset, tokenizer, answers: Sequence[str], ma
     answer_index = {answer: index for index, answer in enumerate(answers)}
 
     def expand(batch: dict[str, list]) -> dict[str, list]:
-        out: dict[str, list] = {"input_ids": [], "image_id": [], "answer_scores": []}
-        for name in REGION_COLUMNS:
-            if name in batch:
-                out[name] = []
-        for row in range(len(batch["image_id"])):
+        out: dict[str, list] = {"input_ids": [], "answer_scores": []}
+        out.update({name: [] for name in MEDIA_COLUMNS if name in batch})
+        for row in range(len(batch["captions"])):
             questions = batch["questions"][row] if "questions" in batch else []
             for position, question in enumerate(questions):
                 if "answers" in batch:
@@ -270,11 +288,8 @@ def vqa_examples(source: datasets.Dataset, tokenizer, answers: Sequence[str], ma
                     if answer in answer_index:
                         scores[answer_index[answer]] = min(human_answers.count(answer) / 3.0, 1.0)
                 out["input_ids"].append(_tokenize(tokenizer, [question], max_length)[0])
-                out["image_id"].append(batch["image_id"][row])
                 out["answer_scores"].append(scores)
-                for name in REGION_COLUMNS:
-                    if name in batch:
-                        out[name].append(batch[name][row])
+                _copy_media(batch, row, out)
         return out
 
     examples = source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)
@@ -287,18 +302,13 @@ def caption_examples(source: datasets.Dataset, tokenizer, max_length: int = 20, 
     """One example per caption (or only each image's first caption), for retrieval training and galleries."""
 
     def expand(batch: dict[str, list]) -> dict[str, list]:
-        out: dict[str, list] = {"input_ids": [], "image_id": []}
-        for name in REGION_COLUMNS:
-            if name in batch:
-                out[name] = []
-        for row in range(len(batch["image_id"])):
+        out: dict[str, list] = {"input_ids": []}
+        out.update({name: [] for name in MEDIA_COLUMNS if name in batch})
+        for row in range(len(batch["captions"])):
             captions = list(batch["captions"][row])[: 1 if first_only else None]
             for ids in _tokenize(tokenizer, captions, max_length):
                 out["input_ids"].append(ids)
-                out["image_id"].append(batch["image_id"][row])
-                for name in REGION_COLUMNS:
-                    if name in batch:
-                        out[name].append(batch[name][row])
+                _copy_media(batch, row, out)
         return out
 
     return source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)
