@@ -8,6 +8,57 @@ import transformers
 
 from .configuration.lxmert import LxmertConfig
 from .modeling.lxmert import LxmertForImageTextRetrieval, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
+from .configuration.vilbert import VilbertConfig
+from .configuration.ernie_vil import ErnieVilConfig
+from .modeling.vilbert import (
+    VilbertForImageTextRetrieval,
+    VilbertForPreTraining,
+    VilbertForQuestionAnswering,
+    VilbertForReferringExpressions,
+    VilbertModel,
+)
+from .modeling.ernie_vil import ErnieVilForImageTextRetrieval, ErnieVilForPreTraining, ErnieVilForQuestionAnswering, ErnieVilModel
+from .configuration.image_bert import ImageBertConfig
+from .configuration.vl_bert import VlBertConfig
+from .modeling.image_bert import (
+    ImageBertForImageTextRetrieval,
+    ImageBertForPreTraining,
+    ImageBertForQuestionAnswering,
+    ImageBertModel,
+)
+from .modeling.vl_bert import (
+    VlBertForImageTextRetrieval,
+    VlBertForMultipleChoice,
+    VlBertForPreTraining,
+    VlBertForQuestionAnswering,
+    VlBertForReferringExpressions,
+    VlBertModel,
+)
+from .configuration.univl import UnivlConfig
+from .modeling.univl import UnivlForCaptioning, UnivlForPreTraining, UnivlForVideoTextRetrieval, UnivlModel
+from .configuration.hero import HeroConfig
+from .modeling.hero import (
+    HeroForPreTraining,
+    HeroForVideoMomentRetrieval,
+    HeroForVideoQuestionAnswering,
+    HeroForVideoTextRetrieval,
+    HeroModel,
+)
+from .processing.processor import VideoLanguageProcessor
+from .configuration.actbert import ActBertConfig
+from .modeling.actbert import (
+    ActBertForPreTraining,
+    ActBertForVideoQuestionAnswering,
+    ActBertForVideoTextRetrieval,
+    ActBertModel,
+)
+from .configuration.video_bert import VideoBertConfig
+from .modeling.video_bert import (
+    VideoBertForConditionalGeneration,
+    VideoBertForPreTraining,
+    VideoBertForVideoTextRetrieval,
+    VideoBertModel,
+)
 from .processing.processor import VisionLanguageProcessor
 
 
@@ -52,6 +103,155 @@ MODEL_REGISTRY: dict[str, Architecture] = {
                           num_visual_layers=2, num_cross_layers=2),
         },
     ),
+    "vilbert": Architecture(
+        "vilbert",
+        VilbertConfig,
+        {
+            "base": VilbertModel,
+            "pretraining": VilbertForPreTraining,
+            "vqa": VilbertForQuestionAnswering,
+            "retrieval": VilbertForImageTextRetrieval,
+            "referring": VilbertForReferringExpressions,
+        },
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
+                         v_hidden_size=48, v_num_attention_heads=4, v_intermediate_size=48, v_num_hidden_layers=1,
+                         bi_hidden_size=48, bi_num_attention_heads=4, t_biattention_id=[1], v_biattention_id=[0],
+                         vqa_hidden_size=96),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_hidden_layers=4,
+                          v_hidden_size=96, v_num_attention_heads=4, v_intermediate_size=96, v_num_hidden_layers=2,
+                          bi_hidden_size=96, bi_num_attention_heads=4, t_biattention_id=[2, 3], v_biattention_id=[0, 1],
+                          vqa_hidden_size=192),
+        },
+    ),
+    "ernie-vil": Architecture(
+        "ernie-vil",
+        ErnieVilConfig,
+        {
+            "base": ErnieVilModel,
+            "pretraining": ErnieVilForPreTraining,
+            "vqa": ErnieVilForQuestionAnswering,
+            "retrieval": ErnieVilForImageTextRetrieval,
+        },
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, v_hidden_size=48,
+                         v_num_attention_heads=4, v_intermediate_size=48, v_num_hidden_layers=1, co_hidden_size=48,
+                         co_num_attention_heads=4, t_biattention_id=[1], v_biattention_id=[0], vqa_hidden_size=96),
+            "small": dict(hidden_size=128, num_attention_heads=4, num_hidden_layers=4, v_hidden_size=96,
+                          v_num_attention_heads=4, v_intermediate_size=96, v_num_hidden_layers=2, co_hidden_size=96,
+                          co_num_attention_heads=4, t_biattention_id=[2, 3], v_biattention_id=[0, 1],
+                          vqa_hidden_size=192),
+        },
+    ),
+    "vl-bert": Architecture(
+        "vl-bert",
+        VlBertConfig,
+        {
+            "base": VlBertModel,
+            "pretraining": VlBertForPreTraining,
+            "vqa": VlBertForQuestionAnswering,
+            "retrieval": VlBertForImageTextRetrieval,
+            "referring": VlBertForReferringExpressions,
+            "multiple_choice": VlBertForMultipleChoice,
+        },
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
+                         geometry_size=64),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_hidden_layers=4,
+                          geometry_size=256),
+        },
+    ),
+    "image-bert": Architecture(
+        "image-bert",
+        ImageBertConfig,
+        {
+            "base": ImageBertModel,
+            "pretraining": ImageBertForPreTraining,
+            "vqa": ImageBertForQuestionAnswering,
+            "retrieval": ImageBertForImageTextRetrieval,
+        },
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_hidden_layers=4),
+        },
+    ),
+    "univl": Architecture(
+        "univl",
+        UnivlConfig,
+        {
+            "base": UnivlModel,
+            "pretraining": UnivlForPreTraining,
+            "retrieval": UnivlForVideoTextRetrieval,
+            "captioning": UnivlForCaptioning,
+        },
+        processor_class=VideoLanguageProcessor,
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_text_layers=1,
+                         num_visual_layers=1, num_cross_layers=1, num_decoder_layers=1, max_frames=32,
+                         max_cross_positions=160),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_text_layers=2,
+                          num_visual_layers=2, num_cross_layers=1, num_decoder_layers=2, max_frames=64,
+                          max_cross_positions=192),
+        },
+    ),
+    "hero": Architecture(
+        "hero",
+        HeroConfig,
+        {
+            "base": HeroModel,
+            "pretraining": HeroForPreTraining,
+            "retrieval": HeroForVideoTextRetrieval,
+            "moment_retrieval": HeroForVideoMomentRetrieval,
+            "video_qa": HeroForVideoQuestionAnswering,
+        },
+        processor_class=VideoLanguageProcessor,
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_cross_layers=2,
+                         num_temporal_layers=1, max_frames=32),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_cross_layers=2,
+                          num_temporal_layers=2, max_frames=64),
+        },
+    ),
+    "actbert": Architecture(
+        "actbert",
+        ActBertConfig,
+        {
+            "base": ActBertModel,
+            "pretraining": ActBertForPreTraining,
+            "retrieval": ActBertForVideoTextRetrieval,
+            "video_qa": ActBertForVideoQuestionAnswering,
+        },
+        processor_class=VideoLanguageProcessor,
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
+                         v_hidden_size=48, v_num_attention_heads=4, v_intermediate_size=48, v_num_hidden_layers=1,
+                         a_hidden_size=48, a_num_attention_heads=4, a_intermediate_size=96, a_num_hidden_layers=1,
+                         bi_hidden_size=48, bi_num_attention_heads=4, t_ent_attention_id=[1], v_ent_attention_id=[0],
+                         a_ent_attention_id=[0]),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_hidden_layers=4,
+                          v_hidden_size=96, v_num_attention_heads=4, v_intermediate_size=96, v_num_hidden_layers=2,
+                          a_hidden_size=96, a_num_attention_heads=4, a_intermediate_size=192, a_num_hidden_layers=2,
+                          bi_hidden_size=96, bi_num_attention_heads=4, t_ent_attention_id=[2, 3],
+                          v_ent_attention_id=[0, 1], a_ent_attention_id=[0, 1]),
+        },
+    ),
+    "videobert": Architecture(
+        "videobert",
+        VideoBertConfig,
+        {
+            "base": VideoBertModel,
+            "pretraining": VideoBertForPreTraining,
+            "retrieval": VideoBertForVideoTextRetrieval,
+            "generation": VideoBertForConditionalGeneration,
+        },
+        processor_class=VideoLanguageProcessor,
+        presets={
+            "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
+                         num_visual_levels=2, num_visual_clusters=4),
+            "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_hidden_layers=4,
+                          num_visual_levels=3, num_visual_clusters=6),
+        },
+    ),
 }
 
 
@@ -94,3 +294,6 @@ def register_auto_classes() -> None:
             auto_name = model_class.__dict__.get("hub_auto_class")
             if auto_name:
                 getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
+    from .pipelines.registration import register_pipelines
+
+    register_pipelines()

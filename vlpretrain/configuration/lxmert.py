@@ -34,9 +34,19 @@ class LxmertConfig(PreTrainedConfig):
             ``region_object``, ``region_attribute``, ``matching``, ``qa``. The visual losses default to
             1 / 0.15, as in the original code.
         tie_word_embeddings: tie the masked-LM decoder to the word embeddings (as in the original).
+        contrastive_loss_weight: weight of the in-batch contrastive loss between the pooled text stream ([CLS]
+            after the language layers) and the pooled visual stream (mean of the object-relation layers' output)
+            added by [`LxmertForImageTextRetrieval`] to the matching loss; it trains the first stage of two-stage
+            retrieval. 0 (default) switches it off, as in the original.
+        contrastive_temperature: temperature of that loss.
+
+    ``lora_target_modules`` (a class attribute, not saved) names the layers LoRA adapts by default: the fused
+    query/key/value projections (``qkv``), the attention and feed-forward output projections (``output.dense``)
+    and the feed-forward input projections (``fc_in``) of every language, object-relation and cross-modality layer.
     """
 
     model_type = "vlpretrain-lxmert"
+    lora_target_modules = ("qkv", "output.dense", "fc_in")
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -60,6 +70,8 @@ class LxmertConfig(PreTrainedConfig):
     loss_weights: dict | None = None
     pad_token_id: int | None = 0
     tie_word_embeddings: bool = True
+    contrastive_loss_weight: float = 0.0
+    contrastive_temperature: float = 0.05
 
     def __post_init__(self, **kwargs):
         defaults = {
@@ -78,6 +90,11 @@ class LxmertConfig(PreTrainedConfig):
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+            )
+        if self.contrastive_loss_weight < 0 or self.contrastive_temperature <= 0:
+            raise ValueError(
+                f"contrastive_loss_weight must be >= 0 and contrastive_temperature > 0, got "
+                f"{self.contrastive_loss_weight} and {self.contrastive_temperature}"
             )
         if self.region_box_size not in (4, 5):
             raise ValueError(f"region_box_size must be 4 (x1, y1, x2, y2) or 5 (plus area), got {self.region_box_size}")

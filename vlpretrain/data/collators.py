@@ -16,11 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .scene_graph import parse_scene_graph
+
 IGNORE_INDEX = -100
 
 # Objective names accepted by the composed collators, mapped to the masker that serves them.
 OBJECTIVE_MASKERS: dict[str, str] = {
     "mlm": "tokens",
+    "text_mlm": "text_only",
     "span": "span",
     "region_feature": "regions",
     "region_object": "regions",
@@ -32,6 +35,19 @@ OBJECTIVE_MASKERS: dict[str, str] = {
     "frame_order": "frame_order",
     "contrastive": "contrastive",
     "action": "actions",
+    "scene_object": "scene_graph",
+    "scene_attribute": "scene_graph",
+    "scene_relation": "scene_graph",
+    # Objectives the model computes from the batch as collated (no masker): UniVL's cross-encoder alignment over
+    # in-batch pairs and its caption reconstruction (targets: the unmasked ``input_ids``, recovered from ``labels``);
+    # HERO's video-subtitle matching (queries and spans from ``subtitle_*`` fields, see the model).
+    "alignment": "in_batch",
+    "reconstruction": "captions",
+    "vsm": "subtitles",
+    # VideoBERT's masked visual words and ActBERT's masked action classification: masked frames (plus, for
+    # ``masked_action``, the clip's ``action_labels``).
+    "visual_word": "frames",
+    "masked_action": "frames",
 }
 
 # Region masking variants: (probability of zeroing, probability of a feature from another image); the rest keep.
@@ -420,6 +436,49 @@ class AnswerSampler(SeededMasker):
         return int(ids[torch.argmax(weights)])
 
 
+class TextOnlySampler(SeededMasker):
+    """Text-only rows for MLM on a text corpus mixed into image-text batches (VL-BERT's Books/Wikipedia batches).
+
+    An example whose ``text_only`` field is true (e.g. a segment of any text dataset, with or without region
+    fields) stays text-only; any other example becomes text-only with ``probability`` (its caption is then used as
+    plain text and its image is ignored by the model). The batch gets ``text_only`` (B,) booleans.
+    """
+
+    name = "text_mlm"
+
+    def __init__(self, probability: float = 0.5, seed: int = 0):
+        super().__init__(seed)
+        self.probability = _check_probability("text_only_probability", probability)
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        """The text-only flag of every example."""
+        given = torch.tensor([bool(example.get("text_only", False)) for example in examples])
+        return given | (self._uniform((len(examples),)) < self.probability)
+
+
+def _text_only_placeholder(example: Mapping[str, Any], template: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Give a text-only example without regions one whole-image placeholder region (zero feature, box [0, 0, 1, 1])
+    shaped like the ``template`` example's region fields, so it pads with the rest of the batch."""
+    if example.get("region_features") is not None:
+        return dict(example)
+    if template is None:
+        raise ValueError(
+            "region_features: a batch made only of text-only examples without regions needs the collator's "
+            "region_feature_size (collator_for_config sets it from the model config)"
+        )
+    filled = dict(example)
+    filled["region_boxes"] = np.array([[0.0, 0.0, 1.0, 1.0]], np.float32)
+    for name, value in template.items():
+        if not name.startswith("region_") or name == "region_boxes" or value is None:
+            continue
+        array = np.asarray(value)
+        if name.endswith("_labels"):
+            filled[name] = np.full((1,), IGNORE_INDEX, np.int64)
+        else:
+            filled[name] = np.zeros((1, *array.shape[1:]), array.dtype if array.dtype.kind == "f" else np.float32)
+    return filled
+
+
 def contrastive_positive_mask(sources: Sequence[Any]) -> torch.Tensor:
     """In-batch contrastive positives: (B, B) boolean, True on the diagonal and wherever two examples show the
     same image or video (so a loss can avoid treating a duplicate as a negative)."""
@@ -458,7 +517,13 @@ class MultimodalCollator:
         region_mask_probability / region_mask_style: region masking rate and variant (``REGION_MASK_STYLES``).
         frame_mask_probability / min_masked_frames / frame_shuffle_probability: frame objectives.
         negative_probability: share of captions swapped for matching.
+        text_only_probability: share of examples turned into text-only rows for ``text_mlm`` (besides examples
+            marked ``text_only``); region_feature_size / region_class_size: feature and class-distribution sizes of
+            the placeholder region of text-only examples that carry no regions (taken from the batch when None).
         sample_answers: draw QA labels in proportion to ``answer_scores`` (else the best answer).
+        scene_graph_probability / token_strings: ERNIE-ViL scene-graph masking (``scene_object``, ``scene_attribute``,
+            ``scene_relation``): the share of each kind of node masked, and the vocabulary (id -> token) used to
+            rebuild words from WordPieces (``from_tokenizer`` fills it).
         seed: seeds every masker (each masker gets its own stream derived from its name).
 
     Batch keys: always ``input_ids``, ``attention_mask``, ``token_type_ids``; with regions ``region_features``
@@ -469,7 +534,8 @@ class MultimodalCollator:
     (-100 on padding) and ``region_{object,attribute}_confidences`` (1.0 per labelled region when the examples
     give none); ``matching`` -> ``matched_labels``; ``qa`` -> ``answer_labels`` (-100 on mismatched pairs);
     ``frame_feature`` -> ``masked_frames``, ``frame_feature_targets``; ``frame_order`` -> ``frame_order_labels``;
-    ``action`` -> ``action_labels``; ``contrastive`` -> ``contrastive_positive_mask`` (B, B).
+    ``action`` -> ``action_labels``; ``contrastive`` -> ``contrastive_positive_mask`` (B, B); ``scene_object`` /
+    ``scene_attribute`` / ``scene_relation`` -> ``scene_{object,attribute,relation}_labels``.
     """
 
     def __init__(
@@ -493,6 +559,11 @@ class MultimodalCollator:
         frame_shuffle_probability: float = 0.15,
         negative_probability: float = 0.5,
         sample_answers: bool = True,
+        text_only_probability: float = 0.5,
+        region_feature_size: int | None = None,
+        region_class_size: int | None = None,
+        scene_graph_probability: float = 0.3,
+        token_strings: Sequence[str] | None = None,
         seed: int = 0,
     ):
         if isinstance(objectives, Mapping):
@@ -517,6 +588,10 @@ class MultimodalCollator:
                 raise ValueError(f"{field} must be a positive count or None, got {count}")
         self.objectives = tuple(dict.fromkeys(names))
         kinds = {OBJECTIVE_MASKERS[name] for name in self.objectives}
+        if "text_only" in kinds:
+            kinds.add("tokens")
+        if "masked_action" in self.objectives:
+            kinds.add("actions")
         if {"tokens", "span"} <= kinds:
             raise ValueError("objectives: 'mlm' and 'span' both write `labels`; enable only one of them")
         if kinds & {"regions"} and not regions:
@@ -561,6 +636,16 @@ class MultimodalCollator:
         self.frame_shuffler = FrameShuffler(frame_shuffle_probability, seed=seed) if "frame_order" in kinds else None
         self.caption_swapper = CaptionSwapper(negative_probability, seed=seed) if "matching" in kinds else None
         self.answer_sampler = AnswerSampler(sample_answers, seed=seed) if "answers" in kinds else None
+        self.scene_graph_masker = None
+        if "scene_graph" in kinds:
+            if mask_token_id is None or token_strings is None:
+                raise ValueError("mask_token_id and token_strings are required for the scene-graph objectives")
+            self.scene_graph_masker = SceneGraphMasker(
+                token_strings, mask_token_id, special, scene_graph_probability, seed=seed
+            )
+        self.text_only_sampler = TextOnlySampler(text_only_probability, seed=seed) if "text_only" in kinds else None
+        self.region_feature_size = region_feature_size
+        self.region_class_size = region_class_size
 
     @classmethod
     def from_tokenizer(
@@ -573,6 +658,7 @@ class MultimodalCollator:
         return cls(
             objectives,
             pad_token_id=tokenizer.pad_token_id,
+            token_strings=tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))),
             mask_token_id=tokenizer.mask_token_id,
             vocab_size=len(tokenizer),
             special_token_ids=tokenizer.all_special_ids,
@@ -591,6 +677,8 @@ class MultimodalCollator:
             self.region_masker,
             self.frame_masker,
             self.answer_sampler,
+            self.scene_graph_masker,
+            self.text_only_sampler,
         )
         return [masker for masker in ordered if masker is not None]
 
@@ -756,6 +844,17 @@ class MultimodalCollator:
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """Collate a list of examples into a padded, masked batch."""
+        text_only = None
+        if self.text_only_sampler is not None and len(examples) and all(isinstance(e, Mapping) for e in examples):
+            template = next((example for example in examples if example.get("region_features") is not None), None)
+            if template is None and self.region_feature_size is not None:
+                template = {"region_features": np.zeros((1, self.region_feature_size), np.float32)}
+                if self.region_class_size is not None:
+                    template["region_class_targets"] = np.zeros((1, self.region_class_size), np.float32)
+            examples = [
+                _text_only_placeholder(example, template) if example.get("text_only") else example for example in examples
+            ]
+            text_only = self.text_only_sampler(examples)
         self._validate(examples)
         source_key = "image_id" if self.regions else "video_id"
         sources = [self._source(example, i, source_key) for i, example in enumerate(examples)]
@@ -769,13 +868,20 @@ class MultimodalCollator:
         if self.frames:
             self._frames(examples, batch)
         text_masker = self.token_masker or self.span_masker
+        free_tokens = batch["attention_mask"]
+        if self.scene_graph_masker is not None:
+            batch["input_ids"], scene_labels, scene_selected = self.scene_graph_masker(batch["input_ids"], free_tokens)
+            batch.update({f"scene_{kind}_labels": labels for kind, labels in scene_labels.items()})
+            free_tokens = free_tokens * ~scene_selected
         if text_masker is not None:
-            batch["input_ids"], batch["labels"] = text_masker(batch["input_ids"], batch["attention_mask"])
+            batch["input_ids"], batch["labels"] = text_masker(batch["input_ids"], free_tokens)
         if self.answer_sampler is not None:
             answers = torch.tensor([self.answer_sampler.label(example, i) for i, example in enumerate(examples)])
             if "matched_labels" in batch:
                 answers[batch["matched_labels"] == 0] = IGNORE_INDEX
             batch["answer_labels"] = answers.long()
+        if text_only is not None:
+            batch["text_only"] = text_only
         if "actions" in self.kinds:
             batch["action_labels"] = torch.tensor(
                 [IGNORE_INDEX if ex.get("action_label") is None else int(ex["action_label"]) for ex in examples],
@@ -803,7 +909,8 @@ def video_text_collator(
 def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: Any) -> MultimodalCollator:
     """Compose the collator of an architecture from its config: the objectives come from ``config.loss_weights``
     (weight 0 = off), the modalities and the region masking variant from ``config.model_type``, and
-    ``num_regions`` / ``num_frames`` from the config when it defines them. ``kwargs`` override any choice."""
+    ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` (and, for ``text_mlm``,
+    ``region_feature_size`` and ``num_object_labels``) from the config when it defines them. ``kwargs`` override any choice."""
     weights = getattr(config, "loss_weights", None)
     if not isinstance(weights, Mapping):
         raise ValueError(f"config.loss_weights must be a mapping of objective name to weight, got {weights!r}")
@@ -819,5 +926,107 @@ def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: An
     for field in ("num_regions", "num_frames"):
         if getattr(config, field, None) is not None:
             options[field] = int(getattr(config, field))
+    if "text_mlm" in weights and getattr(config, "region_feature_size", None) is not None:
+        options["region_feature_size"] = int(config.region_feature_size)
+        if getattr(config, "num_object_labels", None) is not None:
+            options["region_class_size"] = int(config.num_object_labels)
+    for field in ("whole_word_masking", "text_only_probability"):
+        if getattr(config, field, None) is not None:
+            options[field] = getattr(config, field)
     options.update(kwargs)
     return MultimodalCollator.from_tokenizer(tokenizer, weights, **options)
+
+
+class SceneGraphMasker(SeededMasker):
+    """ERNIE-ViL's scene-graph masking: parse each caption into objects, attributes and relationships
+    (``scene_graph.parse_scene_graph``), select ``probability`` (30 %) of each kind's nodes and mask their caption
+    tokens, 80 % [MASK] / 10 % random token / 10 % unchanged (one draw per node). Labels per kind hold the original
+    ids of the selected nodes' tokens. The object words of a selected attribute or relationship stay unmasked
+    unless that object is itself selected.
+
+    Captions are rebuilt into words from WordPieces (``##`` pieces join the previous piece). A caption with no
+    scene graph keeps MLM only; ``counts`` tallies parsed and unparsed captions.
+    """
+
+    name = "scene_graph"
+    KINDS = ("object", "attribute", "relation")
+
+    def __init__(
+        self,
+        token_strings: Sequence[str],
+        mask_token_id: int,
+        special_token_ids: Iterable[int],
+        probability: float = 0.3,
+        mask_ratio: float = 0.8,
+        random_ratio: float = 0.1,
+        seed: int = 0,
+    ):
+        super().__init__(seed)
+        if not token_strings:
+            raise ValueError("token_strings: the tokenizer's vocabulary (id -> token) is required for scene-graph masking")
+        self.token_strings = list(token_strings)
+        self.mask_token_id = int(mask_token_id)
+        self.special_token_ids = set(int(i) for i in special_token_ids)
+        self.probability = _check_probability("scene_graph_probability", probability)
+        self.mask_ratio = _check_probability("mask_ratio", mask_ratio)
+        self.random_ratio = _check_probability("random_ratio", random_ratio)
+        self.random_token_ids = torch.tensor(
+            [index for index in range(len(self.token_strings)) if index not in self.special_token_ids]
+        )
+        self.counts = {"parsed": 0, "unparsed": 0}
+
+    def words(self, ids: Sequence[int], valid: Sequence[bool]) -> tuple[list[str], list[list[int]]]:
+        """The caption's words and the token positions of each, skipping special tokens and padding."""
+        words: list[str] = []
+        positions: list[list[int]] = []
+        previous = -2
+        for position, (token_id, keep) in enumerate(zip(ids, valid)):
+            if not keep or token_id in self.special_token_ids or not 0 <= token_id < len(self.token_strings):
+                continue
+            piece = self.token_strings[token_id]
+            if piece.startswith("##") and words and previous == position - 1:
+                words[-1] += piece[2:]
+                positions[-1].append(position)
+            else:
+                words.append(piece.lower())
+                positions.append([position])
+            previous = position
+        return words, positions
+
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Return the masked ids, the labels of each kind (``object`` / ``attribute`` / ``relation``, -100 where
+        not selected) and the boolean (B, T) positions selected by any kind (left out of plain MLM)."""
+        masked = input_ids.clone()
+        labels = {kind: torch.full_like(input_ids, IGNORE_INDEX) for kind in self.KINDS}
+        selected = torch.zeros_like(input_ids, dtype=torch.bool)
+        for row in range(input_ids.shape[0]):
+            words, positions = self.words(input_ids[row].tolist(), attention_mask[row].bool().tolist())
+            graph = parse_scene_graph(words)
+            if graph is None:
+                self.counts["unparsed"] += 1
+                continue
+            self.counts["parsed"] += 1
+            nodes = {
+                "object": list(graph.objects),
+                "attribute": [indices for _, indices in graph.attributes],
+                "relation": [indices for _, _, indices in graph.relations],
+            }
+            for kind in self.KINDS:
+                if not nodes[kind]:
+                    continue
+                draws = self._uniform((len(nodes[kind]), 2))
+                for (chosen, branch), word_indices in zip(draws.tolist(), nodes[kind]):
+                    if chosen >= self.probability:
+                        continue
+                    tokens = [p for index in word_indices for p in positions[index] if not selected[row, p]]
+                    for position in tokens:
+                        labels[kind][row, position] = input_ids[row, position]
+                        selected[row, position] = True
+                        if branch < self.mask_ratio:
+                            masked[row, position] = self.mask_token_id
+                        elif branch < self.mask_ratio + self.random_ratio:
+                            pick = int(torch.randint(len(self.random_token_ids), (1,), generator=self.generator))
+                            masked[row, position] = self.random_token_ids[pick]
+        return masked, labels, selected

@@ -411,3 +411,20 @@ def load_dataset_by_name(name: str, **kwargs: Any) -> datasets.Dataset:
     if name not in DATASET_BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; the embedded datasets are {sorted(DATASET_BUILDERS)}")
     return DATASET_BUILDERS[name](**kwargs)
+
+
+def clip_regions(frames: Sequence[Image.Image], boxes: Sequence[Sequence[float]], shape: int, frame_stride: int = 2) -> dict[str, np.ndarray]:
+    """Region columns of a ``shapes-video`` clip for models that read regions from sampled frames (ActBERT): the
+    region featurizer (:func:`featurize_regions`) run on every ``frame_stride``-th frame at the shape's box, with
+    normalised boxes and the soft "detector" class distribution of the shape; one region per sampled frame."""
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be at least 1, got {frame_stride}")
+    sampled = range(0, len(frames), frame_stride)
+    features = [featurize_regions(frames[index], [boxes[index]])[0] for index in sampled]
+    width, height = frames[0].size
+    scale = np.asarray([width, height, width, height], np.float32)
+    return {
+        "region_features": np.stack(features).astype(np.float32),
+        "region_boxes": np.clip(np.asarray([boxes[index] for index in sampled], np.float32) / scale, 0.0, 1.0),
+        "region_class_targets": detector_distribution([shape] * len(features), len(SHAPE_NAMES)),
+    }

@@ -19,6 +19,8 @@ import torch
 from ..configuration.lxmert import LxmertConfig
 from ..modeling.base import fuse_qkv, rename_bert_layer_key
 from ..modeling.lxmert import LxmertForPreTraining, LxmertForQuestionAnswering
+from ..configuration.vl_bert import VlBertConfig
+from ..modeling.vl_bert import VlBertForPreTraining
 from ..utils.remote_code import replace_directory, staging_directory
 
 
@@ -260,3 +262,136 @@ CONVERTERS: dict[str, Callable[..., Path]] = {
     "lxmert-hf": lambda source, output_dir, **overrides: convert_lxmert(source, output_dir, False, overrides),
     "lxmert-original": lambda source, output_dir, **overrides: convert_lxmert(source, output_dir, True, overrides),
 }
+
+
+_VL_BERT_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"^vlbert\.embedding_LayerNorm\.", "vl_bert.embeddings.norm."),
+    (r"^vlbert\.(word_embeddings|end_embedding|position_embeddings|token_type_embeddings)\.", r"vl_bert.embeddings.\1."),
+    (r"^vlbert\.(visual_ln_text|visual_ln_object)\.", r"vl_bert.embeddings.\1."),
+    (r"^vlbert\.pooler\.dense\.", "vl_bert.pooler.dense."),
+    (r"^vlbert\.mlm_head\.predictions\.bias$", "mlm_head.bias"),
+    (r"^vlbert\.mlm_head\.predictions\.transform\.dense\.", "mlm_head.transform.dense."),
+    (r"^vlbert\.mlm_head\.predictions\.transform\.LayerNorm\.", "mlm_head.transform.norm."),
+    (r"^vlbert\.mlm_head\.predictions\.decoder\.weight$", "mlm_head.decoder.weight"),
+    (r"^vlbert\.mvrc_head\.transform\.dense\.", "region_class_head.dense."),
+    (r"^vlbert\.mvrc_head\.region_cls_pred\.", "region_class_head.decoder."),
+    (r"^vlbert\.relationsip_head\.caption_image_relationship\.", "relationship_head."),
+    (r"^object_linguistic_embeddings\.", "vl_bert.embeddings.object_linguistic_embedding."),
+    (r"^(object_mask_word_embedding|object_mask_visual_embedding|aux_text_visual_embedding)\.", r"vl_bert.embeddings.\1."),
+    (r"^image_feature_extractor\.obj_downsample\.1\.", "vl_bert.embeddings.region_projection."),
+)
+
+
+def convert_vl_bert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Convert a jackroos/VL-BERT pretraining state dict (``ResNetVLBERTForPretrainingMultitask``, "prec" models).
+
+    The DDP prefix ``module.`` is optional. The end-to-end models' ResNet-101 keys
+    (``image_feature_extractor.backbone.*``, ``roi_head_feature_extractor``, ``head``) have no counterpart in a
+    transformers ``AutoBackbone`` and are rejected with an explicit error, as are fine-tuned VCR keys.
+    """
+    renamed: dict[str, torch.Tensor] = {}
+    unknown, backbone = [], []
+    for key, tensor in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith(("image_feature_extractor.backbone.", "image_feature_extractor.roi_head_feature_extractor.",
+                           "image_feature_extractor.head.")):
+            backbone.append(key)
+            continue
+        match = re.match(r"^vlbert\.encoder\.layer\.(\d+)\.(.*)$", key)
+        if match:
+            mapped = rename_bert_layer_key(match.group(2))
+            mapped = None if mapped is None else f"vl_bert.layers.{match.group(1)}.{mapped}"
+        else:
+            mapped = next((re.sub(pattern, new, key) for pattern, new in _VL_BERT_RENAMES if re.match(pattern, key)), None)
+        if mapped is None:
+            unknown.append(key)
+        else:
+            renamed[mapped] = tensor
+    if backbone:
+        raise ValueError(
+            f"checkpoint: {len(backbone)} keys of the end-to-end ResNet-101 (e.g. {backbone[0]}) cannot be mapped onto a "
+            "transformers AutoBackbone; convert a 'prec' checkpoint, or load the backbone separately"
+        )
+    if unknown:
+        raise ValueError(f"checkpoint: {len(unknown)} keys have no VL-BERT counterpart, e.g. {unknown[:5]}")
+    return fuse_qkv(renamed)
+
+
+def vl_bert_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> VlBertConfig:
+    """Infer the sizes of a converted (package-layout) VL-BERT state dict; 64-wide heads are assumed."""
+    words = state["vl_bert.embeddings.word_embeddings.weight"]
+    layers = {int(m.group(1)) for key in state for m in [re.match(r"^vl_bert\.layers\.(\d+)\.", key)] if m}
+    feature_size = state["vl_bert.embeddings.object_mask_visual_embedding.weight"].shape[1]
+    values = {
+        "vocab_size": words.shape[0],
+        "hidden_size": words.shape[1],
+        "num_attention_heads": max(1, words.shape[1] // 64),
+        "num_hidden_layers": max(layers) + 1 if layers else 0,
+        "intermediate_size": state["vl_bert.layers.0.ffn.fc_in.weight"].shape[0],
+        "max_position_embeddings": state["vl_bert.embeddings.position_embeddings.weight"].shape[0],
+        "type_vocab_size": state["vl_bert.embeddings.token_type_embeddings.weight"].shape[0],
+        "region_feature_size": feature_size,
+        "geometry_size": state["vl_bert.embeddings.region_projection.weight"].shape[1] - feature_size,
+    }
+    weights = {"mlm": 1.0, "text_mlm": 1.0, "region_class": 0.0, "matching": 0.0}
+    if "region_class_head.decoder.weight" in state:
+        values["num_object_labels"] = state["region_class_head.decoder.weight"].shape[0]
+        weights["region_class"] = 1.0
+    if "relationship_head.weight" in state:
+        weights["matching"] = 1.0
+    values["loss_weights"] = weights
+    values.update(overrides)
+    return VlBertConfig(**values)
+
+
+def convert_vl_bert(source: str | os.PathLike, output_dir: str | os.PathLike, **config_overrides) -> Path:
+    """Convert a jackroos/VL-BERT ``.model`` file (weights under ``state_dict``) into a ``VlBertForPreTraining`` folder."""
+    state = convert_vl_bert_state_dict(load_state_dict(source))
+    if "mlm_head.decoder.weight" not in state and "mlm_head.bias" in state:
+        state["mlm_head.decoder.weight"] = state["vl_bert.embeddings.word_embeddings.weight"]
+    config = vl_bert_config_from_state_dict(state, **config_overrides)
+    return _write_converted(VlBertForPreTraining(config), state, output_dir)
+
+
+CONVERTERS["vl-bert"] = convert_vl_bert
+
+
+def _two_stream_converter(name: str) -> Callable[..., Path]:
+    """ViLBERT / ERNIE-ViL converters, imported on use (their module builds on this one)."""
+
+    def convert(source: str | os.PathLike, output_dir: str | os.PathLike, **config_overrides) -> Path:
+        from .two_stream_convert import convert_ernie_vil, convert_vilbert
+
+        converter = convert_vilbert if name == "vilbert" else convert_ernie_vil
+        return converter(source, output_dir, **config_overrides)
+
+    return convert
+
+
+CONVERTERS["vilbert"] = _two_stream_converter("vilbert")
+CONVERTERS["ernie-vil"] = _two_stream_converter("ernie-vil")
+
+
+def _video_converter(name: str) -> Callable[..., Path]:
+    """UniVL / HERO converters, imported on use (their module builds on this one)."""
+
+    def convert(source: str | os.PathLike, output_dir: str | os.PathLike, **config_overrides) -> Path:
+        from .video_convert import VIDEO_CONVERTERS
+
+        return VIDEO_CONVERTERS[name](source, output_dir, **config_overrides)
+
+    return convert
+
+
+CONVERTERS["univl"] = _video_converter("univl")
+CONVERTERS["hero"] = _video_converter("hero")
+
+
+def _convert_actbert(source: str | os.PathLike, output_dir: str | os.PathLike, **config_overrides) -> Path:
+    """The PaddleVideo ActBERT port (``.npz`` export of ``ActBERT.pdparams``), imported on use."""
+    from .actbert_convert import convert_actbert
+
+    return convert_actbert(source, output_dir, **config_overrides)
+
+
+CONVERTERS["actbert"] = _convert_actbert

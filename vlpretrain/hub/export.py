@@ -9,8 +9,9 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..pipelines.registration import EXPORTED_PIPELINES
 from ..registry import architecture_for_config, model_class_for_name
-from ..utils.remote_code import replace_directory, staging_directory
+from ..utils.remote_code import auto_map_reference, replace_directory, staging_directory, write_flat_modules
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 # Files of a source folder that an export writes anew rather than copies.
@@ -90,16 +91,24 @@ def export_model(
 
     The model is re-saved (safetensors + flat remote code), tokenizer/processor files are carried over, and a
     model card is written unless the source has one.
+
+    Pipelines: when the folder has a processor (``processor_config.json``, or a tokenizer from which the
+    architecture's processor is built), the model's pipeline is written as flat remote code and listed in
+    ``config.json`` ``custom_pipelines``, so ``pipeline(model=folder, trust_remote_code=True)`` works with
+    transformers alone: VQA models under ``visual-question-answering``, retrieval and pretraining models with a
+    matching head under ``vlpretrain-retrieval``.
     """
     source, output_dir = Path(source), Path(output_dir)
     model = load_model_folder(source)
     staged = staging_directory(output_dir)
     try:
-        model.save_pretrained(staged)
         for path in source.iterdir():
             if path.is_file() and path.name not in _REGENERATED_NAMES and not path.name.endswith(_REGENERATED_SUFFIXES):
                 shutil.copy2(path, staged / path.name)
-        _resave_processor(source, staged)
+        pipeline_class = _pipeline_for(model) if _save_processor(source, staged, model) else None
+        model.save_pretrained(staged)
+        if pipeline_class is not None:
+            write_flat_modules([pipeline_class.__module__], staged)
         if (source / "README.md").exists():
             shutil.copy2(source / "README.md", staged / "README.md")
         else:
@@ -110,10 +119,30 @@ def export_model(
     return output_dir
 
 
-def _resave_processor(source: Path, target: Path) -> None:
-    """Re-save a processor found in ``source`` so its flat remote code is written next to the model's."""
-    if not (source / "processor_config.json").exists():
-        return
-    from transformers import AutoProcessor
+def _save_processor(source: Path, target: Path, model) -> bool:
+    """Re-save the processor of ``source`` into ``target`` (so its flat remote code is written next to the
+    model's), or build the architecture's processor from a tokenizer found there; False when there is neither."""
+    from transformers import AutoProcessor, AutoTokenizer
 
-    AutoProcessor.from_pretrained(source).save_pretrained(target)
+    if (source / "processor_config.json").exists():
+        AutoProcessor.from_pretrained(source).save_pretrained(target)
+        return True
+    if (source / "tokenizer_config.json").exists():
+        processor_class = architecture_for_config(model.config).processor_class
+        processor_class(tokenizer=AutoTokenizer.from_pretrained(source)).save_pretrained(target)
+        return True
+    return False
+
+
+def _pipeline_for(model):
+    """The pipeline class for ``model``'s task (None if it has none), listed in ``model.config.custom_pipelines``."""
+    tasks = [task for task, cls in architecture_for_config(model.config).models.items() if cls is type(model)]
+    if not tasks or tasks[0] not in EXPORTED_PIPELINES:
+        return None
+    task_name, pipeline_class = EXPORTED_PIPELINES[tasks[0]]
+    if not all(hasattr(model, name) for name in pipeline_class.required_model_methods):
+        return None
+    model.config.custom_pipelines = {
+        task_name: {"impl": auto_map_reference(pipeline_class), "pt": [type(model).hub_auto_class], "type": "multimodal"}
+    }
+    return pipeline_class

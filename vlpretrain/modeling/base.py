@@ -280,3 +280,67 @@ def check_image_text_inputs(
             raise ValueError("attention_mask: every sample needs at least one attended token (a row is all zeros)")
     if region_attention_mask is not None and results[-1]:
         raise ValueError("region_attention_mask: expected values 0 or 1")
+
+
+def check_video_text_inputs(
+    config,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    token_type_ids: torch.Tensor | None,
+    frame_features: torch.Tensor | None,
+    frame_attention_mask: torch.Tensor | None,
+    max_frames: int | None = None,
+) -> None:
+    """Validate the video-text inputs shared by the video models; raise ``ValueError`` before any compute.
+
+    ``input_ids`` (B, T) integer ids with matching ``attention_mask`` / ``token_type_ids``; ``frame_features``
+    (B, F, ``config.frame_feature_size``) floats with 1 <= F <= ``max_frames`` (more frames than the model's
+    position table is an error: cut or subsample the clip first); ``frame_attention_mask`` (B, F) of 0/1. Every
+    sample needs at least one attended token and one valid frame (a video shorter than one clip has no feature and
+    cannot be encoded).
+    """
+    if input_ids is None:
+        raise ValueError("input_ids: expected a (batch, text_length) LongTensor, got None")
+    if input_ids.dim() != 2 or input_ids.is_floating_point():
+        raise ValueError(
+            f"input_ids: expected an integer tensor of shape (batch, text_length), got {tuple(input_ids.shape)} {input_ids.dtype}"
+        )
+    text_shape = tuple(input_ids.shape)
+    batch = text_shape[0]
+    for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+        if tensor is not None and tuple(tensor.shape) != text_shape:
+            raise ValueError(f"{name}: expected shape {text_shape} (same as input_ids), got {tuple(tensor.shape)}")
+    if token_type_ids is not None and token_type_ids.is_floating_point():
+        raise ValueError(f"token_type_ids: expected an integer tensor, got {token_type_ids.dtype}")
+    size = config.frame_feature_size
+    if frame_features is None:
+        raise ValueError(f"frame_features: expected a (batch, frames, {size}) float tensor, got None")
+    if frame_features.dim() != 3 or frame_features.shape[0] != batch or frame_features.shape[-1] != size:
+        raise ValueError(
+            f"frame_features: expected shape ({batch}, frames, {size}) (config.frame_feature_size), got "
+            f"{tuple(frame_features.shape)}"
+        )
+    if not frame_features.is_floating_point():
+        raise ValueError(f"frame_features: expected a floating-point tensor, got {frame_features.dtype}")
+    num_frames = frame_features.shape[1]
+    if num_frames == 0:
+        raise ValueError("frame_features: the video has no frame (shorter than one clip); expected at least one frame")
+    if max_frames is not None and num_frames > max_frames:
+        raise ValueError(
+            f"frame_features: {num_frames} frames is more than the maximum {max_frames}; subsample or cut the video"
+        )
+    if frame_attention_mask is not None and tuple(frame_attention_mask.shape) != (batch, num_frames):
+        raise ValueError(
+            f"frame_attention_mask: expected shape ({batch}, {num_frames}), got {tuple(frame_attention_mask.shape)}"
+        )
+    flags = []
+    for mask in (attention_mask, frame_attention_mask):
+        if mask is not None:
+            flags += [((mask != 0) & (mask != 1)).any(), ~(mask != 0).any(-1).all()]
+    results = torch.stack(flags).tolist() if flags else []
+    names = [name for name, mask in (("attention_mask", attention_mask), ("frame_attention_mask", frame_attention_mask)) if mask is not None]
+    for index, name in enumerate(names):
+        if results[2 * index]:
+            raise ValueError(f"{name}: expected values 0 or 1")
+        if results[2 * index + 1]:
+            raise ValueError(f"{name}: every sample needs at least one valid position (a row is all zeros)")

@@ -86,3 +86,127 @@ class RegionEmbeddings(nn.Module):
         if self.combine == "mean":
             combined = combined / 2
         return self.dropout(combined)
+
+
+def box_with_area(region_boxes: torch.Tensor) -> torch.Tensor:
+    """The 5-d box encoding of ViLBERT-style models: (x1, y1, x2, y2, relative area) from normalised corners."""
+    area = (region_boxes[..., 2] - region_boxes[..., 0]) * (region_boxes[..., 3] - region_boxes[..., 1])
+    return torch.cat([region_boxes, area[..., None]], dim=-1)
+
+
+def sinusoidal_box_embedding(
+    region_boxes: torch.Tensor, size: int = 2048, wavelength: float = 1000.0, scale: float = 100.0
+) -> torch.Tensor:
+    """VL-BERT's box geometry embedding (``common/utils/bbox.py``): (B, R, 4) corners -> (B, R, ``size``).
+
+    The centre, width and height (normalised to the image, times ``scale``) each give ``size / 8`` sines
+    followed by as many cosines of ``v / wavelength ** (i / (size / 8))``, laid out as [xc | yc | w | h].
+    """
+    if size % 8:
+        raise ValueError(f"size must be a multiple of 8 (4 coordinates x sin/cos), got {size}")
+    boxes = region_boxes.float()
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    extent = boxes[..., 2:] - boxes[..., :2]
+    values = torch.cat([centre, extent], dim=-1) * scale
+    steps = size // 8
+    inverse_frequency = wavelength ** (-torch.arange(steps, dtype=torch.float32, device=boxes.device) / steps)
+    angles = values[..., None] * inverse_frequency
+    embedding = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return embedding.flatten(-2).to(region_boxes.dtype)
+
+
+def join_streams(*parts: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate (embeddings (B, L_i, H), 0/1 mask (B, L_i)) parts into one single-stream sequence and mask.
+
+    Single-stream models (VL-BERT, ImageBERT, VisualBERT) give each part explicit position ids, so padding
+    inside the joint sequence only needs to be masked: attention is blind to the order of positions.
+    """
+    embeddings = torch.cat([part[0] for part in parts], dim=1)
+    mask = torch.cat([part[1].to(torch.long) for part in parts], dim=1)
+    return embeddings, mask
+
+
+def prepend_global_image_token(
+    region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prepend ViLBERT's global "IMG" region: the mean of the valid regions' features, box (0, 0, 1, 1), mask 1.
+
+    The mean is the sum over valid regions divided by their count, so masked (zeroed) regions still count,
+    as in vilbert_beta's pretraining loader. Returns features (B, R+1, D), boxes (B, R+1, 4) and mask (B, R+1).
+    """
+    batch = region_features.shape[0]
+    if region_attention_mask is None:
+        region_attention_mask = torch.ones(region_features.shape[:2], dtype=torch.long, device=region_features.device)
+    valid = region_attention_mask.to(region_features.dtype)[..., None]
+    mean = (region_features * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp_min(1.0)
+    whole_image = region_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(batch, 1, 4)
+    ones = region_attention_mask.new_ones(batch, 1)
+    return (
+        torch.cat([mean, region_features], dim=1),
+        torch.cat([whole_image, region_boxes], dim=1),
+        torch.cat([ones, region_attention_mask], dim=1),
+    )
+
+
+class SummedRegionEmbeddings(nn.Module):
+    """ViLBERT / ERNIE-ViL visual embeddings: LayerNorm(Linear(feature) + Linear(5-d box)) -> dropout.
+
+    Boxes are (x1, y1, x2, y2) normalised to [0, 1]; the relative area is appended here (``box_with_area``).
+    One LayerNorm after the sum, no position or type embedding for regions.
+    """
+
+    def __init__(self, feature_size: int, hidden_size: int, eps: float = 1e-12, dropout: float = 0.1):
+        super().__init__()
+        self.feature_proj = nn.Linear(feature_size, hidden_size)
+        self.box_proj = nn.Linear(5, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, region_features: torch.Tensor, region_boxes: torch.Tensor) -> torch.Tensor:
+        boxes = box_with_area(region_boxes.to(region_features.dtype))
+        return self.dropout(self.norm(self.feature_proj(region_features) + self.box_proj(boxes)))
+
+
+class FrameEmbeddings(nn.Module):
+    """Clip/frame features of a video -> hidden size: [LayerNorm(D)] -> Linear(D, H) + position [+ type] -> LayerNorm -> dropout.
+
+    UniVL's video embeddings (``input_norm_eps=None``: the model layer-norms the raw features itself, because the
+    masked-frame targets use the same normalisation; no type embedding) and HERO's ``ImageEmbeddings`` (input
+    LayerNorm, eps 1e-5, and a token-type embedding). Positions are 0..F-1 unless ``position_ids`` are given.
+    """
+
+    def __init__(
+        self,
+        feature_size: int,
+        hidden_size: int,
+        max_positions: int,
+        eps: float = 1e-12,
+        dropout: float = 0.1,
+        input_norm_eps: float | None = None,
+        type_vocab_size: int = 0,
+    ):
+        super().__init__()
+        self.input_norm = nn.LayerNorm(feature_size, eps=input_norm_eps) if input_norm_eps is not None else None
+        self.proj = nn.Linear(feature_size, hidden_size)
+        self.position_embeddings = nn.Embedding(max_positions, hidden_size)
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, hidden_size) if type_vocab_size else None
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        frame_features: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.input_norm is not None:
+            frame_features = self.input_norm(frame_features)
+        if position_ids is None:
+            position_ids = torch.arange(frame_features.shape[1], device=frame_features.device)[None, :]
+        embeddings = self.proj(frame_features) + self.position_embeddings(position_ids)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                embeddings = embeddings + self.token_type_embeddings.weight[0]
+            else:
+                embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.norm(embeddings))

@@ -77,3 +77,22 @@ class AnswerHead(nn.Module):
 
     def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
         return self.fc_out(self.norm(self.activation(self.fc_in(pooled_output))))
+
+
+class ReluAnswerHead(nn.Module):
+    """Two-layer answer classifier without LayerNorm: Linear -> ReLU -> Dropout -> Linear.
+
+    vilbert_beta's ``SimpleClassifier`` (1024 -> 2048 -> answers, dropout 0.5; its weight norm is folded
+    into plain weights by the converter) and ERNIE-ViL's VQA head (``vqa_fc_w_0`` / ``vqa_fc_w_1``).
+    """
+
+    def __init__(self, input_size: int, num_answers: int, hidden_size: int | None = None, dropout: float = 0.5):
+        super().__init__()
+        hidden_size = hidden_size or 2 * input_size
+        self.fc_in = nn.Linear(input_size, hidden_size)
+        self.activation = nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+        self.fc_out = nn.Linear(hidden_size, num_answers)
+
+    def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.dropout(self.activation(self.fc_in(pooled_output))))

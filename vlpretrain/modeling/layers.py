@@ -39,13 +39,16 @@ def eager_attention(
     return output, weights
 
 
-def key_padding_mask(mask: torch.Tensor | None, dtype: torch.dtype, implementation: str) -> torch.Tensor | None:
+def key_padding_mask(
+    mask: torch.Tensor | None, dtype: torch.dtype, implementation: str, drop_if_unpadded: bool = True
+) -> torch.Tensor | None:
     """Turn a (B, L) 1/0 key mask into the 4-D (B, 1, 1, L) mask the attention kernels expect.
 
     Returns None when nothing is padded (lets SDPA pick its fastest kernel), a boolean mask for SDPA
-    and other kernels, and an additive float mask (0 / finfo.min) for eager attention.
+    and other kernels, and an additive float mask (0 / finfo.min) for eager attention. Checking for padding
+    waits for the device; ``drop_if_unpadded=False`` skips the check (for sequences that are nearly always padded).
     """
-    if mask is None or bool(mask.all()):
+    if mask is None or (drop_if_unpadded and bool(mask.all())):
         return None
     keep = mask[:, None, None, :].bool()
     if implementation == "eager":
@@ -224,3 +227,238 @@ class CrossModalityLayer(GradientCheckpointingLayer):
         visual_states, visual_self = self.visual_self_attention(visual_states, visual_mask, output_attentions)
         attentions = (text_cross, visual_cross, text_self, visual_self)
         return self.text_ffn(text_states), self.visual_ffn(visual_states), attentions
+
+
+class CoAttentionStream(nn.Module):
+    """One stream's half of a co-attention layer: its query/key/value projections to the co-attention width and
+    the output sub-block (co width -> stream width, dropout, residual, LayerNorm) of its own queries' context."""
+
+    def __init__(self, config, stream_size: int, co_size: int):
+        super().__init__()
+        self.qkv = nn.Linear(stream_size, 3 * co_size)
+        self.output = ResidualOutput(co_size, stream_size, config.hidden_dropout_prob, config.layer_norm_eps)
+
+
+class CoAttentionLayer(GradientCheckpointingLayer):
+    """ViLBERT's Co-TRM layer (also ERNIE-ViL's co-layer): each stream attends to the other with its own weights.
+
+    Unlike LXMERT's shared cross-attention, every direction has separate projections and the two streams
+    may have different widths (ViLBERT: text 768, visual 1024, co-attention 1024 with ``num_heads`` heads).
+    Text queries attend to visual keys/values and visual queries to text keys/values; each context goes
+    through its stream's output sub-block, then through the stream's own feed-forward sub-block.
+    """
+
+    def __init__(
+        self,
+        config,
+        text_size: int,
+        visual_size: int,
+        co_size: int,
+        num_heads: int,
+        text_intermediate_size: int,
+        visual_intermediate_size: int,
+    ):
+        super().__init__()
+        if co_size % num_heads:
+            raise ValueError(f"co-attention width ({co_size}) must be a multiple of its head count ({num_heads})")
+        self.text_attention = CoAttentionStream(config, text_size, co_size)
+        self.visual_attention = CoAttentionStream(config, visual_size, co_size)
+        self.attention = MultiHeadAttention(config, num_heads, config.attention_probs_dropout_prob)
+        self.text_ffn = FeedForward(config, text_size, text_intermediate_size)
+        self.visual_ffn = FeedForward(config, visual_size, visual_intermediate_size)
+
+    def forward(
+        self,
+        text_states: torch.Tensor,
+        visual_states: torch.Tensor,
+        text_mask: torch.Tensor | None = None,
+        visual_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
+        text_q, text_k, text_v = self.text_attention.qkv(text_states).chunk(3, dim=-1)
+        visual_q, visual_k, visual_v = self.visual_attention.qkv(visual_states).chunk(3, dim=-1)
+        text_context, text_weights = self.attention(text_q, visual_k, visual_v, visual_mask, output_attentions)
+        visual_context, visual_weights = self.attention(visual_q, text_k, text_v, text_mask, output_attentions)
+        text_states = self.text_attention.output(text_context, text_states)
+        visual_states = self.visual_attention.output(visual_context, visual_states)
+        return self.text_ffn(text_states), self.visual_ffn(visual_states), (text_weights, visual_weights)
+
+
+def co_attention_schedule(
+    num_text_layers: int, num_visual_layers: int, text_ids: list[int], visual_ids: list[int]
+) -> list[tuple[str, int]]:
+    """The order in which a two-stream encoder runs its layers: ``("text", i)``, ``("visual", j)``, ``("co", k)``.
+
+    ViLBERT's ``BertEncoder.forward``: for co-layer k, first the text layers up to ``text_ids[k]`` (exclusive)
+    and the visual layers up to ``visual_ids[k]`` that have not run yet, then co-layer k; after the last
+    co-layer, the remaining layers of both streams.
+    """
+    if len(text_ids) != len(visual_ids):
+        raise ValueError(
+            f"t_biattention_id and v_biattention_id must have the same length (one entry per co-layer), got "
+            f"{list(text_ids)} and {list(visual_ids)}"
+        )
+    for name, ids, count in (("t_biattention_id", text_ids, num_text_layers), ("v_biattention_id", visual_ids, num_visual_layers)):
+        if any(not 0 <= index <= count for index in ids) or list(ids) != sorted(ids):
+            raise ValueError(f"{name} must be non-decreasing layer indices in [0, {count}], got {list(ids)}")
+    order: list[tuple[str, int]] = []
+    text_start = visual_start = 0
+    for co_index, (text_end, visual_end) in enumerate(zip(text_ids, visual_ids)):
+        order += [("text", index) for index in range(text_start, text_end)]
+        order += [("visual", index) for index in range(visual_start, visual_end)]
+        order.append(("co", co_index))
+        text_start, visual_start = text_end, visual_end
+    order += [("text", index) for index in range(text_start, num_text_layers)]
+    order += [("visual", index) for index in range(visual_start, num_visual_layers)]
+    return order
+
+
+class CoAttentionEncoder(nn.Module):
+    """Two streams of post-LN layers joined by co-attention layers at fixed depths (ViLBERT, ERNIE-ViL).
+
+    ``text_layers`` run at ``text_size``, ``visual_layers`` at ``visual_size``, and co-layer k runs after the
+    text layers before ``text_ids[k]`` and the visual layers before ``visual_ids[k]`` (see
+    :func:`co_attention_schedule`).
+    """
+
+    def __init__(
+        self,
+        config,
+        num_text_layers: int,
+        num_visual_layers: int,
+        text_ids: list[int],
+        visual_ids: list[int],
+        text_size: int,
+        text_heads: int,
+        text_intermediate_size: int,
+        visual_size: int,
+        visual_heads: int,
+        visual_intermediate_size: int,
+        co_size: int,
+        co_heads: int,
+    ):
+        super().__init__()
+        self.schedule = co_attention_schedule(num_text_layers, num_visual_layers, list(text_ids), list(visual_ids))
+        self.text_layers = nn.ModuleList(
+            TransformerLayer(config, text_size, text_heads, text_intermediate_size) for _ in range(num_text_layers)
+        )
+        self.visual_layers = nn.ModuleList(
+            TransformerLayer(config, visual_size, visual_heads, visual_intermediate_size) for _ in range(num_visual_layers)
+        )
+        self.co_layers = nn.ModuleList(
+            CoAttentionLayer(
+                config, text_size, visual_size, co_size, co_heads, text_intermediate_size, visual_intermediate_size
+            )
+            for _ in range(len(text_ids))
+        )
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        visual: torch.Tensor,
+        text_mask: torch.Tensor | None,
+        visual_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> dict[str, object]:
+        """Run the schedule; returns the final states and, when asked, per-layer states and attention weights."""
+        text_states = (text,) if output_hidden_states else None
+        visual_states = (visual,) if output_hidden_states else None
+        text_attentions = () if output_attentions else None
+        visual_attentions = () if output_attentions else None
+        co_attentions = () if output_attentions else None
+        for kind, index in self.schedule:
+            if kind == "text":
+                text, weights = self.text_layers[index](text, text_mask, output_attentions)
+                text_states = text_states + (text,) if output_hidden_states else None
+                text_attentions = text_attentions + (weights,) if output_attentions else None
+            elif kind == "visual":
+                visual, weights = self.visual_layers[index](visual, visual_mask, output_attentions)
+                visual_states = visual_states + (visual,) if output_hidden_states else None
+                visual_attentions = visual_attentions + (weights,) if output_attentions else None
+            else:
+                text, visual, weights = self.co_layers[index](text, visual, text_mask, visual_mask, output_attentions)
+                if output_hidden_states:
+                    text_states += (text,)
+                    visual_states += (visual,)
+                co_attentions = co_attentions + (weights,) if output_attentions else None
+        return {
+            "text": text,
+            "visual": visual,
+            "text_hidden_states": text_states,
+            "visual_hidden_states": visual_states,
+            "text_attentions": text_attentions,
+            "visual_attentions": visual_attentions,
+            "cross_attentions": co_attentions,
+        }
+
+
+def causal_attention_mask(
+    mask: torch.Tensor | None, length: int, dtype: torch.dtype, implementation: str, device: torch.device
+) -> torch.Tensor:
+    """A (B or 1, 1, L, L) mask letting position i attend to keys j <= i that are not padded (decoder self-attention).
+
+    ``mask`` is the (B, L) 1/0 key mask (None: nothing padded). The causal constraint is part of the mask rather
+    than a kernel flag, so eager and SDPA (and any registered kernel) compute exactly the same attention. Boolean
+    for SDPA-like kernels, additive (0 / finfo.min) for eager, as :func:`key_padding_mask`.
+    """
+    keep = torch.ones(length, length, dtype=torch.bool, device=device).tril()[None, None]
+    if mask is not None:
+        keep = keep & mask[:, None, None, :].bool()
+    if implementation == "eager":
+        return (~keep).to(dtype) * torch.finfo(dtype).min
+    return keep
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from one sequence (queries) to another (keys/values), with a post-LN output sub-block.
+
+    Queries have their own projection; keys and values share one fused projection of the attended sequence.
+    """
+
+    def __init__(self, config, hidden_size: int | None = None, num_heads: int | None = None):
+        super().__init__()
+        hidden_size = hidden_size or config.hidden_size
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key_value = nn.Linear(hidden_size, 2 * hidden_size)
+        self.attention = MultiHeadAttention(
+            config, num_heads or config.num_attention_heads, config.attention_probs_dropout_prob
+        )
+        self.output = ResidualOutput(hidden_size, hidden_size, config.hidden_dropout_prob, config.layer_norm_eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_states: torch.Tensor,
+        encoder_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key, value = self.key_value(encoder_states).chunk(2, dim=-1)
+        context, weights = self.attention(self.query(hidden_states), key, value, encoder_mask, output_attentions)
+        return self.output(context, hidden_states), weights
+
+
+class DecoderLayer(GradientCheckpointingLayer):
+    """A post-LN transformer decoder layer: masked self-attention, attention over an encoder's output, feed-forward.
+
+    Each sub-block is followed by dropout, the residual add and LayerNorm (UniVL's ``DecoderLayer``, HERO's TVC
+    decoder). ``self_mask`` is a causal mask from :func:`causal_attention_mask`; ``encoder_mask`` a key mask.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.cross_attention = CrossAttention(config)
+        self.ffn = FeedForward(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        self_mask: torch.Tensor | None,
+        encoder_states: torch.Tensor,
+        encoder_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
+        hidden_states, self_weights = self.attention(hidden_states, self_mask, output_attentions)
+        hidden_states, cross_weights = self.cross_attention(hidden_states, encoder_states, encoder_mask, output_attentions)
+        return self.ffn(hidden_states), (self_weights, cross_weights)

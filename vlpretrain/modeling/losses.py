@@ -74,3 +74,75 @@ def region_feature_regression_loss(
 def soft_score_loss(logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """VQA recipe: binary cross-entropy against soft answer scores, times the number of answers."""
     return nn.functional.binary_cross_entropy_with_logits(logits.float(), scores.float()) * logits.shape[-1]
+
+
+def soft_cross_entropy_loss(logits: torch.Tensor, target_distribution: torch.Tensor, region_mask: torch.Tensor) -> torch.Tensor:
+    """Soft-label cross-entropy -sum(p * log softmax(logits)), averaged over the selected regions (VL-BERT MVRC)."""
+    log_probs = nn.functional.log_softmax(logits.float(), dim=-1)
+    per_region = -(target_distribution.float() * log_probs).sum(-1)
+    mask = region_mask.to(per_region.dtype)
+    return (per_region * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def in_batch_contrastive_loss(text_embeds: torch.Tensor, visual_embeds: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE over matched (text i, visual i) pairs with the other pairs of the batch as negatives.
+
+    Inputs are L2-normalised (pairs, hidden) embeddings; with fewer than two pairs there is no negative and the
+    loss is 0 (with a graph).
+    """
+    if text_embeds.shape[0] < 2:
+        return (text_embeds.sum() + visual_embeds.sum()) * 0.0
+    logits = text_embeds.float() @ visual_embeds.float().T / temperature
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (nn.functional.cross_entropy(logits, targets) + nn.functional.cross_entropy(logits.T, targets)) / 2
+
+
+def mil_nce_loss(scores: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
+    """UniVL's MIL-NCE over an (N texts x N videos) score matrix (``MILNCELoss``), averaged over the videos.
+
+    For video i the numerator is logsumexp of ``scores[P(i), i]`` (P(i): the texts paired with the same video,
+    ``positive_mask[:, i]``); the denominator is logsumexp of the whole column ``scores[:, i]`` plus row
+    ``scores[i, :]`` with its positives removed (text i against the other videos).
+    """
+    scores = scores.float()
+    positives = positive_mask.bool()
+    very_negative = torch.finfo(scores.dtype).min
+    numerator = torch.logsumexp(scores.T.masked_fill(~positives.T, very_negative), dim=-1)
+    row_negatives = scores.masked_fill(positives, very_negative)
+    denominator = torch.logsumexp(torch.cat([scores.T, row_negatives], dim=-1), dim=-1)
+    return (denominator - numerator).mean()
+
+
+def frame_nce_loss(
+    predictions: torch.Tensor, targets: torch.Tensor, valid_frames: torch.Tensor, masked_frames: torch.Tensor
+) -> torch.Tensor:
+    """Masked frame modelling as NCE over every valid frame of the batch (UniVL CMFM), no temperature.
+
+    ``predictions`` and ``targets`` are (B, F, D); each masked frame's prediction is scored by dot product against
+    the targets of all valid frames of the batch, and the positive is its own frame. Averaged over masked frames;
+    0 (with a graph) when nothing is masked.
+    """
+    valid = valid_frames.bool()
+    masked = masked_frames.bool() & valid
+    queries = predictions[masked].float()
+    if queries.shape[0] == 0:
+        return predictions.sum() * 0.0
+    logits = queries @ targets[valid].float().T
+    positive = torch.cumsum(valid.flatten().long(), 0)[masked.flatten()] - 1
+    return nn.functional.cross_entropy(logits, positive)
+
+
+def diagonal_cross_entropy(scores: torch.Tensor) -> torch.Tensor:
+    """Row-wise softmax cross-entropy of a square score matrix with the diagonal as target (UniVL ``CrossEn``)."""
+    targets = torch.arange(scores.shape[0], device=scores.device)
+    return nn.functional.cross_entropy(scores.float(), targets)
+
+
+def max_margin_ranking_loss(scores: torch.Tensor, margin: float) -> torch.Tensor:
+    """Bidirectional hinge on a square (text x video) score matrix, averaged over the whole matrix
+    (UniVL ``MaxMarginRankingLoss``): relu(margin + s[i, j] - s[i, i]) + relu(margin + s[i, j] - s[j, j])."""
+    scores = scores.float()
+    diagonal = scores.diagonal()
+    return (
+        nn.functional.relu(margin + scores - diagonal[:, None]) + nn.functional.relu(margin + scores - diagonal[None, :])
+    ).mean()

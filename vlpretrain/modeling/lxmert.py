@@ -26,11 +26,18 @@ from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask
 from .losses import (
     IGNORE_INDEX,
     classification_loss,
+    in_batch_contrastive_loss,
     region_feature_regression_loss,
     soft_score_loss,
     weighted_region_classification_loss,
 )
-from .outputs import ImageTextRetrievalOutput, TwoStreamModelOutput, VisualQuestionAnsweringOutput
+from .outputs import (
+    ImageTextRetrievalOutput,
+    StreamOutput,
+    TwoStreamModelOutput,
+    UnimodalEncoding,
+    VisualQuestionAnsweringOutput,
+)
 
 
 @dataclass
@@ -147,39 +154,82 @@ class LxmertModel(LxmertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> TwoStreamModelOutput:
-        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads)."""
+        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads):
+        ``encode_text`` and ``encode_regions``, then ``cross_encode``."""
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        text = self.encode_text(input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
+        visual = self.encode_regions(region_features, region_boxes, region_attention_mask, output_attentions, output_hidden_states)
+        return self.cross_encode(text, visual, attention_mask, region_attention_mask, output_attentions)
+
+    def encode_text(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
+        """The language layers alone (embeddings, then ``num_text_layers`` self-attention layers)."""
         text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
+        return self._run_stream(self.text_layers, text, attention_mask, output_attentions, output_hidden_states)
+
+    def encode_regions(
+        self,
+        region_features: torch.Tensor,
+        region_boxes: torch.Tensor,
+        region_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
+        """The object-relation layers alone (region embeddings, then ``num_visual_layers`` self-attention layers)."""
         visual = self.region_embeddings(region_features, region_boxes)
-        implementation = config._attn_implementation
-        text_mask = key_padding_mask(attention_mask, text.dtype, implementation)
-        visual_mask = key_padding_mask(region_attention_mask, visual.dtype, implementation)
+        return self._run_stream(self.visual_layers, visual, region_attention_mask, output_attentions, output_hidden_states)
 
-        text_states = (text,) if output_hidden_states else None
-        visual_states = (visual,) if output_hidden_states else None
-        text_attentions = () if output_attentions else None
-        visual_attentions = () if output_attentions else None
+    def _run_stream(
+        self, layers: nn.ModuleList, hidden: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> StreamOutput:
+        key_mask = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation)
+        states = (hidden,) if output_hidden_states else None
+        attentions = () if output_attentions else None
+        for layer in layers:
+            hidden, weights = layer(hidden, key_mask, output_attentions)
+            if output_hidden_states:
+                states += (hidden,)
+            if output_attentions:
+                attentions += (weights,)
+        return StreamOutput(last_hidden_state=hidden, hidden_states=states, attentions=attentions)
+
+    def cross_encode(
+        self,
+        text: StreamOutput,
+        visual: StreamOutput,
+        attention_mask: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> TwoStreamModelOutput:
+        """The cross-modality layers and the pooler on the outputs of ``encode_text`` and ``encode_regions``.
+
+        Hidden states are appended to the streams' own ``hidden_states`` when those were recorded; two-stage
+        retrieval calls this on cached stream states, so only these layers run per (query, candidate) pair.
+        """
+        text_states, visual_states = text.last_hidden_state, visual.last_hidden_state
+        implementation = self.config._attn_implementation
+        text_mask = key_padding_mask(attention_mask, text_states.dtype, implementation)
+        visual_mask = key_padding_mask(region_attention_mask, visual_states.dtype, implementation)
+        text_history, visual_history = text.hidden_states, visual.hidden_states
+        text_attentions = (text.attentions or ()) if output_attentions else None
+        visual_attentions = (visual.attentions or ()) if output_attentions else None
         cross_attentions = () if output_attentions else None
-
-        for layer in self.text_layers:
-            text, weights = layer(text, text_mask, output_attentions)
-            if output_hidden_states:
-                text_states += (text,)
-            if output_attentions:
-                text_attentions += (weights,)
-        for layer in self.visual_layers:
-            visual, weights = layer(visual, visual_mask, output_attentions)
-            if output_hidden_states:
-                visual_states += (visual,)
-            if output_attentions:
-                visual_attentions += (weights,)
         for layer in self.cross_layers:
-            text, visual, weights = layer(text, visual, text_mask, visual_mask, output_attentions)
-            if output_hidden_states:
-                text_states += (text,)
-                visual_states += (visual,)
+            text_states, visual_states, weights = layer(text_states, visual_states, text_mask, visual_mask, output_attentions)
+            if text_history is not None:
+                text_history += (text_states,)
+            if visual_history is not None:
+                visual_history += (visual_states,)
             if output_attentions:
                 text_cross, visual_cross, text_self, visual_self = weights
                 cross_attentions += ((text_cross, visual_cross),)
@@ -187,18 +237,74 @@ class LxmertModel(LxmertPreTrainedModel):
                 visual_attentions += (visual_self,)
 
         return TwoStreamModelOutput(
-            text_last_hidden_state=text,
-            visual_last_hidden_state=visual,
-            pooled_output=self.pooler(text),
-            text_hidden_states=text_states,
-            visual_hidden_states=visual_states,
+            text_last_hidden_state=text_states,
+            visual_last_hidden_state=visual_states,
+            pooled_output=self.pooler(text_states),
+            text_hidden_states=text_history,
+            visual_hidden_states=visual_history,
             text_attentions=text_attentions,
             visual_attentions=visual_attentions,
             cross_attentions=cross_attentions,
         )
 
 
-class LxmertForPreTraining(LxmertPreTrainedModel):
+class LxmertTwoStageScoring:
+    """Two-stage retrieval on a model with ``lxmert`` and ``matching_head``: the language and object-relation
+    layers run once per item (their states are cached by a retrieval index, and pooled for the dot-product
+    shortlist); only the cross-modality layers and the matching head run per (query, candidate) pair.
+
+    Pooling: the text stream's [CLS] state and the mean of the valid region states, both L2-normalised. These are
+    only comparable once trained to be (``config.contrastive_loss_weight`` > 0 in [`LxmertForImageTextRetrieval`]).
+    """
+
+    def encode_text_for_retrieval(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Text stream states, mask and pooled embeddings of a batch of captions."""
+        if input_ids.dim() != 2 or input_ids.is_floating_point():
+            raise ValueError(f"input_ids: expected an integer (batch, text_length) tensor, got {tuple(input_ids.shape)} {input_ids.dtype}")
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        if mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)}, got {tuple(mask.shape)}")
+        states = self.lxmert.encode_text(input_ids, mask, token_type_ids).last_hidden_state
+        return UnimodalEncoding(states=states, mask=mask, embeddings=_pool_text(states))
+
+    def encode_visual_for_retrieval(
+        self, region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Visual stream states, mask and pooled embeddings of a batch of region sets (checked like ``forward``)."""
+        if region_features.dim() != 3:
+            raise ValueError(f"region_features: expected (batch, regions, {self.config.region_feature_size}), got {tuple(region_features.shape)}")
+        placeholder_text = torch.zeros(region_features.shape[0], 1, dtype=torch.long, device=region_features.device)
+        check_image_text_inputs(self.config, placeholder_text, None, None, region_features, region_boxes, region_attention_mask)
+        mask = region_attention_mask
+        if mask is None:
+            mask = torch.ones(region_features.shape[:2], dtype=torch.long, device=region_features.device)
+        states = self.lxmert.encode_regions(region_features, region_boxes, mask).last_hidden_state
+        return UnimodalEncoding(states=states, mask=mask, embeddings=_pool_visual(states, mask))
+
+    def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
+        """Matching scores (matched minus mismatched logit) of row-aligned (text, visual) cached encodings."""
+        if self.matching_head is None:
+            raise ValueError("this model has no matching head (loss_weights['matching'] is 0); it cannot rank pairs")
+        text_stream = StreamOutput(last_hidden_state=text.states)
+        visual_stream = StreamOutput(last_hidden_state=visual.states)
+        pooled = self.lxmert.cross_encode(text_stream, visual_stream, text.mask, visual.mask).pooled_output
+        logits = self.matching_head(pooled)
+        return logits[:, 1] - logits[:, 0]
+
+
+def _pool_text(states: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(states[:, 0].float(), dim=-1)
+
+
+def _pool_visual(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    mean = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    return nn.functional.normalize(mean.float(), dim=-1)
+
+
+class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
     """LXMERT with its five pretraining objectives.
 
     Objectives (each on when its ``config.loss_weights`` entry is > 0 and its labels are passed):
@@ -417,12 +523,16 @@ class LxmertForQuestionAnswering(LxmertPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class LxmertForImageTextRetrieval(LxmertPreTrainedModel):
+class LxmertForImageTextRetrieval(LxmertTwoStageScoring, LxmertPreTrainedModel):
     """LXMERT scoring (image, caption) pairs with the cross-modality matching head.
 
     ``scores`` (matched minus mismatched logit) rank candidates; ``labels`` (1 matched, 0 not) train the
     head with cross-entropy. The head has the same name as in [`LxmertForPreTraining`], so a pretraining
     checkpoint loads into it whole.
+
+    With ``config.contrastive_loss_weight`` > 0 the loss also holds that weight times an in-batch contrastive loss
+    between the pooled text and visual streams of the matched pairs (``labels == 1``), so that the cheap first
+    stage of two-stage retrieval (see [`LxmertTwoStageScoring`]) shortlists the right candidates.
     """
 
     hub_auto_class = "AutoModelForSequenceClassification"
@@ -445,22 +555,34 @@ class LxmertForImageTextRetrieval(LxmertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> ImageTextRetrievalOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
+        config = self.config
+        return_dict = config.return_dict if return_dict is None else return_dict
         check_image_text_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
+            config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
             region_attention_mask, inputs_embeds,
         )
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
             raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
-        encoded = self.lxmert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds,
-        )
+        text = self.lxmert.encode_text(input_ids, attention_mask, token_type_ids, inputs_embeds)
+        visual = self.lxmert.encode_regions(region_features, region_boxes, region_attention_mask)
+        encoded = self.lxmert.cross_encode(text, visual, attention_mask, region_attention_mask)
         logits = self.matching_head(encoded.pooled_output)
-        loss = classification_loss(logits, labels) if labels is not None else None
+        text_embeds = _pool_text(text.last_hidden_state)
+        region_mask = region_attention_mask if region_attention_mask is not None else region_features.new_ones(region_features.shape[:2])
+        visual_embeds = _pool_visual(visual.last_hidden_state, region_mask)
+        loss = contrastive = None
+        if labels is not None:
+            loss = classification_loss(logits, labels)
+            if config.contrastive_loss_weight > 0:
+                matched = labels == 1
+                contrastive = in_batch_contrastive_loss(
+                    text_embeds[matched], visual_embeds[matched], config.contrastive_temperature
+                )
+                loss = loss + config.contrastive_loss_weight * contrastive
         output = ImageTextRetrievalOutput(
-            loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=encoded.pooled_output
+            loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=encoded.pooled_output,
+            contrastive_loss=contrastive, text_embeds=text_embeds, visual_embeds=visual_embeds,
         )
         return output if return_dict else output.to_tuple()
 

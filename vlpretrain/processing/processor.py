@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..utils.remote_code import atomic_write_text, auto_map_reference, move_file
 from .frames import FrameFeaturizer, FrameRecord, read_frame_features
 from .readers import RegionRecord, normalize_boxes, validate_normalized_boxes
 from .regions import RegionFeaturizer
+from .subtitles import align_subtitles_to_frames, non_empty_subtitles, subtitle_token_layout
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 IGNORE_INDEX = -100
@@ -497,3 +498,48 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
             features.numpy()[index, :count] = clip[:count]
             mask[index, :count] = 1
         return {"frame_features": features, "frame_attention_mask": mask}
+
+    def encode_subtitled_videos(
+        self,
+        subtitles: Sequence[Mapping[str, Sequence]],
+        frame_features: Sequence | torch.Tensor | np.ndarray,
+        frame_interval: float = 1.5,
+        max_subtitle_length: int = 60,
+    ) -> BatchFeature:
+        """HERO inputs: every video's subtitles tokenized one by one and concatenated, with the subtitle of each token
+        (``text_subtitle_index``) and of each frame (``frame_subtitle_index``, -1 = none), aligned from timestamps.
+
+        ``subtitles[b]`` holds parallel ``text`` / ``start`` / ``end`` lists (seconds); frame i covers
+        [i * ``frame_interval``, (i + 1) * ``frame_interval``). The rule and its edge cases (times outside the video
+        clipped, overlaps to the larger IoU, empty subtitles dropped, ``end < start`` an error) are documented in
+        :mod:`subtitles`. A video without any non-empty subtitle is an error (HERO needs text per video).
+        """
+        clips = _per_example(frame_features, "frame_features", len(subtitles), 2)
+        frames = self._pad_frames(clips)
+        rows, owners, frame_index = [], [], []
+        for index, (entry, clip) in enumerate(zip(subtitles, clips)):
+            texts, starts, ends = non_empty_subtitles(list(entry["text"]), list(entry["start"]), list(entry["end"]))
+            if not texts:
+                raise ValueError(f"subtitles[{index}]: no non-empty subtitle; expected at least one line of text")
+            ids = self.tokenizer(texts, truncation=True, max_length=max_subtitle_length)["input_ids"]
+            row, owner = subtitle_token_layout(ids, max_subtitle_length)
+            rows.append(row)
+            owners.append(owner)
+            count = min(len(clip), self.max_frames or len(clip))
+            frame_index.append(align_subtitles_to_frames(starts, ends, count, frame_interval))
+        length = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        attention_mask = torch.zeros(len(rows), length, dtype=torch.long)
+        text_index = torch.full((len(rows), length), -1, dtype=torch.long)
+        frame_subtitle_index = torch.full(frames["frame_attention_mask"].shape, -1, dtype=torch.long)
+        for b, (row, owner, aligned) in enumerate(zip(rows, owners, frame_index)):
+            input_ids[b, : len(row)] = torch.tensor(row)
+            attention_mask[b, : len(row)] = 1
+            text_index[b, : len(row)] = torch.tensor(owner)
+            frame_subtitle_index[b, : len(aligned)] = torch.from_numpy(aligned)
+        data = dict(
+            frames, input_ids=input_ids, attention_mask=attention_mask, text_subtitle_index=text_index,
+            frame_subtitle_index=frame_subtitle_index,
+        )
+        return BatchFeature(data=data, tensor_type=None)

@@ -33,6 +33,7 @@ from .tasks import (
     load_source,
     pretraining_examples,
     source_label_sizes,
+    text_corpus_examples,
     vqa_examples,
 )
 from .trainer import VLPretrainingTrainer
@@ -67,6 +68,9 @@ class DataArguments:
     answers_file: str | None = field(default=None, metadata={"help": "VQA annotations JSON for a feature store"})
     max_text_length: int = field(default=20, metadata={"help": "tokens per caption or question"})
     gallery_size: int = field(default=100, metadata={"help": "images in the retrieval evaluation gallery"})
+    text_corpus: str | None = field(default=None, metadata={
+        "help": "text-only segments mixed into pretraining for a text_mlm objective: a .txt file (one segment a line) "
+                "or a datasets folder with a 'text' column"})
 
 
 def _overrides(text: str) -> dict[str, Any]:
@@ -191,9 +195,16 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     else:
         config = build_config(model_args, source_label_sizes(train_source), tokenizer, len(answers), data_args.max_text_length)
         model = get_architecture(model_args.model).model_class("pretraining")(config)
+    prepare = getattr(model, "prepare_for_training_data", None)
+    if prepare is not None:  # data-dependent parts a model fits before training (VideoBERT's visual words)
+        prepare(train_source)
     config.task_specific_params = {"pretraining_answers": answers}
     train = pretraining_examples(train_source, tokenizer, data_args.max_text_length, answers)
     evaluation = pretraining_examples(eval_source, tokenizer, data_args.max_text_length, answers)
+    if data_args.text_corpus:
+        if not config.loss_weights.get("text_mlm"):
+            raise ValueError(f"text_corpus: {model_args.model} has no text_mlm objective to train on a text corpus")
+        train = torch.utils.data.ConcatDataset([train, text_corpus_examples(data_args.text_corpus, tokenizer, data_args.max_text_length)])
     seed = training_args.seed + 1000 * training_args.process_index
     collator = ResumableCollator(collator_for_config(config, tokenizer, seed=seed))
     resume = _resume_path(training_args)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.collators import MultimodalCollator
-from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, load_dataset_by_name
+from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, clip_regions, load_dataset_by_name
 from ..processing.store import load_feature_store
 
 EMBEDDED_IMAGE_TEXT = ("shapes",)
@@ -82,7 +82,11 @@ def load_source(
             raise ValueError(f"split: expected one of {sorted(split_seed)}, got {split!r}")
         if dataset in EMBEDDED_VIDEO_TEXT:
             videos = load_dataset_by_name(dataset, num_videos=num_images or 1000, seed=split_seed[split])
-            return videos.map(lambda row: {"captions": [row["caption"]]}, remove_columns=["frames"])
+            # Region columns from sampled frames (ActBERT reads regions; frame-only models ignore them).
+            return videos.map(
+                lambda row: {"captions": [row["caption"]], **clip_regions(row["frames"], row["boxes"], row["object_label"])},
+                remove_columns=["frames"],
+            )
         return load_dataset_by_name(dataset, num_images=num_images or 2000, seed=split_seed[split])
     path = Path(dataset)
     if not path.exists():
@@ -208,6 +212,10 @@ def source_label_sizes(source: datasets.Dataset) -> dict[str, int]:
         if "action_label" in source.column_names:
             sizes["num_action_labels"] = int(source.features["action_label"].num_classes) if hasattr(
                 source.features["action_label"], "num_classes") else int(max(source["action_label"])) + 1
+        if "region_features" in source.column_names:
+            sizes["region_feature_size"] = int(np.asarray(first["region_features"]).shape[-1])
+        if "region_class_targets" in source.column_names:
+            sizes["num_object_labels"] = int(np.asarray(first["region_class_targets"]).shape[-1])
         return sizes
     sizes = {"region_feature_size": int(np.asarray(first["region_features"]).shape[-1])}
     if "object_labels" in source.column_names:
@@ -267,6 +275,27 @@ def _best_answer(batch: dict[str, list], row: int, position: int) -> str | None:
         answers = json.loads(batch["answer_lists"][row][position])
         return max(set(answers), key=answers.count) if answers else None
     return None
+
+
+def text_corpus_examples(path: str | os.PathLike, tokenizer, max_length: int = 64) -> datasets.Dataset:
+    """Text-only examples (``input_ids``, ``text_only=True``) from any text: a ``.txt`` file with one segment a line,
+    or a ``datasets`` folder with a ``text`` column. The collator gives them a placeholder region (VL-BERT's
+    Books/Wikipedia segments have no image)."""
+    path = Path(path)
+    if path.is_dir():
+        corpus = datasets.load_from_disk(str(path))
+        if isinstance(corpus, datasets.DatasetDict):
+            corpus = corpus["train"] if "train" in corpus else next(iter(corpus.values()))
+        if "text" not in corpus.column_names:
+            raise ValueError(f"text_corpus: {path} has no 'text' column; has {corpus.column_names}")
+        texts = [text for text in corpus["text"] if text and text.strip()]
+    elif path.is_file():
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        raise ValueError(f"text_corpus: {path} is neither a text file nor a datasets folder")
+    if not texts:
+        raise ValueError(f"text_corpus: {path} holds no text")
+    return datasets.Dataset.from_dict({"input_ids": _tokenize(tokenizer, texts, max_length), "text_only": [True] * len(texts)})
 
 
 def vqa_examples(source: datasets.Dataset, tokenizer, answers: Sequence[str], max_length: int = 20) -> datasets.Dataset:

@@ -1,0 +1,208 @@
+"""ActBERT: tangled schedule and block, objectives, kernels, checkpointing, save/load, remote code, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from helpers.actbert_videobert_factories import actbert_batch, tiny_actbert_config
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification, AutoModelForVisualQuestionAnswering
+
+from vlpretrain import (
+    ActBertConfig,
+    ActBertForPreTraining,
+    ActBertForVideoQuestionAnswering,
+    ActBertForVideoTextRetrieval,
+    ActBertModel,
+)
+from vlpretrain.modeling.actbert import TangledLayer, tangled_schedule
+
+
+def build(model_class, config=None, seed: int = 0):
+    torch.manual_seed(seed)
+    return model_class(config or tiny_actbert_config())
+
+
+def test_default_schedule_matches_the_port():
+    order = tangled_schedule(ActBertConfig())
+    text = [step for step in order if step[0] in ("text", "tangled")]
+    assert text == [("text", i) for i in range(10)] + [("tangled", 0), ("text", 10), ("tangled", 1), ("text", 11)]
+    assert [s for s in order if s[0] in ("region", "tangled")] == [("tangled", 0), ("region", 0), ("tangled", 1), ("region", 1)]
+    assert [s for s in order if s[0] in ("action", "tangled")] == [
+        ("tangled", 0), ("action", 0), ("tangled", 1), ("action", 1), ("action", 2)]
+
+
+def test_tangled_block_uses_value_av_for_the_word_values():
+    config = tiny_actbert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    layer = TangledLayer(config).eval()
+    text, regions, actions = torch.randn(2, 5, 32), torch.randn(2, 4, 24), torch.randn(2, 3, 16)
+    before = layer(text, regions, actions, None, None, None)
+    with torch.no_grad():
+        layer.value_av.weight.add_(1.0)
+    after = layer(text, regions, actions, None, None, None)
+    assert not torch.allclose(before[0], after[0])  # words change: value_av is used (the port's bug is fixed)
+    torch.testing.assert_close(before[1], after[1])  # regions use value_at only
+    torch.testing.assert_close(before[2], after[2])  # actions are plain self-attention
+
+
+def test_action_positions_are_optional_and_order_sensitive():
+    batch = actbert_batch(tiny_actbert_config(), labels=False)
+    reversed_batch = {**batch, "frame_features": batch["frame_features"].flip(1),
+                      "frame_attention_mask": batch["frame_attention_mask"].flip(1)}
+    plain = build(ActBertModel).eval()  # the port: the action stream only attends to itself, without positions
+    torch.testing.assert_close(plain(**reversed_batch).action_last_hidden_state,
+                               plain(**batch).action_last_hidden_state.flip(1), rtol=1e-4, atol=1e-5)
+    ordered = build(ActBertModel, tiny_actbert_config(action_position_embeddings=True)).eval()
+    assert not torch.allclose(ordered(**reversed_batch).action_last_hidden_state,
+                              ordered(**batch).action_last_hidden_state.flip(1), atol=1e-3)
+
+
+def test_objectives_are_returned_weighted_and_switchable():
+    config = tiny_actbert_config(loss_weights={"mlm": 1.0, "masked_action": 2.0, "region_class": 0.5, "matching": 3.0})
+    model = build(ActBertForPreTraining, config).eval()
+    batch = actbert_batch(config)
+    output = model(**batch)
+    expected = output.mlm_loss + 2 * output.masked_action_loss + 0.5 * output.region_class_loss + 3 * output.matching_loss
+    torch.testing.assert_close(output.loss, expected)
+    assert output.prediction_logits.shape == (3, 120)
+    assert output.region_object_logits.shape == (3, 3, 5) and output.action_logits.shape == (3, 4, 6)
+    only_mlm = build(ActBertForPreTraining, tiny_actbert_config(loss_weights={"mlm": 1.0})).eval()
+    result = only_mlm(**batch)
+    assert only_mlm.region_head is None and only_mlm.action_head is None and only_mlm.matching_head is None
+    torch.testing.assert_close(result.loss, result.mlm_loss)
+
+
+def test_video_without_regions_uses_the_global_token_alone():
+    model = build(ActBertModel).eval()
+    batch = actbert_batch(model.config, labels=False)
+    output = model(**batch)
+    assert output.region_last_hidden_state.shape == (3, 4, 24) and torch.isfinite(output.pooled_output).all()
+    empty = {**batch, "region_features": batch["region_features"][:, :0], "region_boxes": batch["region_boxes"][:, :0],
+             "region_attention_mask": batch["region_attention_mask"][:, :0]}
+    none = model(**empty)
+    torch.testing.assert_close(none.text_last_hidden_state[2], output.text_last_hidden_state[2], rtol=1e-4, atol=1e-5)
+
+
+def test_eager_and_sdpa_agree_and_checkpointing_keeps_gradients():
+    batch = actbert_batch(tiny_actbert_config())
+    eager = build(ActBertForPreTraining, tiny_actbert_config(attn_implementation="eager")).eval()
+    sdpa = build(ActBertForPreTraining, tiny_actbert_config(attn_implementation="sdpa")).eval()
+    torch.testing.assert_close(eager(**batch).loss, sdpa(**batch).loss, rtol=1e-4, atol=1e-5)
+
+    def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
+        model = build(ActBertForPreTraining, tiny_actbert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+        model.train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        model(**batch).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(plain[name], checkpointed[name], rtol=1e-4, atol=1e-6)
+
+
+def test_loss_of_every_objective_falls_on_a_fixed_batch():
+    model = build(ActBertForPreTraining)
+    batch = actbert_batch(model.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    keys = ("mlm_loss", "masked_action_loss", "region_class_loss", "matching_loss")
+    model.eval()
+    with torch.no_grad():
+        first = {k: float(model(**batch)[k]) for k in keys}
+    model.train()
+    for _ in range(25):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        last = model(**batch)
+    for key in keys:
+        assert float(last[key]) < first[key], (key, first[key], float(last[key]))
+
+
+def test_save_load_and_auto_classes(tmp_path):
+    model = build(ActBertForPreTraining).eval()
+    model.save_pretrained(tmp_path)
+    batch = actbert_batch(model.config)
+    reloaded = AutoModelForPreTraining.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is ActBertForPreTraining
+    torch.testing.assert_close(reloaded(**batch).loss, model(**batch).loss)
+    assert reloaded.mlm_head.decoder.weight.data_ptr() == reloaded.actbert.embeddings.word_embeddings.weight.data_ptr()
+    assert type(AutoModel.from_pretrained(tmp_path)) is ActBertModel
+    retrieval = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(retrieval) is ActBertForVideoTextRetrieval
+    inputs = actbert_batch(model.config, labels=False)
+    torch.testing.assert_close(retrieval(**inputs).logits, model(**inputs).matching_logits)
+    qa = AutoModelForVisualQuestionAnswering.from_pretrained(tmp_path, id2label={0: "a", 1: "b"})
+    assert type(qa) is ActBertForVideoQuestionAnswering and qa(**inputs, labels=torch.tensor([0, 1, 0])).loss is not None
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import sys
+    sys.modules["vlpretrain"] = None
+    import torch, transformers
+    from safetensors.torch import load_file, save_file
+    folder, inputs_path, outputs_path = sys.argv[1:4]
+    inputs = load_file(inputs_path)
+    model = transformers.AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    with torch.no_grad():
+        out = model(**inputs)
+    save_file({"loss": out.loss.reshape(1), "pooled": out.pooled_output.contiguous()}, outputs_path)
+    """
+)
+
+
+def test_fresh_process_loads_with_transformers_alone(tmp_path):
+    model = build(ActBertForPreTraining).eval()
+    model.save_pretrained(tmp_path / "model")
+    batch = {k: v.contiguous() for k, v in actbert_batch(model.config).items()}
+    for name in ("masked_frames", "masked_regions"):
+        batch[name] = batch[name].long()
+    save_file(batch, tmp_path / "inputs.safetensors")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "model"), str(tmp_path / "inputs.safetensors"),
+                           str(tmp_path / "out.safetensors")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    remote = load_file(tmp_path / "out.safetensors")
+    with torch.no_grad():
+        local = model(**batch)
+    torch.testing.assert_close(remote["loss"][0], local.loss)
+    torch.testing.assert_close(remote["pooled"], local.pooled_output)
+
+
+def test_bad_inputs_raise_before_compute():
+    model = build(ActBertForPreTraining)
+    batch = actbert_batch(model.config)
+    with pytest.raises(ValueError, match="region_features: ActBERT needs"):
+        model(**{**batch, "region_features": None})
+    with pytest.raises(ValueError, match="region_features: expected shape"):
+        model(**{**batch, "region_features": batch["region_features"][..., :-1]})
+    with pytest.raises(ValueError, match="frame_features: expected shape"):
+        model(**{**batch, "frame_features": batch["frame_features"][..., :-1]})
+    with pytest.raises(ValueError, match="region_boxes: expected normalised"):
+        model(**{**batch, "region_boxes": batch["region_boxes"] + 2})
+    with pytest.raises(ValueError, match="action_labels: expected ids"):
+        model(**{**batch, "action_labels": torch.tensor([0, 99, 1])})
+    with pytest.raises(ValueError, match="region_class_targets: expected shape"):
+        model(**{**batch, "region_class_targets": batch["region_class_targets"][..., :-1]})
+    with pytest.raises(ValueError, match="t/v/a_ent_attention_id"):
+        tiny_actbert_config(a_ent_attention_id=[0])
+
+
+def test_base_size_builds_on_meta():
+    with torch.device("meta"):
+        model = ActBertForPreTraining(ActBertConfig())
+    assert len(model.actbert.text_layers) == 12 and len(model.actbert.tangled_layers) == 2
+    assert model.actbert.tangled_layers[0].text_qkv.weight.shape == (3072, 768)

@@ -1,0 +1,300 @@
+"""HERO: hierarchy, objectives and task sampling, kernels, checkpointing, subtitle alignment, bad inputs, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from helpers.univl_hero_factories import hero_batch, tiny_hero_config
+
+from vlpretrain import (
+    HeroConfig,
+    HeroForPreTraining,
+    HeroForVideoMomentRetrieval,
+    HeroForVideoQuestionAnswering,
+    HeroForVideoTextRetrieval,
+    HeroModel,
+)
+from vlpretrain.cli import main as cli_main
+from vlpretrain.processing.subtitles import align_subtitles_to_frames, non_empty_subtitles, subtitle_token_layout
+
+OBJECTIVES = ("mlm", "frame_feature", "frame_order", "vsm")
+INPUTS = ("input_ids", "attention_mask", "frame_features", "frame_attention_mask", "text_subtitle_index", "frame_subtitle_index")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_base_size_parameter_count():
+    with torch.device("meta"):
+        model = HeroForPreTraining(HeroConfig())
+    count = sum(parameter.numel() for parameter in model.parameters())
+    # The released layout minus the two unused poolers (f_encoder.pooler, c_encoder.pooler: 1.2 M).
+    assert round(count / 1e6, 1) == 119.9
+
+
+def test_subtitle_alignment_rule_and_edge_cases():
+    # 4 frames of 1.5 s; subtitle 0 [0, 2.9) overlaps frames 0-1, subtitle 1 [2.8, 6) overlaps frames 1-3.
+    assert align_subtitles_to_frames([0.0, 2.8], [2.9, 6.0], 4, 1.5).tolist() == [0, 0, 1, 1]
+    # Overlap: frame 1 goes to the larger IoU; ties go to the earlier subtitle.
+    assert align_subtitles_to_frames([0.0, 1.5], [3.0, 3.0], 2, 1.5).tolist() == [0, 1]
+    assert align_subtitles_to_frames([0.0, 0.0], [3.0, 3.0], 2, 1.5).tolist() == [0, 0]
+    # Outside the video: clipped; entirely outside: no frame. Unmatched frames are -1.
+    assert align_subtitles_to_frames([-5.0, 100.0], [1.0, 120.0], 3, 1.5).tolist() == [0, -1, -1]
+    with pytest.raises(ValueError, match="subtitle 0 has start 2.0 and end 1.0"):
+        align_subtitles_to_frames([2.0], [1.0], 3, 1.5)
+    with pytest.raises(ValueError, match="shorter than one clip"):
+        align_subtitles_to_frames([0.0], [1.0], 0, 1.5)
+    assert non_empty_subtitles(["hi", " ", ""], [0, 1, 2], [1, 2, 3]) == (["hi"], [0], [1])
+    assert subtitle_token_layout([[5, 6, 7], [8, 9]], max_length=2) == ([5, 6, 8, 9], [0, 0, 1, 1])
+
+
+def test_hierarchy_scatters_subtitle_frames_back_onto_the_timeline():
+    config = tiny_hero_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = HeroModel(config).eval()
+    batch = hero_batch(config, targets=False)
+    inputs = {name: batch[name] for name in INPUTS}
+    matched, text = model.cross_modal(
+        inputs["input_ids"], inputs["text_subtitle_index"], inputs["frame_features"], inputs["frame_subtitle_index"], None
+    )
+    assert matched[0, 4:].abs().max() == 0 and matched[0, :4].abs().min() > 0  # unmatched frames get nothing
+    assert text[0, 7:].abs().max() == 0
+    # Changing subtitle 1 of video 0 leaves subtitle 0's frames and tokens untouched (per-subtitle attention).
+    changed = inputs["input_ids"].clone()
+    changed[0, 3:7] = 4
+    matched2, text2 = model.cross_modal(changed, inputs["text_subtitle_index"], inputs["frame_features"], inputs["frame_subtitle_index"], None)
+    torch.testing.assert_close(matched[0, :2], matched2[0, :2])
+    torch.testing.assert_close(text[0, :3], text2[0, :3])
+    assert not torch.allclose(matched[0, 2:4], matched2[0, 2:4])
+    output = model(**inputs)
+    assert output.visual_last_hidden_state.shape == (3, 6, 32)
+
+
+def test_every_objective_runs_in_evaluation_and_one_sampled_task_in_training():
+    weights = {"mlm": 1.0, "frame_feature": 0.5, "frame_order": 2.0, "vsm": 1.5}
+    model = HeroForPreTraining(tiny_hero_config(loss_weights=weights)).eval()
+    batch = hero_batch(model.config)
+    output = model(**batch)
+    losses = {name: output[f"{name}_loss"] for name in OBJECTIVES}
+    assert all(torch.isfinite(value) for value in losses.values())
+    torch.testing.assert_close(output.loss, sum(weights[name] * losses[name] for name in OBJECTIVES))
+    model.train()
+    tasks = []
+    for _ in range(12):
+        result = model(**batch)
+        present = [name for name in OBJECTIVES if result.get(f"{name}_loss") is not None]
+        assert present == [OBJECTIVES[int(result.task)]]
+        tasks.append(present[0])
+    assert set(tasks) == set(OBJECTIVES) and int(model.task_step) == 12
+    # Every process of a multi-process run (same seed, same step count) draws the same sequence of tasks.
+    other = HeroForPreTraining(tiny_hero_config(loss_weights=weights))
+    assert [other.sample_task(step) for step in range(12)] == tasks
+    switched = HeroForPreTraining(tiny_hero_config(loss_weights={"mlm": 1.0, "vsm": 1.0})).train()
+    assert {OBJECTIVES[int(switched(**batch).task)] for _ in range(6)} <= {"mlm", "vsm"}
+
+
+def test_regression_variant_and_bad_config():
+    model = HeroForPreTraining(tiny_hero_config(frame_feature_loss_type="regression")).eval()
+    assert model(**hero_batch(model.config), task="frame_feature").frame_feature_loss > 0
+    with pytest.raises(ValueError, match="frame_feature_loss_type"):
+        tiny_hero_config(frame_feature_loss_type="l1")
+    with pytest.raises(ValueError, match="unknown objectives"):
+        tiny_hero_config(task_ratios={"itm": 1.0})
+
+
+def test_frame_order_sees_the_original_order_in_the_cross_modal_stage():
+    config = tiny_hero_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = HeroForPreTraining(config).eval()
+    batch = hero_batch(config)
+    unshuffled = hero_batch(config)
+    unshuffled["frame_features"] = unshuffled["frame_feature_targets"] = hero_batch(config, targets=False)["frame_features"]
+    del unshuffled["frame_order_labels"]
+    # MLM uses the clean frames in the original order: the same with or without the collator's shuffle.
+    torch.testing.assert_close(model(**batch, task="mlm").mlm_loss, model(**unshuffled, task="mlm").mlm_loss)
+
+
+def test_eager_and_sdpa_agree():
+    config = tiny_hero_config()
+    batch = hero_batch(config)
+    eager = HeroForPreTraining(config).eval()
+    eager.set_attn_implementation("eager")
+    sdpa = HeroForPreTraining(config).eval()
+    sdpa.load_state_dict(eager.state_dict())
+    sdpa.set_attn_implementation("sdpa")
+    first, second = eager(**batch), sdpa(**batch)
+    for name in OBJECTIVES:
+        torch.testing.assert_close(first[f"{name}_loss"], second[f"{name}_loss"], atol=1e-5, rtol=1e-5)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    config = tiny_hero_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, sample_tasks=False)
+    batch = hero_batch(config)
+    plain = HeroForPreTraining(config).train()
+    checkpointed = HeroForPreTraining(config).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.activation_checkpointing_enable()
+    torch.manual_seed(0)
+    plain(**batch).loss.backward()
+    torch.manual_seed(0)
+    checkpointed(**batch).loss.backward()
+    for (name, first), second in zip(plain.named_parameters(), checkpointed.parameters()):
+        if first.grad is not None:
+            torch.testing.assert_close(first.grad, second.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_every_objective_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    config = tiny_hero_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, sample_tasks=False)
+    model = HeroForPreTraining(config).train()
+    batch = hero_batch(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        output = model(**batch)
+        first = first or {name: output[f"{name}_loss"].item() for name in OBJECTIVES}
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+    last = {name: output[f"{name}_loss"].item() for name in OBJECTIVES}
+    for name in OBJECTIVES:
+        assert last[name] < 0.8 * first[name], (name, first[name], last[name])
+
+
+def test_retrieval_heads_and_save_load(tmp_path):
+    config = tiny_hero_config()
+    batch = hero_batch(config, targets=False)
+    retrieval = HeroForVideoTextRetrieval(config).eval()
+    output = retrieval(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       frame_features=batch["frame_features"], frame_attention_mask=batch["frame_attention_mask"], return_loss=True)
+    assert output.logits.shape == (3, 3) and output.loss > 0
+    moments = HeroForVideoMomentRetrieval(config).eval()
+    result = moments(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], frame_features=batch["frame_features"],
+                     frame_attention_mask=batch["frame_attention_mask"], start_positions=torch.tensor([0, 1, 2]),
+                     end_positions=torch.tensor([1, 3, 4]))
+    assert result.start_logits.shape == (3, 6) and result.loss is not None
+    assert result.start_logits[1, 5] < -1e30  # padded frame
+    pretraining = HeroForPreTraining(config).eval()
+    pretraining.save_pretrained(tmp_path)
+    loaded = transformers.AutoModelForPreTraining.from_pretrained(tmp_path).eval()
+    assert type(loaded) is HeroForPreTraining
+    assert loaded.mlm_head.decoder.weight is loaded.hero.embeddings.word_embeddings.weight
+    full = hero_batch(config)
+    torch.testing.assert_close(loaded(**full).loss, pretraining(**full).loss)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: b.update(frame_features=torch.zeros(3, 9, 12), frame_attention_mask=None, frame_subtitle_index=None,
+                            text_subtitle_index=None), "more than the maximum"),
+        (lambda b: b.update(frame_subtitle_index=b["frame_subtitle_index"][:, :3]), "frame_subtitle_index"),
+        (lambda b: b.update(text_subtitle_index=None), "pass both"),
+        (lambda b: b["frame_subtitle_index"].__setitem__((0, 0), -4), "-1 for none"),
+        (lambda b: b.update(frame_order_labels=torch.full((3, 6), 7)), "frame_order_labels"),
+        (lambda b: b.update(labels=b["labels"][:, :4]), "labels"),
+    ],
+)
+def test_bad_inputs_raise_before_compute(change, message):
+    model = HeroForPreTraining(tiny_hero_config())
+    batch = hero_batch(model.config)
+    change(batch)
+    with pytest.raises(ValueError, match=message):
+        model(**batch)
+
+
+def test_cli_pretrain_on_shapes_video(tmp_path):
+    argv = ["pretrain", "--model", "hero", "--dataset", "shapes-video", "--model_size", "tiny", "--num_images", "16",
+            "--eval_images", "8", "--output_dir", str(tmp_path), "--max_steps", "3", "--per_device_train_batch_size", "8",
+            "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+    assert cli_main(argv) == 0
+    model = transformers.AutoModelForPreTraining.from_pretrained(tmp_path / "final")
+    assert type(model) is HeroForPreTraining and int(model.task_step) == 3
+    assert np.isfinite(float(model.mlm_head.bias.detach().sum()))
+
+
+def test_converter_puts_every_tensor_in_place(tmp_path):
+    from helpers.univl_hero_factories import original_hero_state_dict
+
+    from vlpretrain.hub.video_convert import convert_hero_state_dict
+
+    config = tiny_hero_config()
+    original = original_hero_state_dict(config)
+    converted = convert_hero_state_dict(original)
+    model = HeroForPreTraining(config)
+    expected = set(model.state_dict()) - set(model._tied_weights_keys) - {"task_step"}
+    assert set(converted) == expected
+    with torch.device("meta"):
+        base = HeroForPreTraining(HeroConfig())
+    layout = original_hero_state_dict(HeroConfig(), device="meta")
+    unique = {id(t): t for k, t in layout.items() if ".pooler." not in k and not k.endswith("pad")}
+    assert sum(p.numel() for p in base.parameters()) == sum(t.numel() for t in unique.values())
+
+    torch.save({**original, "vocab_padded": True}, tmp_path / "hero-tv-ht100.pt")
+    assert cli_main(["convert", "--from", "hero", str(tmp_path / "hero-tv-ht100.pt"), "--output-dir", str(tmp_path / "out")]) == 0
+    loaded = HeroForPreTraining.from_pretrained(tmp_path / "out")
+    state = loaded.state_dict()
+    hidden = config.hidden_size
+    torch.testing.assert_close(state["hero.cross_layers.0.attention.qkv.weight"][2 * hidden :],
+                               original["v_encoder.f_encoder.encoder.layer.0.attention.self.value.weight"])
+    torch.testing.assert_close(state["hero.temporal_layers.0.ffn.output.norm.bias"],
+                               original["v_encoder.c_encoder.encoder.layer.0.output.LayerNorm.bias"])
+    torch.testing.assert_close(state["matching_heads.query_encoder.self_attention.qkv.bias"][:hidden],
+                               original["q_feat_attn.query_self_attention.self.query.bias"])
+    torch.testing.assert_close(state["matching_heads.query_encoder.self_attention.output.norm.weight"],
+                               original["q_feat_attn.query_self_attention.output.LayerNorm.weight"])
+    torch.testing.assert_close(state["frame_head.decoder.weight"], original["v_encoder.feat_regress.net.3.weight"])
+    torch.testing.assert_close(state["hero.residual_mask_embedding.weight"], original["v_encoder.mask_embedding.weight"])
+    torch.testing.assert_close(state["hero.frame_mask_embedding.weight"], original["v_encoder.f_encoder.img_embeddings.mask_embedding.weight"])
+    torch.testing.assert_close(state["frame_order_head.fc_out.bias"], original["v_encoder.fom_output.linear_2.bias"])
+    torch.testing.assert_close(state["matching_heads.end_predictor.weight"], original["video_ed_predictor.weight"])
+    assert loaded.mlm_head.decoder.weight is loaded.hero.embeddings.word_embeddings.weight
+    assert loaded.hero.frame_embeddings.token_type_embeddings is loaded.hero.embeddings.token_type_embeddings
+    with pytest.raises(ValueError, match="no HERO pretraining counterpart"):
+        convert_hero_state_dict({**original, "qa_pool.weight": torch.zeros(1, 32)})
+
+
+def test_processor_aligns_shapes_video_subtitles_for_hero():
+    from vlpretrain import VideoLanguageProcessor
+    from vlpretrain.training.tasks import default_tokenizer, load_source
+
+    tokenizer = default_tokenizer()
+    videos = load_source("shapes-video", "train", 2, seed=0)
+    processor = VideoLanguageProcessor(tokenizer)
+    fps = float(videos[0]["fps"])
+    subtitles = [dict(row) for row in videos["subtitles"]]
+    subtitles[1] = {"text": subtitles[1]["text"] + ["", "after the end"], "start": subtitles[1]["start"] + [0.0, 50.0],
+                    "end": subtitles[1]["end"] + [1.0, 60.0]}
+    encoded = processor.encode_subtitled_videos(subtitles, list(videos["frame_features"]), frame_interval=1 / fps)
+    frames = encoded["frame_features"].shape[1]
+    assert encoded["frame_subtitle_index"][0].tolist() == [0] * (frames // 2) + [1] * (frames // 2)
+    assert int(encoded["text_subtitle_index"][1].max()) == 2  # the empty line dropped, the late one kept as text
+    assert 2 not in encoded["frame_subtitle_index"][1].tolist()  # ... but it has no frame
+    config = tiny_hero_config(vocab_size=len(tokenizer), frame_feature_size=195, max_position_embeddings=64, max_frames=16)
+    output = HeroModel(config).eval()(**encoded)
+    assert output.visual_last_hidden_state.shape == (2, frames, 32)
+    with pytest.raises(ValueError, match="subtitle 0 has start"):
+        processor.encode_subtitled_videos([{"text": ["x"], "start": [3.0], "end": [1.0]}], [np.ones((4, 195), np.float32)])
+
+
+def test_video_question_answering_scores_each_candidate(tmp_path):
+    config = tiny_hero_config()
+    batch = hero_batch(config, targets=False)
+    model = HeroForVideoQuestionAnswering(config).eval()
+    candidates = torch.randint(3, 50, (3, 4, 6))
+    inputs = dict(input_ids=candidates, frame_features=batch["frame_features"], frame_attention_mask=batch["frame_attention_mask"],
+                  subtitle_input_ids=batch["input_ids"], text_subtitle_index=batch["text_subtitle_index"],
+                  frame_subtitle_index=batch["frame_subtitle_index"])
+    output = model(**inputs, labels=torch.tensor([0, 3, 1]))
+    assert output.logits.shape == (3, 4) and output.loss > 0
+    swapped = model(**dict(inputs, input_ids=candidates[:, [3, 2, 1, 0]]))
+    torch.testing.assert_close(swapped.logits, output.logits[:, [3, 2, 1, 0]])
+    model.save_pretrained(tmp_path)
+    assert type(transformers.AutoModelForMultipleChoice.from_pretrained(tmp_path)) is HeroForVideoQuestionAnswering
+    with pytest.raises(ValueError, match="choices"):
+        model(**dict(inputs, input_ids=candidates[:, 0]))

@@ -1,0 +1,171 @@
+"""LoRA through peft's own API on every registered architecture, and ``finetune --lora`` end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+
+import pytest
+import torch
+from helpers.factories import image_text_batch
+from peft import PeftModel
+from transformers import HfArgumentParser, TrainingArguments
+
+import vlpretrain
+from vlpretrain.training.lora import add_lora, load_lora_model, lora_modules_to_save, lora_target_modules
+from vlpretrain.training.recipes import DataArguments, ModelArguments, finetune, pretrain
+
+# Data-decided sizes kept small; each is set only where the architecture's config declares it.
+SMALL_SIZES = dict(vocab_size=64, max_position_embeddings=32, region_feature_size=12, frame_feature_size=10, num_object_labels=7,
+                   num_attribute_labels=5, num_qa_labels=6, num_labels=4)
+
+CASES = [
+    (name, task)
+    for name, architecture in sorted(vlpretrain.MODEL_REGISTRY.items())
+    for task in sorted(architecture.models)
+]
+
+
+def tiny_config(architecture):
+    fields = {item.name for item in dataclasses.fields(architecture.config_class)}
+    values = {key: value for key, value in SMALL_SIZES.items() if key in fields}
+    # Special token ids (e.g. VL-BERT's [MASK] / [SEP]) must lie inside the small vocabulary.
+    special = sorted(name for name in fields if name.endswith("_token_id") and name != "pad_token_id")
+    values.update({name: 1 + position for position, name in enumerate(special)})
+    config = architecture.config_class(**architecture.preset("tiny"), **values)
+    config.num_labels = SMALL_SIZES["num_labels"]
+    return config
+
+
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_inputs(model, config, task: str) -> dict:
+    """Random inputs by the model's forward arguments (text, region and/or frame features); multiple-choice heads
+    get two text choices per example."""
+    parameters = inspect.signature(model.forward).parameters
+    if "region_features" not in parameters and "frame_features" not in parameters:
+        pytest.skip(f"{type(model).__name__}: no inputs builder for this modality yet")
+    if "region_features" in parameters:
+        inputs = image_text_batch(config, batch=2, text_length=6, regions=4, labels=False)
+    else:
+        inputs = {"input_ids": torch.randint(5, config.vocab_size, (2, 6)), "attention_mask": torch.ones(2, 6, dtype=torch.long),
+                  "token_type_ids": torch.zeros(2, 6, dtype=torch.long)}
+    if "decoder_input_ids" in parameters:
+        inputs["decoder_input_ids"] = torch.randint(5, config.vocab_size, (2, 5))
+    if "frame_features" in parameters:
+        inputs["frame_features"] = torch.randn(2, 3, config.frame_feature_size)
+        inputs["frame_attention_mask"] = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    if task == "multiple_choice":
+        inputs.update({name: torch.stack([inputs[name], inputs[name].flip(0)], 1) for name in TEXT_INPUTS})
+    return {name: value for name, value in inputs.items() if name in parameters}
+
+
+def float_outputs(output) -> dict[str, torch.Tensor]:
+    return {key: value for key, value in output.items() if isinstance(value, torch.Tensor) and value.is_floating_point()}
+
+
+@pytest.mark.parametrize("name,task", CASES)
+def test_lora_adapter_round_trip(tmp_path, name, task):
+    """Adapter save -> reload and merge_and_unload reproduce the adapted model's outputs exactly."""
+    architecture = vlpretrain.MODEL_REGISTRY[name]
+    config = tiny_config(architecture)
+    model_class = architecture.model_class(task)
+    base = model_class(config).eval()
+    base.save_pretrained(tmp_path / "base")
+    inputs = model_inputs(base, config, task)
+    try:
+        with torch.no_grad():
+            plain = float_outputs(base(**inputs))
+    except ValueError as error:  # e.g. a model that needs a fitted tokenizer of its own first
+        pytest.skip(f"{type(base).__name__} rejects the generic random inputs: {error}")
+
+    adapted = add_lora(model_class.from_pretrained(tmp_path / "base"), rank=4)
+    assert adapted.peft_config["default"].target_modules == lora_target_modules(base)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter_name, parameter in adapted.named_parameters():
+            if "lora_B" in parameter_name or "modules_to_save" in parameter_name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    adapted.eval()
+    with torch.no_grad():
+        expected = float_outputs(adapted(**inputs))
+    assert expected and any(not torch.allclose(expected[key], plain[key]) for key in expected), "the adapter changes nothing"
+    adapted.save_pretrained(tmp_path / "adapter")
+    saved = {path.name for path in (tmp_path / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= saved and "model.safetensors" not in saved
+
+    reloaded = PeftModel.from_pretrained(model_class.from_pretrained(tmp_path / "base"), str(tmp_path / "adapter")).eval()
+    merged = PeftModel.from_pretrained(model_class.from_pretrained(tmp_path / "base"), str(tmp_path / "adapter")).merge_and_unload().eval()
+    assert type(merged) is model_class and not any("lora" in key for key in merged.state_dict())
+    with torch.no_grad():
+        again = float_outputs(reloaded(**inputs))
+        merged_outputs = float_outputs(merged(**inputs))
+    for key, value in expected.items():
+        torch.testing.assert_close(again[key], value, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(merged_outputs[key], value, rtol=1e-5, atol=1e-5)
+
+
+def test_default_targets_cover_the_encoder_layers_not_the_heads():
+    config = tiny_config(vlpretrain.MODEL_REGISTRY["lxmert"])
+    model = vlpretrain.LxmertForQuestionAnswering(config)
+    adapted = add_lora(model, rank=2)
+    adapted_names = {name.rsplit(".lora_A", 1)[0] for name, _ in adapted.named_parameters() if ".lora_A" in name}
+    assert any(".text_layers.0.attention.qkv" in name for name in adapted_names)
+    assert any(".cross_layers.0.cross_attention.qkv" in name for name in adapted_names)
+    assert any(".visual_layers.0.ffn.fc_in" in name for name in adapted_names)
+    assert any(".ffn.output.dense" in name for name in adapted_names)
+    assert not any("vqa_head" in name for name in adapted_names)
+    assert lora_modules_to_save(model) == ["vqa_head"]
+    pretraining = vlpretrain.LxmertForPreTraining(config)
+    assert "mlm_head" not in lora_modules_to_save(pretraining)  # holds the tied output embeddings
+    trainable = {name for name, parameter in adapted.named_parameters() if parameter.requires_grad}
+    assert trainable and all("lora_" in name or "vqa_head" in name for name in trainable)
+
+
+def test_bad_lora_arguments_are_rejected():
+    model = vlpretrain.LxmertForImageTextRetrieval(tiny_config(vlpretrain.MODEL_REGISTRY["lxmert"]))
+    with pytest.raises(ValueError, match="lora_rank"):
+        add_lora(model, rank=0)
+    with pytest.raises(ValueError, match="lora_dropout"):
+        add_lora(model, dropout=1.5)
+
+
+def training_arguments(output_dir) -> TrainingArguments:
+    return TrainingArguments(output_dir=str(output_dir), per_device_train_batch_size=8, per_device_eval_batch_size=16,
+                             max_steps=2, learning_rate=1e-2, save_strategy="no", report_to=[], use_cpu=True, seed=0,
+                             disable_tqdm=True)
+
+
+def test_finetune_with_lora_saves_only_the_adapter_and_reloads_it(tmp_path):
+    data = DataArguments(dataset="shapes", num_images=32, eval_images=8, gallery_size=8, max_text_length=12)
+    base = pretrain(ModelArguments(model="lxmert", model_size="tiny"), data, training_arguments(tmp_path / "pretrain"))
+    parsed = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(
+        args=["--model", base["model_dir"], "--lora", "--lora_rank", "4"]
+    )[0]
+    assert parsed.lora and parsed.lora_rank == 4
+    result = finetune("vqa", parsed, data, training_arguments(tmp_path / "vqa"))
+    final = tmp_path / "vqa" / "final"
+    files = {path.name for path in final.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "lora_base.json"} <= files
+    assert "model.safetensors" not in files
+    record = json.loads((final / "lora_base.json").read_text())
+    assert record["task"] == "vqa" and "id2label" in record["config"]
+
+    trained = result["trainer"].model.eval()
+    inputs = image_text_batch(trained.config, batch=2, text_length=6, regions=4, labels=False)
+    with torch.no_grad():
+        expected = trained(**inputs).logits
+        reloaded = load_lora_model(final).eval()(**inputs).logits
+        merged_model = load_lora_model(final, merge=True).eval()
+        merged = merged_model(**inputs).logits
+    assert isinstance(merged_model, vlpretrain.LxmertForQuestionAnswering)
+    torch.testing.assert_close(reloaded, expected, rtol=0, atol=0)
+    torch.testing.assert_close(merged, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_lora_needs_a_pretrained_folder(tmp_path):
+    data = DataArguments(dataset="shapes", num_images=16, eval_images=8, max_text_length=12)
+    with pytest.raises(ValueError, match="--lora needs a pretrained model folder"):
+        finetune("vqa", ModelArguments(model="lxmert", model_size="tiny", lora=True), data, training_arguments(tmp_path))

@@ -1,0 +1,107 @@
+"""Configuration of HERO (Li et al. 2020): a per-subtitle cross-modal transformer and a temporal transformer."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+# mlm = masked language modelling (cross-modal transformer only); frame_feature = masked frame modelling;
+# frame_order = frame order modelling; vsm = video-subtitle matching (local span + global ranking).
+HERO_OBJECTIVES = ("mlm", "frame_feature", "frame_order", "vsm")
+
+
+class HeroConfig(PreTrainedConfig):
+    r"""Configuration of [`HeroModel`] and its heads.
+
+    Defaults are ``hero-tv-ht100`` (linjieli222/HERO): a 6-layer cross-modal transformer (RoBERTa-base every other
+    layer, vocabulary padded to 50272), a 3-layer temporal transformer, 4352-d frame features (ResNet-152 2048 ||
+    SlowFast 2304), one per 1.5 s, at most 100 frames.
+
+    Args:
+        vocab_size / max_position_embeddings / type_vocab_size: text tables (RoBERTa: 50272 / 514 / 2).
+        hidden_size / num_attention_heads / intermediate_size / hidden_act / dropouts / layer_norm_eps /
+            initializer_range: shared by the transformer layers.
+        head_layer_norm_eps: LayerNorm eps of the frame input, heads and MLPs (1e-5, apex FusedLayerNorm).
+        num_cross_layers / num_temporal_layers: 6 / 3.
+        frame_feature_size: size D of each frame feature (4352).
+        max_frames: frames per video (100); also the frame-order classes and the per-subtitle frame positions.
+        frame_interval: seconds per frame (1.5), used by the processor's subtitle alignment.
+        loss_weights: weight of each objective; 0 (or missing) switches it off. Keys ``mlm``, ``frame_feature``,
+            ``frame_order``, ``vsm``.
+        task_ratios: relative sampling frequency of each objective when ``sample_tasks`` (release: 2 : 2 : 1 : 2).
+        sample_tasks: in training, run one objective per forward pass, drawn with ``task_ratios`` from a generator
+            seeded by (``task_seed``, the model's step counter), so every process of a multi-process run draws the
+            same task; in evaluation (and with ``sample_tasks=False``) every enabled objective runs.
+        task_seed: seed of the task draws.
+        frame_feature_loss_type: ``"nce"`` (MFM-NCE, used in the release) or ``"regression"`` (MFFR, L2).
+        nce_temperature: temperature of MFM-NCE (1.0).
+        vsm_margin / vsm_negative_video_weight / vsm_negative_query_weight: hinge margin (0.1) and weights (8 / 8)
+            of the global VSM ranking loss.
+        vsm_span_weight / vsm_span_probability: weight (0.01) of the local start/end loss and the probability
+            (0.2 = 1 - drop_svmr_prob) that a VSM step includes it.
+        vsm_queries_per_video: subtitles sampled as queries per video (5).
+    """
+
+    model_type = "vlpretrain-hero"
+    lora_target_modules = ("qkv", "output.dense", "fc_in")
+
+    vocab_size: int = 50272
+    hidden_size: int = 768
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 514
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    head_layer_norm_eps: float = 1e-5
+    num_cross_layers: int = 6
+    num_temporal_layers: int = 3
+    frame_feature_size: int = 4352
+    max_frames: int = 100
+    frame_interval: float = 1.5
+    loss_weights: dict | None = None
+    task_ratios: dict | None = None
+    sample_tasks: bool = True
+    task_seed: int = 0
+    frame_feature_loss_type: str = "nce"
+    nce_temperature: float = 1.0
+    vsm_margin: float = 0.1
+    vsm_negative_video_weight: float = 8.0
+    vsm_negative_query_weight: float = 8.0
+    vsm_span_weight: float = 0.01
+    vsm_span_probability: float = 0.2
+    vsm_queries_per_video: int = 5
+    pad_token_id: int | None = 1
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        weights = dict({name: 1.0 for name in HERO_OBJECTIVES} if self.loss_weights is None else self.loss_weights)
+        ratios = dict({"mlm": 2.0, "frame_feature": 2.0, "frame_order": 1.0, "vsm": 2.0} if self.task_ratios is None else self.task_ratios)
+        for field, values in (("loss_weights", weights), ("task_ratios", ratios)):
+            unknown = sorted(set(values) - set(HERO_OBJECTIVES))
+            if unknown:
+                raise ValueError(f"{field}: unknown objectives {unknown}; expected a subset of {list(HERO_OBJECTIVES)}")
+            if any(float(value) < 0 for value in values.values()):
+                raise ValueError(f"{field}: expected non-negative values, got {values}")
+        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in HERO_OBJECTIVES}
+        self.task_ratios = {name: float(ratios.get(name, 0.0)) for name in HERO_OBJECTIVES}
+        if self.sample_tasks and not any(self.task_ratios[n] > 0 and self.loss_weights[n] > 0 for n in HERO_OBJECTIVES):
+            raise ValueError("task_ratios: no enabled objective (loss weight > 0) has a positive sampling ratio")
+        if self.frame_feature_loss_type not in ("nce", "regression"):
+            raise ValueError(f"frame_feature_loss_type must be 'nce' or 'regression', got {self.frame_feature_loss_type!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+            )
+        if self.nce_temperature <= 0 or not 0 <= self.vsm_span_probability <= 1 or self.vsm_queries_per_video < 1:
+            raise ValueError(
+                "nce_temperature must be > 0, vsm_span_probability in [0, 1] and vsm_queries_per_video >= 1, got "
+                f"{self.nce_temperature}, {self.vsm_span_probability}, {self.vsm_queries_per_video}"
+            )
+        super().__post_init__(**kwargs)
+
+    def objective_enabled(self, name: str) -> bool:
+        """Whether the pretraining objective ``name`` is switched on."""
+        return self.loss_weights.get(name, 0.0) > 0.0

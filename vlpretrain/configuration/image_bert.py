@@ -1,0 +1,93 @@
+"""Configuration of ImageBERT (Qi et al. 2020, arXiv 2001.07966): a single BERT stream over text and image RoIs."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+IMAGE_BERT_OBJECTIVES = ("mlm", "region_object", "region_feature", "matching")
+
+
+class ImageBertConfig(PreTrainedConfig):
+    r"""Configuration of [`ImageBertModel`] and its heads.
+
+    ImageBERT has no released code or weights; the abstract fixes only the single stream and the four objectives
+    (MLM, masked object classification, masked region feature regression, image-text matching). What the paper
+    leaves open (or what could not be checked against it) is decided here, and each choice is a field:
+
+    - Sizes: BERT-base (12 x 768, 12 heads, 3072), RoI features of 2048 (Faster R-CNN on Visual Genome).
+    - Image token embedding: LN(Linear(feature) + Linear(5-d box: x1, y1, x2, y2, relative area) + segment + a
+      position embedding), the text side is BERT's. One LayerNorm over the sum (no per-part LayerNorms).
+    - Positions (``region_position_id``): every RoI shares one "dummy" position id; by default the last row of the
+      position table (``max_position_embeddings - 1``), which text never reaches.
+    - Segments: 0 for text, ``image_segment_id`` (1) for image tokens (``type_vocab_size`` 2).
+    - Token order: the joint sequence is laid out ``[CLS] text [SEP] RoIs``. Every token has an explicit
+      position id and RoIs share one, so attention is blind to the layout: ``[CLS] RoIs [SEP] text`` (the order
+      the paper's figure may show; unverified) gives the same outputs and needs no option.
+    - Masked object classification: cross-entropy to the detector's top label (``region_object_labels``) on the
+      masked RoIs only; masked RoIs are zeroed in 90 % of cases and kept in 10 % (the collator's ``vilbert`` style).
+    - Masked region feature regression: L2 (mean squared error over feature dims) on the masked RoIs.
+    - Matching: pooled [CLS] (tanh) -> Linear(2), 1 = matched. Negatives replace the caption (the package
+      collator); replacing the image instead is the same pair construction seen from the other side.
+    - Loss mixture: equal weights (``loss_weights``), all four on.
+
+    Args:
+        vocab_size / hidden_size / num_hidden_layers / num_attention_heads / intermediate_size / hidden_act:
+            the BERT stream.
+        hidden_dropout_prob / attention_probs_dropout_prob / max_position_embeddings / type_vocab_size /
+            initializer_range / layer_norm_eps: as BERT.
+        region_feature_size: RoI feature size.
+        num_object_labels: detector classes (1600 Visual Genome objects).
+        region_position_id / image_segment_id: see above.
+        loss_weights: weight per objective (``mlm``, ``region_object``, ``region_feature``, ``matching``); 0 or
+            missing switches it off and its head is not built.
+        tie_word_embeddings: tie the MLM decoder to the word embeddings.
+    """
+
+    model_type = "vlpretrain-image-bert"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    region_feature_size: int = 2048
+    num_object_labels: int = 1600
+    region_position_id: int | None = None
+    image_segment_id: int = 1
+    loss_weights: dict | None = None
+    pad_token_id: int | None = 0
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        weights = dict({name: 1.0 for name in IMAGE_BERT_OBJECTIVES} if self.loss_weights is None else self.loss_weights)
+        unknown = sorted(set(weights) - set(IMAGE_BERT_OBJECTIVES))
+        if unknown:
+            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(IMAGE_BERT_OBJECTIVES)}")
+        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in IMAGE_BERT_OBJECTIVES}
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+            )
+        if self.region_position_id is not None and not 0 <= self.region_position_id < self.max_position_embeddings:
+            raise ValueError(
+                f"region_position_id must be in [0, {self.max_position_embeddings}) or None, got {self.region_position_id}"
+            )
+        if not 0 <= self.image_segment_id < self.type_vocab_size:
+            raise ValueError(f"image_segment_id must be in [0, {self.type_vocab_size}), got {self.image_segment_id}")
+        super().__post_init__(**kwargs)
+
+    @property
+    def dummy_region_position(self) -> int:
+        """The position id shared by every RoI."""
+        return self.max_position_embeddings - 1 if self.region_position_id is None else self.region_position_id
+
+    def objective_enabled(self, name: str) -> bool:
+        """Whether the pretraining objective ``name`` is switched on."""
+        return self.loss_weights.get(name, 0.0) > 0.0

@@ -1,0 +1,121 @@
+"""Configuration of VL-BERT (Su et al., ICLR 2020): one BERT stream over text and regions of interest."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+VL_BERT_OBJECTIVES = ("mlm", "text_mlm", "region_class", "matching")
+
+
+class VlBertConfig(PreTrainedConfig):
+    r"""Configuration of [`VlBertModel`] and its heads.
+
+    Defaults are the released base model (jackroos/VL-BERT ``cfgs/pretrain/base_prec_4x16G_fp32.yaml``): a
+    12-layer BERT-base stream, 3 segment types (A = text, B = second text, C = regions), 2048-d RoI features
+    concatenated with a 2048-d sinusoidal box geometry embedding (wavelength 1000, coordinates x100) and projected
+    to the hidden size by Dropout -> Linear -> ReLU, visual LayerNorms whose gain starts at 0, one shared position
+    id for all region tokens, and the ``[END]`` embedding.
+
+    Package choices (documented where the original code does something the package interface cannot copy):
+
+    - Boxes are the package's normalised (x1, y1, x2, y2); the geometry uses them times ``geometry_scale``, which
+      equals the original's pixel boxes divided by the image size times 100.
+    - ``add_image_box``: the model itself prepends the whole-image box 0 (``[0, 0, 1, 1]``), whose appearance is the
+      mean of the valid, unmasked region features (the original's rule for precomputed features), or its RoI
+      feature in the end-to-end setting. Text tokens take its visual representation as their visual clue.
+    - A masked RoI (``masked_regions`` with an all-zero feature, i.e. the collator's "masked" branch; its 10 %
+      "keep" branch leaves the feature and counts only as a target) gets ``object_mask_word_embedding`` and,
+      for precomputed features, ``object_mask_visual_embedding`` in place of its feature. In the end-to-end
+      setting the pixels of every region in ``masked_regions`` are zeroed before the backbone instead
+      (``MASK_RAW_PIXELS``).
+    - Text-only MLM (the original's Books/Wikipedia batches): rows flagged by ``text_only`` drop every region and
+      use ``aux_text_visual_embedding`` as the text's visual clue; their MLM loss is ``text_mlm_loss``. The package
+      collator flags examples of any text corpus (``vlpretrain pretrain --text_corpus``) and, with
+      ``text_only_probability``, a share of the captions; text-only examples carry one placeholder region.
+
+    Args:
+        vocab_size / hidden_size / num_hidden_layers / num_attention_heads / intermediate_size / hidden_act:
+            the BERT stream.
+        hidden_dropout_prob / attention_probs_dropout_prob: dropouts.
+        max_position_embeddings / type_vocab_size: embedding tables (3 segment types).
+        initializer_range / layer_norm_eps: N(0, std) initialisation; LayerNorm epsilon (1e-12).
+        region_feature_size: appearance feature size (2048; in the end-to-end setting the backbone's channels).
+        geometry_size / geometry_wavelength / geometry_scale: the sinusoidal box embedding.
+        visual_scale_init: initial gain of ``visual_ln_text`` / ``visual_ln_object`` (0.0 in the original).
+        add_image_box: prepend the whole-image box 0 (True in every released config; when off, the first given
+            region is the text's visual clue).
+        num_object_labels: detector classes predicted by masked RoI classification (1601 for BUTD).
+        mask_token_id / sep_token_id: ids of ``[MASK]`` / ``[SEP]``, appended by the VQA model as the answer slot.
+        backbone_config: an ``AutoBackbone`` config as a dict (``{"model_type": "resnet", ...}``) for the
+            end-to-end setting: the model then takes ``pixel_values`` and pools each box with RoIAlign over the
+            feature map ``backbone_feature_index``, training the backbone with the rest (all of it: the original's
+            frozen stem, first stage and BatchNorm statistics are left to the caller). None: precomputed features.
+        roi_output_size / roi_sampling_ratio: RoIAlign settings of the end-to-end setting (the bins are averaged).
+        whole_word_masking / text_only_probability: read by the package collator (``collator_for_config``): MLM
+            masks whole words (as the original), and this share of the examples of a batch become text-only rows
+            (the original mixes 32 text-only segments with 32 image-caption pairs per GPU); examples marked
+            ``text_only`` by a text dataset always are.
+        loss_weights: weight per objective; 0 (or missing) switches it off and its head is not built. Keys:
+            ``mlm`` (MLM with visual clues), ``text_mlm`` (text-only MLM), ``region_class`` (masked RoI
+            classification with linguistic clues, soft targets), ``matching`` (sentence-image relationship; off by
+            default, as in every released pretraining config). Defaults: 1, 1, 1, 0 (equal weights, as the original).
+        tie_word_embeddings: tie the MLM decoder to the word embeddings.
+    """
+
+    model_type = "vlpretrain-vl-bert"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 3
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    region_feature_size: int = 2048
+    geometry_size: int = 2048
+    geometry_wavelength: float = 1000.0
+    geometry_scale: float = 100.0
+    visual_scale_init: float = 0.0
+    add_image_box: bool = True
+    num_object_labels: int = 1601
+    mask_token_id: int = 103
+    sep_token_id: int = 102
+    backbone_config: dict | None = None
+    backbone_feature_index: int = -1
+    roi_output_size: int = 14
+    roi_sampling_ratio: int = 2
+    whole_word_masking: bool = True
+    text_only_probability: float = 0.5
+    loss_weights: dict | None = None
+    pad_token_id: int | None = 0
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        defaults = {"mlm": 1.0, "text_mlm": 1.0, "region_class": 1.0, "matching": 0.0}
+        weights = dict(defaults if self.loss_weights is None else self.loss_weights)
+        unknown = sorted(set(weights) - set(VL_BERT_OBJECTIVES))
+        if unknown:
+            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(VL_BERT_OBJECTIVES)}")
+        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in VL_BERT_OBJECTIVES}
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+            )
+        if self.geometry_size % 8:
+            raise ValueError(f"geometry_size must be a multiple of 8 (4 coordinates x sin/cos), got {self.geometry_size}")
+        if self.type_vocab_size < 3:
+            raise ValueError(f"type_vocab_size must be at least 3 (text A, text B, regions), got {self.type_vocab_size}")
+        if self.backbone_config is not None and not isinstance(self.backbone_config, dict):
+            raise ValueError(f"backbone_config: expected a dict with a 'model_type' key or None, got {self.backbone_config!r}")
+        if self.backbone_config is not None and "model_type" not in self.backbone_config:
+            raise ValueError("backbone_config: expected a 'model_type' key (e.g. 'resnet')")
+        super().__post_init__(**kwargs)
+
+    def objective_enabled(self, name: str) -> bool:
+        """Whether the pretraining objective ``name`` is switched on."""
+        return self.loss_weights.get(name, 0.0) > 0.0

@@ -1,0 +1,473 @@
+"""ActBERT (Zhu & Yang, CVPR 2020): word, region and action streams joined by tangled transformer blocks.
+
+Follows the PaddleVideo port (``BertForMultiModalPreTraining``), the only code: post-LN BERT layers per stream,
+ReLU poolers, ``dropout(p_text * p_region + p_action)`` matching fusion, MLM / masked object (KL) / masked action /
+matching heads. See [`ActBertConfig`] for the decisions where the spec is unverified, including the fix of the
+port's unused ``value_av`` projection in the tangled block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from ..configuration.actbert import ActBertConfig
+from .base import VLPreTrainedModel, check_video_text_inputs
+from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
+from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
+from .layers import FeedForward, MultiHeadAttention, ResidualOutput, TransformerLayer, key_padding_mask
+from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss
+from .outputs import ImageTextRetrievalOutput, VisualQuestionAnsweringOutput
+
+
+@dataclass
+class ActBertModelOutput(ModelOutput):
+    """Final states of the three streams (regions include the global token at index 0), their pooled vectors
+    (ReLU poolers to ``bi_hidden_size``) and the fused ``pooled_output`` used for matching."""
+
+    text_last_hidden_state: torch.Tensor | None = None
+    region_last_hidden_state: torch.Tensor | None = None
+    action_last_hidden_state: torch.Tensor | None = None
+    text_pooled: torch.Tensor | None = None
+    region_pooled: torch.Tensor | None = None
+    action_pooled: torch.Tensor | None = None
+    pooled_output: torch.Tensor | None = None
+
+
+@dataclass
+class ActBertForPreTrainingOutput(ModelOutput):
+    """Losses (each unweighted; ``loss`` is their weighted sum) and predictions of [`ActBertForPreTraining`].
+
+    With ``labels``, ``prediction_logits`` holds the labelled positions only; ``action_logits`` (B, F, actions)
+    and ``region_object_logits`` (B, R, classes) exclude the global region token.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    masked_action_loss: torch.Tensor | None = None
+    region_class_loss: torch.Tensor | None = None
+    matching_loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    action_logits: torch.Tensor | None = None
+    region_object_logits: torch.Tensor | None = None
+    matching_logits: torch.Tensor | None = None
+    pooled_output: torch.Tensor | None = None
+
+
+def _resize(states: torch.Tensor, length: int) -> torch.Tensor:
+    """Nearest-neighbour resize of (B, L, H) along the sequence to (B, length, H) (the port's ``F.interpolate``)."""
+    return nn.functional.interpolate(states.transpose(1, 2), size=length, mode="nearest").transpose(1, 2)
+
+
+class TangledLayer(GradientCheckpointingLayer):
+    """One tangled transformer block (the port's ``BertConnectionLayer``: ``BertEntAttention`` + ``BertEntOutput`` +
+    per-stream FFNs).
+
+    Actions query regions (``c_av``) and words (``c_at``); those action-guided contexts, projected and resized to the
+    other stream's length, are added to the word keys/values (from ``c_av``) and to the region keys/values (from
+    ``c_at``); then each stream attends with its own queries. The port projects ``c_av`` for the word values with
+    ``value_at`` and leaves ``value_av`` unused; here ``value_av`` does it (bug fixed; the converter copies the port's
+    ``value_at`` into ``value_av`` so converted weights compute the same function).
+    """
+
+    def __init__(self, config: ActBertConfig):
+        super().__init__()
+        bi = config.bi_hidden_size
+        self.region_qkv = nn.Linear(config.v_hidden_size, 3 * bi)
+        self.text_qkv = nn.Linear(config.hidden_size, 3 * bi)
+        self.action_qkv = nn.Linear(config.a_hidden_size, 3 * bi)
+        self.key_at, self.value_at = nn.Linear(bi, bi), nn.Linear(bi, bi)
+        self.key_av, self.value_av = nn.Linear(bi, bi), nn.Linear(bi, bi)
+        self.attention = MultiHeadAttention(config, config.bi_num_attention_heads, config.attention_probs_dropout_prob)
+        dropout, eps = config.hidden_dropout_prob, config.layer_norm_eps
+        self.region_output = ResidualOutput(bi, config.v_hidden_size, dropout, eps)
+        self.text_output = ResidualOutput(bi, config.hidden_size, dropout, eps)
+        self.action_output = ResidualOutput(bi, config.a_hidden_size, dropout, eps)
+        self.region_ffn = FeedForward(config, config.v_hidden_size, config.v_intermediate_size)
+        self.text_ffn = FeedForward(config, config.hidden_size, config.intermediate_size)
+        self.action_ffn = FeedForward(config, config.a_hidden_size, config.a_intermediate_size)
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        regions: torch.Tensor,
+        actions: torch.Tensor,
+        text_mask: torch.Tensor | None,
+        region_mask: torch.Tensor | None,
+        action_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        region_q, region_k, region_v = self.region_qkv(regions).chunk(3, dim=-1)
+        text_q, text_k, text_v = self.text_qkv(text).chunk(3, dim=-1)
+        action_q, action_k, action_v = self.action_qkv(actions).chunk(3, dim=-1)
+        context_av, _ = self.attention(action_q, region_k, region_v, region_mask)
+        context_at, _ = self.attention(action_q, text_k, text_v, text_mask)
+        text_k = text_k + _resize(self.key_av(context_av), text.shape[1])
+        text_v = text_v + _resize(self.value_av(context_av), text.shape[1])
+        region_k = region_k + _resize(self.key_at(context_at), regions.shape[1])
+        region_v = region_v + _resize(self.value_at(context_at), regions.shape[1])
+        region_context, _ = self.attention(region_q, region_k, region_v, region_mask)
+        text_context, _ = self.attention(text_q, text_k, text_v, text_mask)
+        action_context, _ = self.attention(action_q, action_k, action_v, action_mask)
+        regions = self.region_ffn(self.region_output(region_context, regions))
+        text = self.text_ffn(self.text_output(text_context, text))
+        actions = self.action_ffn(self.action_output(action_context, actions))
+        return text, regions, actions
+
+
+class ActionEmbeddings(nn.Module):
+    """Action (clip) features -> ``a_hidden_size``: Linear [+ position] -> LayerNorm -> dropout. The port has no
+    position embedding; ``config.action_position_embeddings`` adds one."""
+
+    def __init__(self, config: ActBertConfig):
+        super().__init__()
+        self.feature_proj = nn.Linear(config.frame_feature_size, config.a_hidden_size)
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.a_hidden_size) if config.action_position_embeddings else None
+        )
+        self.norm = nn.LayerNorm(config.a_hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        embeddings = self.feature_proj(frame_features)
+        if self.position_embeddings is not None:
+            embeddings = embeddings + self.position_embeddings.weight[: frame_features.shape[1]]
+        return self.dropout(self.norm(embeddings))
+
+
+def tangled_schedule(config: ActBertConfig) -> list[tuple[str, int]]:
+    """Layer order of the three streams: for tangled block k, the not-yet-run text / region / action layers below
+    ``t/v/a_ent_attention_id[k]``, then block k; after the last block, the remaining layers of every stream."""
+    streams = (("text", config.num_hidden_layers, config.t_ent_attention_id),
+               ("region", config.v_num_hidden_layers, config.v_ent_attention_id),
+               ("action", config.a_num_hidden_layers, config.a_ent_attention_id))
+    done = {name: 0 for name, _, _ in streams}
+    order: list[tuple[str, int]] = []
+    for block in range(len(config.t_ent_attention_id)):
+        for name, _, ids in streams:
+            order += [(name, index) for index in range(done[name], ids[block])]
+            done[name] = ids[block]
+        order.append(("tangled", block))
+    for name, count, _ in streams:
+        order += [(name, index) for index in range(done[name], count)]
+    return order
+
+
+def check_region_inputs(config: ActBertConfig, batch: int, region_features, region_boxes, region_attention_mask) -> None:
+    """Regions of ActBERT: (B, R, region_feature_size) features, (B, R, 4) boxes in [0, 1], a 0/1 (B, R) mask.
+    R may be 0 and a row of the mask may be all zeros (a video with no region: the global token alone)."""
+    size = config.region_feature_size
+    if region_features is None or region_boxes is None:
+        raise ValueError(
+            f"region_features: ActBERT needs region_features (batch, regions, {size}) and region_boxes (batch, regions, 4); "
+            "for a video without regions pass zero regions (shape (batch, 0, ...)) or an all-zero region_attention_mask row"
+        )
+    if region_features.dim() != 3 or region_features.shape[0] != batch or region_features.shape[-1] != size:
+        raise ValueError(f"region_features: expected shape ({batch}, regions, {size}) (config.region_feature_size), got {tuple(region_features.shape)}")
+    if not region_features.is_floating_point():
+        raise ValueError(f"region_features: expected a floating-point tensor, got {region_features.dtype}")
+    regions = region_features.shape[1]
+    if tuple(region_boxes.shape) != (batch, regions, 4) or not region_boxes.is_floating_point():
+        raise ValueError(f"region_boxes: expected float (x1, y1, x2, y2) of shape ({batch}, {regions}, 4), got {tuple(region_boxes.shape)}")
+    if region_attention_mask is not None:
+        if tuple(region_attention_mask.shape) != (batch, regions):
+            raise ValueError(f"region_attention_mask: expected shape ({batch}, {regions}), got {tuple(region_attention_mask.shape)}")
+        if ((region_attention_mask != 0) & (region_attention_mask != 1)).any():
+            raise ValueError("region_attention_mask: expected values 0 or 1")
+    valid = torch.ones(batch, regions, dtype=torch.bool, device=region_boxes.device) if region_attention_mask is None else region_attention_mask.bool()
+    outside = (((region_boxes < 0) | (region_boxes > 1)).any(-1) | (region_boxes[..., 2] < region_boxes[..., 0])
+               | (region_boxes[..., 3] < region_boxes[..., 1])) & valid
+    if outside.any():
+        raise ValueError("region_boxes: expected normalised (x1, y1, x2, y2) with 0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1")
+
+
+class ActBertPreTrainedModel(VLPreTrainedModel):
+    """Base class of the ActBERT models: config class, weight prefix, layers kept on one device."""
+
+    config: ActBertConfig
+    config_class = ActBertConfig
+    base_model_prefix = "actbert"
+    input_modalities = ("video", "image", "text")
+    _no_split_modules = ["TransformerLayer", "TangledLayer", "TextEmbeddings", "SummedRegionEmbeddings", "ActionEmbeddings"]
+
+    def text_stream_prefix(self) -> dict[str, str]:
+        prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
+        return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}text_layers."}
+
+    def check_inputs(self, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                     region_features, region_boxes, region_attention_mask) -> None:
+        """Validate every input before any compute (``ValueError`` naming the argument)."""
+        max_frames = self.config.max_position_embeddings if self.config.action_position_embeddings else None
+        check_video_text_inputs(self.config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                                max_frames)
+        if int(input_ids.max()) >= self.config.vocab_size or int(input_ids.min()) < 0:
+            raise ValueError(f"input_ids: expected token ids in [0, {self.config.vocab_size})")
+        check_region_inputs(self.config, input_ids.shape[0], region_features, region_boxes, region_attention_mask)
+
+
+class ActBertModel(ActBertPreTrainedModel):
+    """The three ActBERT streams, the tangled blocks, the ReLU poolers and the matching fusion."""
+
+    hub_auto_class = "AutoModel"
+
+    def __init__(self, config: ActBertConfig):
+        super().__init__(config)
+        self.embeddings = TextEmbeddings(config)
+        self.region_embeddings = SummedRegionEmbeddings(
+            config.region_feature_size, config.v_hidden_size, config.layer_norm_eps, config.hidden_dropout_prob
+        )
+        self.action_embeddings = ActionEmbeddings(config)
+        self.text_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_hidden_layers))
+        self.region_layers = nn.ModuleList(
+            TransformerLayer(config, config.v_hidden_size, config.v_num_attention_heads, config.v_intermediate_size)
+            for _ in range(config.v_num_hidden_layers)
+        )
+        self.action_layers = nn.ModuleList(
+            TransformerLayer(config, config.a_hidden_size, config.a_num_attention_heads, config.a_intermediate_size)
+            for _ in range(config.a_num_hidden_layers)
+        )
+        self.tangled_layers = nn.ModuleList(TangledLayer(config) for _ in range(len(config.t_ent_attention_id)))
+        self.text_pooler = Pooler(config.hidden_size, config.bi_hidden_size, "relu")
+        self.region_pooler = Pooler(config.v_hidden_size, config.bi_hidden_size, "relu")
+        self.action_pooler = Pooler(config.a_hidden_size, config.bi_hidden_size, "relu")
+        self.fusion_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.schedule = tangled_schedule(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
+        frame_attention_mask: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> ActBertModelOutput | tuple:
+        """Encode words (``input_ids`` (B, T)), actions (``frame_features`` (B, F, D)) and regions
+        (``region_features`` (B, R, D), ``region_boxes`` (B, R, 4)); invalid input raises ``ValueError`` first."""
+        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                          region_features, region_boxes, region_attention_mask)
+        output = self.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                             region_features, region_boxes, region_attention_mask)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def encode(self, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+               region_features, region_boxes, region_attention_mask) -> ActBertModelOutput:
+        """The forward pass on checked inputs (used by the task heads)."""
+        implementation = self.config._attn_implementation
+        region_features, region_boxes, region_mask = prepend_global_image_token(
+            region_features, region_boxes, region_attention_mask
+        )
+        text = self.embeddings(input_ids, token_type_ids)
+        regions = self.region_embeddings(region_features, region_boxes)
+        actions = self.action_embeddings(frame_features)
+        text_mask = key_padding_mask(attention_mask, text.dtype, implementation)
+        region_key_mask = key_padding_mask(region_mask, regions.dtype, implementation)
+        action_mask = key_padding_mask(frame_attention_mask, actions.dtype, implementation)
+        for kind, index in self.schedule:
+            if kind == "text":
+                text, _ = self.text_layers[index](text, text_mask)
+            elif kind == "region":
+                regions, _ = self.region_layers[index](regions, region_key_mask)
+            elif kind == "action":
+                actions, _ = self.action_layers[index](actions, action_mask)
+            else:
+                text, regions, actions = self.tangled_layers[index](
+                    text, regions, actions, text_mask, region_key_mask, action_mask
+                )
+        text_pooled, region_pooled = self.text_pooler(text), self.region_pooler(regions)
+        action_pooled = self.action_pooler(actions)
+        if self.config.fusion_method == "mul":
+            fused = self.fusion_dropout(text_pooled * region_pooled + action_pooled)
+        else:
+            fused = self.fusion_dropout(text_pooled + region_pooled + action_pooled)
+        return ActBertModelOutput(
+            text_last_hidden_state=text, region_last_hidden_state=regions, action_last_hidden_state=actions,
+            text_pooled=text_pooled, region_pooled=region_pooled, action_pooled=action_pooled, pooled_output=fused,
+        )
+
+
+class ActBertForPreTraining(ActBertPreTrainedModel):
+    """ActBERT with its four objectives: masked language modelling (``labels``), masked action classification
+    (``masked_frames`` + ``action_labels``, one per video), masked object classification (``masked_regions`` +
+    ``region_class_targets``, KL to the detector distribution) and cross-modal matching (``matched_labels``)."""
+
+    hub_auto_class = "AutoModelForPreTraining"
+    _tied_weights_keys = {"mlm_head.decoder.weight": "actbert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: ActBertConfig):
+        super().__init__(config)
+        self.actbert = ActBertModel(config)
+        eps, act = config.layer_norm_eps, config.hidden_act
+        self.mlm_head = MaskedLanguageModelingHead(config.hidden_size, config.vocab_size, act, eps)
+        self.region_head = (
+            RegionPredictionHead(config.v_hidden_size, {"object": config.num_object_labels}, act, eps)
+            if config.objective_enabled("region_class") else None
+        )
+        self.action_head = (
+            RegionPredictionHead(config.a_hidden_size, {"action": config.num_action_labels}, act, eps)
+            if config.objective_enabled("masked_action") else None
+        )
+        self.matching_head = nn.Linear(config.bi_hidden_size, 2) if config.objective_enabled("matching") else None
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.mlm_head.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.mlm_head.decoder = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
+        frame_attention_mask: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        masked_frames: torch.Tensor | None = None,
+        action_labels: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None,
+        region_class_targets: torch.Tensor | None = None,
+        matched_labels: torch.Tensor | None = None,
+        frame_feature_targets: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> ActBertForPreTrainingOutput | tuple:
+        """``frame_feature_targets`` (from the collator) is accepted and unused: actions are classified, not regressed."""
+        config = self.config
+        return_dict = config.return_dict if return_dict is None else return_dict
+        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                          region_features, region_boxes, region_attention_mask)
+        _check_targets(config, input_ids, frame_features, region_features, labels, masked_frames, action_labels,
+                       masked_regions, region_class_targets, matched_labels)
+        encoded = self.actbert.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                                      region_features, region_boxes, region_attention_mask)
+        losses: dict[str, torch.Tensor] = {}
+        text = encoded.text_last_hidden_state
+        if labels is not None and config.objective_enabled("mlm"):
+            positions = labels != IGNORE_INDEX
+            prediction_logits = self.mlm_head(text, positions)
+            losses["mlm"] = classification_loss(prediction_logits, labels[positions])
+        else:
+            prediction_logits = self.mlm_head(text)
+        action_logits = region_logits = matching_logits = None
+        if self.action_head is not None:
+            action_logits = self.action_head(encoded.action_last_hidden_state)["action"]
+            if masked_frames is not None and action_labels is not None:
+                selected = masked_frames.bool()
+                if frame_attention_mask is not None:
+                    selected = selected & frame_attention_mask.bool()
+                targets = action_labels[:, None].expand_as(selected).masked_fill(~selected, IGNORE_INDEX)
+                losses["masked_action"] = classification_loss(action_logits, targets)
+        if self.region_head is not None:
+            region_logits = self.region_head(encoded.region_last_hidden_state[:, 1:])["object"]
+            if masked_regions is not None and region_class_targets is not None:
+                selected = masked_regions.bool()
+                if region_attention_mask is not None:
+                    selected = selected & region_attention_mask.bool()
+                losses["region_class"] = region_distribution_loss(region_logits, region_class_targets, selected)
+        if self.matching_head is not None:
+            matching_logits = self.matching_head(encoded.pooled_output)
+            if matched_labels is not None:
+                losses["matching"] = classification_loss(matching_logits, matched_labels)
+        loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
+        output = ActBertForPreTrainingOutput(
+            loss=loss, mlm_loss=losses.get("mlm"), masked_action_loss=losses.get("masked_action"),
+            region_class_loss=losses.get("region_class"), matching_loss=losses.get("matching"),
+            prediction_logits=prediction_logits, action_logits=action_logits, region_object_logits=region_logits,
+            matching_logits=matching_logits, pooled_output=encoded.pooled_output,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class ActBertForVideoTextRetrieval(ActBertPreTrainedModel):
+    """ActBERT scoring (video, caption) pairs with the matching head on the fused poolers (the port's zero-shot
+    retrieval); ``scores`` = matched minus mismatched logit, ``labels`` (1 matched, 0 not) train it."""
+
+    hub_auto_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, config: ActBertConfig):
+        super().__init__(config)
+        self.actbert = ActBertModel(config)
+        self.matching_head = nn.Linear(config.bi_hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, frame_features=None,
+                frame_attention_mask=None, region_features=None, region_boxes=None, region_attention_mask=None,
+                labels: torch.Tensor | None = None, return_dict: bool | None = None) -> ImageTextRetrievalOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                          region_features, region_boxes, region_attention_mask)
+        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (input_ids.shape[0],)):
+            raise ValueError(f"labels: expected integer match labels of shape ({input_ids.shape[0]},)")
+        encoded = self.actbert.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                                      region_features, region_boxes, region_attention_mask)
+        logits = self.matching_head(encoded.pooled_output)
+        loss = classification_loss(logits, labels) if labels is not None else None
+        output = ImageTextRetrievalOutput(loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0],
+                                          pooled_output=encoded.pooled_output)
+        return output if return_dict else output.to_tuple()
+
+
+class ActBertForVideoQuestionAnswering(ActBertPreTrainedModel):
+    """ActBERT with an answer classifier over ``config.id2label`` on the fused pooled vector (the paper's video QA
+    head is unverified; this is the package's two-layer ``AnswerHead``). ``labels``: answer ids (B,)."""
+
+    hub_auto_class = "AutoModelForVisualQuestionAnswering"
+
+    def __init__(self, config: ActBertConfig):
+        super().__init__(config)
+        self.actbert = ActBertModel(config)
+        self.qa_head = AnswerHead(config.bi_hidden_size, config.num_labels, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, frame_features=None,
+                frame_attention_mask=None, region_features=None, region_boxes=None, region_attention_mask=None,
+                labels: torch.Tensor | None = None, return_dict: bool | None = None) -> VisualQuestionAnsweringOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                          region_features, region_boxes, region_attention_mask)
+        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (input_ids.shape[0],)):
+            raise ValueError(f"labels: expected integer answer ids of shape ({input_ids.shape[0]},)")
+        encoded = self.actbert.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+                                      region_features, region_boxes, region_attention_mask)
+        logits = self.qa_head(encoded.pooled_output)
+        loss = classification_loss(logits, labels) if labels is not None else None
+        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=encoded.pooled_output)
+        return output if return_dict else output.to_tuple()
+
+
+def _check_targets(config, input_ids, frame_features, region_features, labels, masked_frames, action_labels,
+                   masked_regions, region_class_targets, matched_labels) -> None:
+    """Shapes of the pretraining targets against the inputs, before any compute."""
+    batch = input_ids.shape[0]
+    frames, regions = tuple(frame_features.shape[:2]), tuple(region_features.shape[:2])
+    expected = {"labels": tuple(input_ids.shape), "masked_frames": frames, "action_labels": (batch,),
+                "masked_regions": regions, "matched_labels": (batch,),
+                "region_class_targets": regions + (config.num_object_labels,)}
+    given = {"labels": labels, "masked_frames": masked_frames, "action_labels": action_labels,
+             "masked_regions": masked_regions, "region_class_targets": region_class_targets, "matched_labels": matched_labels}
+    for name, tensor in given.items():
+        if tensor is not None and tuple(tensor.shape) != expected[name]:
+            raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
+    for name in ("labels", "action_labels", "matched_labels"):
+        if given[name] is not None and given[name].is_floating_point():
+            raise ValueError(f"{name}: expected integer class ids, got {given[name].dtype}")
+    if action_labels is not None and bool(((action_labels != IGNORE_INDEX) & ((action_labels < 0) | (action_labels >= config.num_action_labels))).any()):
+        raise ValueError(f"action_labels: expected ids in [0, {config.num_action_labels}) or -100")

@@ -1,0 +1,621 @@
+"""UniVL (Luo et al. 2020): text, video and cross encoders plus a caption decoder, with all five objectives.
+
+Faithful to microsoft/UniVL: raw clip features are layer-normed (``video_norm``) before the video encoder and as
+masked-frame targets; the cross encoder runs over [text states ; video states] with positions continuing after
+the text and type ids 0/1; the decoder's word and position tables are the text encoder's, its output layer is
+tied to the word embeddings. The joint objective uses mean-pooled *unmasked* encodings (raw dot product,
+MIL-NCE); the cross objectives use the masked inputs.
+
+Package conventions that differ from the original code:
+
+- ignored targets are -100; the reconstruction loss ignores padded targets (the original counts ``[PAD]``
+  targets because it pads with 0 and ignores -1);
+- the decoder reads the encoder's (collator-masked) ``input_ids[:, :-1]`` as its teacher-forcing input and
+  predicts the unmasked ``input_ids[:, 1:]`` (the original masks the decoder input with its own draw);
+- every pair of the batch is kept for MIL-NCE (the original keeps only the middle pair of each group of 3);
+  positives come from ``contrastive_positive_mask`` (same video), the identity when it is not given;
+- the unused ``bert.pooler`` / ``visual.pooler`` of the original are not built (the converter drops them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import GenerationConfig, GenerationMixin
+from transformers.utils import ModelOutput
+
+from ..configuration.univl import UnivlConfig
+from .base import VLPreTrainedModel, check_video_text_inputs
+from .embeddings import FrameEmbeddings, TextEmbeddings
+from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
+from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask
+from .losses import (
+    IGNORE_INDEX,
+    classification_loss,
+    diagonal_cross_entropy,
+    frame_nce_loss,
+    max_margin_ranking_loss,
+    mil_nce_loss,
+)
+from .outputs import CaptioningOutput, VideoTextModelOutput, VideoTextRetrievalOutput
+
+
+@dataclass
+class UnivlForPreTrainingOutput(ModelOutput):
+    """Losses of [`UnivlForPreTraining`]: each objective's own (unweighted) loss and their weighted sum ``loss``.
+
+    ``joint_scores`` is the (texts x videos) dot-product matrix of the joint objective and ``alignment_scores`` the
+    cross-encoder scores of every (text, video) pair of the batch.
+    """
+
+    loss: torch.Tensor | None = None
+    contrastive_loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    frame_feature_loss: torch.Tensor | None = None
+    alignment_loss: torch.Tensor | None = None
+    reconstruction_loss: torch.Tensor | None = None
+    joint_scores: torch.Tensor | None = None
+    alignment_scores: torch.Tensor | None = None
+
+
+class UnivlPreTrainedModel(VLPreTrainedModel):
+    """Base class of the UniVL models: config class, weight prefix, modalities and layers kept on one device."""
+
+    config: UnivlConfig
+    config_class = UnivlConfig
+    base_model_prefix = "univl"
+    input_modalities = ("video", "text")
+    _no_split_modules = ["TransformerLayer", "DecoderLayer", "TextEmbeddings", "FrameEmbeddings"]
+
+    def text_stream_prefix(self) -> dict[str, str]:
+        prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
+        return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}text_layers."}
+
+
+class UnivlCrossEmbeddings(nn.Module):
+    """Cross-encoder input: [text ; video] states + position (0..T+F-1) + type (0 text, 1 video) -> LN -> dropout."""
+
+    def __init__(self, config: UnivlConfig):
+        super().__init__()
+        self.position_embeddings = nn.Embedding(config.max_cross_positions, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, text_states: torch.Tensor, video_states: torch.Tensor) -> torch.Tensor:
+        states = torch.cat([text_states, video_states], dim=1)
+        positions = torch.arange(states.shape[1], device=states.device)
+        types = torch.cat([
+            torch.zeros(text_states.shape[1], dtype=torch.long, device=states.device),
+            torch.ones(video_states.shape[1], dtype=torch.long, device=states.device),
+        ])
+        return self.dropout(self.norm(states + self.position_embeddings(positions) + self.token_type_embeddings(types)))
+
+
+class UnivlDecoder(nn.Module):
+    """The caption decoder: (shared word + position embeddings) -> own LayerNorm -> dropout -> decoder layers."""
+
+    def __init__(self, config: UnivlConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_decoder_layers))
+
+    def forward(
+        self, embeddings: torch.Tensor, self_mask: torch.Tensor, encoder_states: torch.Tensor, encoder_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        hidden = self.dropout(self.norm(embeddings))
+        for layer in self.layers:
+            hidden, _ = layer(hidden, self_mask, encoder_states, encoder_mask)
+        return hidden
+
+
+class UnivlFramePredictionHead(nn.Module):
+    """CMFM head: transform (dense, GELU, LN), then the transposed video input projection and a bias -> feature space."""
+
+    def __init__(self, config: UnivlConfig):
+        super().__init__()
+        self.transform = PredictionHeadTransform(config.hidden_size, config.hidden_act, config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.frame_feature_size))
+
+    def forward(self, states: torch.Tensor, projection_weight: torch.Tensor) -> torch.Tensor:
+        return self.transform(states) @ projection_weight + self.bias
+
+
+def _mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def _ones_mask(reference: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+    return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device) if given is None else given
+
+
+class UnivlModel(UnivlPreTrainedModel):
+    """The UniVL encoders (text, video and, for stage 2, the cross encoder) and the caption decoder.
+
+    ``forward`` returns the mean-pooled unimodal encodings (``text_embeds``: text tokens after ``[CLS]``;
+    ``visual_embeds``: valid frames) and, with the cross encoder, the joint sequence and its ``[CLS]`` pooler.
+    """
+
+    hub_auto_class = "AutoModel"
+
+    def __init__(self, config: UnivlConfig):
+        super().__init__(config)
+        self.embeddings = TextEmbeddings(config)
+        self.text_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_text_layers))
+        self.video_norm = nn.LayerNorm(config.frame_feature_size, eps=config.layer_norm_eps)
+        self.visual_embeddings = FrameEmbeddings(
+            config.frame_feature_size, config.hidden_size, config.max_frames, config.layer_norm_eps,
+            config.hidden_dropout_prob,
+        )
+        self.visual_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_visual_layers))
+        self.has_cross = config.stage == 2
+        if self.has_cross:
+            self.cross_embeddings = UnivlCrossEmbeddings(config)
+            self.cross_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_cross_layers))
+            self.pooler = Pooler(config.hidden_size, config.hidden_size, "tanh")
+            self.decoder = UnivlDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def _run(self, layers: nn.ModuleList, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        key_mask = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation)
+        for layer in layers:
+            hidden, _ = layer(hidden, key_mask)
+        return hidden
+
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Text encoder states (B, T, H)."""
+        return self._run(self.text_layers, self.embeddings(input_ids, token_type_ids), attention_mask)
+
+    def encode_video(self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Video encoder states (B, F, H) of raw clip features (layer-normed here)."""
+        hidden = self.visual_embeddings(self.video_norm(frame_features))
+        return self._run(self.visual_layers, hidden, frame_attention_mask)
+
+    def cross_encode(
+        self, text_states: torch.Tensor, text_mask: torch.Tensor, video_states: torch.Tensor, video_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross encoder over [text ; video]: returns the joint states (B, T+F, H), their mask and the pooled [CLS]."""
+        if not self.has_cross:
+            raise ValueError("this UniVL model is stage 1 (config.stage=1) and has no cross encoder")
+        mask = torch.cat([text_mask, video_mask], dim=1)
+        states = self._run(self.cross_layers, self.cross_embeddings(text_states, video_states), mask)
+        return states, mask, self.pooler(states)
+
+    def decode(
+        self,
+        decoder_input_ids: torch.Tensor,
+        decoder_attention_mask: torch.Tensor | None,
+        encoder_states: torch.Tensor,
+        encoder_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Decoder states (B, L, H) of caption ids attending causally to themselves and to the cross-encoder output."""
+        length = decoder_input_ids.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"decoder_input_ids: {length} tokens is more than max_position_embeddings ({self.config.max_position_embeddings})"
+            )
+        positions = torch.arange(length, device=decoder_input_ids.device)[None, :]
+        embeddings = self.embeddings.word_embeddings(decoder_input_ids) + self.embeddings.position_embeddings(positions)
+        implementation = self.config._attn_implementation
+        self_mask = causal_attention_mask(decoder_attention_mask, length, embeddings.dtype, implementation, embeddings.device)
+        encoder_key_mask = key_padding_mask(encoder_mask, embeddings.dtype, implementation)
+        return self.decoder(embeddings, self_mask, encoder_states, encoder_key_mask)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
+        frame_attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> VideoTextModelOutput | tuple:
+        """Encode captions ``input_ids`` (B, T) and clip features ``frame_features`` (B, F, D) with their masks."""
+        check_video_text_inputs(
+            self.config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, self.config.max_frames
+        )
+        text_mask = _ones_mask(input_ids, attention_mask)
+        frame_mask = _ones_mask(frame_features, frame_attention_mask)
+        text = self.encode_text(input_ids, text_mask, token_type_ids)
+        video = self.encode_video(frame_features, frame_mask)
+        output = VideoTextModelOutput(
+            text_last_hidden_state=text,
+            visual_last_hidden_state=video,
+            text_embeds=_mean_pool(text[:, 1:], text_mask[:, 1:]),
+            visual_embeds=_mean_pool(video, frame_mask),
+        )
+        if self.has_cross:
+            states, mask, pooled = self.cross_encode(text, text_mask, video, frame_mask)
+            output.last_hidden_state, output.attention_mask, output.pooled_output = states, mask, pooled
+            output.text_last_hidden_state = states[:, : text.shape[1]]
+            output.visual_last_hidden_state = states[:, text.shape[1] :]
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def pairwise_alignment_scores(
+        self,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor,
+        video_states: torch.Tensor,
+        video_mask: torch.Tensor,
+        head: nn.Linear,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-encode every (text i, video j) pair; returns the (texts, videos) scores ``head(pooled)`` and the joint
+        states and mask of the matched pairs (i, i) (used by the other cross objectives)."""
+        texts, videos = text_states.shape[0], video_states.shape[0]
+        text_index = torch.arange(texts, device=text_states.device).repeat_interleave(videos)
+        video_index = torch.arange(videos, device=text_states.device).repeat(texts)
+        states, mask, pooled = self.cross_encode(
+            text_states[text_index], text_mask[text_index], video_states[video_index], video_mask[video_index]
+        )
+        scores = head(pooled).squeeze(-1).view(texts, videos)
+        diagonal = torch.arange(min(texts, videos), device=text_states.device) * (videos + 1)
+        return scores, states[diagonal], mask[diagonal]
+
+
+def _check_targets(input_ids: torch.Tensor, frame_features: torch.Tensor, **targets) -> None:
+    batch, length = input_ids.shape
+    expected = {
+        "labels": (batch, length),
+        "masked_frames": tuple(frame_features.shape[:2]),
+        "frame_feature_targets": tuple(frame_features.shape),
+        "contrastive_positive_mask": (batch, batch),
+    }
+    for name, tensor in targets.items():
+        if tensor is not None and tuple(tensor.shape) != expected[name]:
+            raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
+    if targets.get("labels") is not None and targets["labels"].is_floating_point():
+        raise ValueError(f"labels: expected integer token ids (torch.long), got {targets['labels'].dtype}")
+
+
+def _keep_cls_and_sep(attention_mask: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """EnhancedV: for the ``drop`` rows, attend only to the first token ([CLS]) and the last valid one ([SEP])."""
+    last = attention_mask.sum(-1, keepdim=True) - 1
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None, :]
+    cls_sep = ((positions == 0) | (positions == last)).to(attention_mask.dtype)
+    return torch.where(drop[:, None], cls_sep, attention_mask)
+
+
+class UnivlForPreTraining(UnivlPreTrainedModel):
+    """UniVL with its pretraining objectives (each on when its ``config.loss_weights`` entry is > 0):
+
+    - ``contrastive`` (video-text joint): MIL-NCE over the dot products of the mean-pooled unmasked text and video
+      encodings (``contrastive_positive_mask`` marks texts of the same video as positives);
+    - ``mlm`` (conditioned MLM on the cross encoder, ``labels``);
+    - ``frame_feature`` (conditioned masked frame modelling: NCE against every valid frame of the batch,
+      ``masked_frames`` / ``frame_feature_targets``; masked frames are zeroed by the collator);
+    - ``alignment``: cross-encoder ``[CLS]`` score of every (text, video) pair, softmax over the videos;
+    - ``reconstruction``: the decoder regenerates the caption from the cross-encoder output.
+
+    Stage I (``config.stage=1``) has only the joint objective; EnhancedV (``enhance_visual_probability``) drops
+    the encoder text of some training samples to ``[CLS] [SEP]`` (their MLM targets are dropped too).
+    """
+
+    hub_auto_class = "AutoModelForPreTraining"
+    _tied_weights_keys = {
+        "mlm_head.decoder.weight": "univl.embeddings.word_embeddings.weight",
+        "decoder_head.decoder.weight": "univl.embeddings.word_embeddings.weight",
+    }
+
+    def __init__(self, config: UnivlConfig):
+        super().__init__(config)
+        self.univl = UnivlModel(config)
+        hidden, eps = config.hidden_size, config.layer_norm_eps
+        stage_two = config.stage == 2
+        self.mlm_head = MaskedLanguageModelingHead(hidden, config.vocab_size, config.hidden_act, eps) if stage_two else None
+        self.frame_head = UnivlFramePredictionHead(config) if stage_two else None
+        self.alignment_head = nn.Linear(hidden, 1) if stage_two else None
+        self.decoder_head = MaskedLanguageModelingHead(hidden, config.vocab_size, config.hidden_act, eps) if stage_two else None
+        if not stage_two:
+            self._tied_weights_keys = {}
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return self.mlm_head.decoder if self.mlm_head is not None else None
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.mlm_head.decoder = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
+        frame_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        masked_frames: torch.Tensor | None = None,
+        frame_feature_targets: torch.Tensor | None = None,
+        contrastive_positive_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> UnivlForPreTrainingOutput | tuple:
+        config = self.config
+        check_video_text_inputs(
+            config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames
+        )
+        _check_targets(
+            input_ids, frame_features, labels=labels, masked_frames=masked_frames,
+            frame_feature_targets=frame_feature_targets, contrastive_positive_mask=contrastive_positive_mask,
+        )
+        if config.objective_enabled("frame_feature") and (masked_frames is None) != (frame_feature_targets is None):
+            raise ValueError("masked_frames and frame_feature_targets: pass both (from the collator) or neither")
+        text_mask = _ones_mask(input_ids, attention_mask)
+        frame_mask = _ones_mask(frame_features, frame_attention_mask)
+        original_ids = input_ids if labels is None else torch.where(labels != IGNORE_INDEX, labels, input_ids)
+        original_frames = frame_features if frame_feature_targets is None else frame_feature_targets
+        model = self.univl
+        losses: dict[str, torch.Tensor] = {}
+        joint_scores = alignment_scores = None
+
+        if config.objective_enabled("contrastive"):
+            text = model.encode_text(original_ids, text_mask, token_type_ids)
+            video = model.encode_video(original_frames, frame_mask)
+            joint_scores = _mean_pool(text[:, 1:], text_mask[:, 1:]) @ _mean_pool(video, frame_mask).T
+            positives = contrastive_positive_mask
+            if positives is None:
+                positives = torch.eye(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            losses["contrastive"] = mil_nce_loss(joint_scores, positives)
+
+        if config.stage == 2 and any(config.objective_enabled(name) for name in ("mlm", "frame_feature", "alignment", "reconstruction")):
+            encoder_mask = text_mask
+            if self.training and config.enhance_visual_probability > 0:
+                drop = torch.rand(input_ids.shape[0], device=input_ids.device) < config.enhance_visual_probability
+                encoder_mask = _keep_cls_and_sep(text_mask, drop)
+                if labels is not None:
+                    labels = labels.masked_fill(drop[:, None], IGNORE_INDEX)
+            text = model.encode_text(input_ids, encoder_mask, token_type_ids)
+            video = model.encode_video(frame_features, frame_mask)
+            if config.objective_enabled("alignment"):
+                alignment_scores, joint, joint_mask = model.pairwise_alignment_scores(
+                    text, encoder_mask, video, frame_mask, self.alignment_head
+                )
+                losses["alignment"] = diagonal_cross_entropy(alignment_scores)
+            else:
+                joint, joint_mask, _ = model.cross_encode(text, encoder_mask, video, frame_mask)
+            text_length = input_ids.shape[1]
+            if config.objective_enabled("mlm") and labels is not None:
+                positions = labels != IGNORE_INDEX
+                logits = self.mlm_head(joint[:, :text_length], positions)
+                losses["mlm"] = classification_loss(logits, labels[positions])
+            if config.objective_enabled("frame_feature") and masked_frames is not None:
+                predictions = self.frame_head(joint[:, text_length:], model.visual_embeddings.proj.weight)
+                targets = model.video_norm(original_frames)
+                losses["frame_feature"] = frame_nce_loss(predictions, targets, frame_mask, masked_frames)
+            if config.objective_enabled("reconstruction"):
+                targets = original_ids[:, 1:].masked_fill(text_mask[:, 1:] == 0, IGNORE_INDEX)
+                hidden = model.decode(input_ids[:, :-1], text_mask[:, :-1], joint, joint_mask)
+                positions = targets != IGNORE_INDEX
+                logits = self.decoder_head(hidden, positions)
+                losses["reconstruction"] = classification_loss(logits, targets[positions])
+
+        loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
+        output = UnivlForPreTrainingOutput(
+            loss=loss,
+            contrastive_loss=losses.get("contrastive"),
+            mlm_loss=losses.get("mlm"),
+            frame_feature_loss=losses.get("frame_feature"),
+            alignment_loss=losses.get("alignment"),
+            reconstruction_loss=losses.get("reconstruction"),
+            joint_scores=joint_scores,
+            alignment_scores=alignment_scores,
+        )
+        return_dict = config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+
+class UnivlForVideoTextRetrieval(UnivlPreTrainedModel):
+    """Text-to-video retrieval: ``logits[i, j]`` scores text i against video j for every pair of the batch.
+
+    ``config.retrieval_mode="joint"`` (FT-Joint) scores by the cosine of the mean-pooled text and video encodings;
+    ``"align"`` (FT-Align) by ``alignment_head`` on the cross encoder's ``[CLS]`` of each pair. The loss (with
+    ``return_loss=True`` or ``labels``) is the bidirectional max-margin ranking loss (margin
+    ``config.retrieval_margin``) over the in-batch matrix; with ``labels`` (1 matched, 0 not; e.g. from caption
+    swapping) only the matched pairs form that matrix.
+    """
+
+    hub_auto_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, config: UnivlConfig):
+        super().__init__(config)
+        self.univl = UnivlModel(config)
+        self.alignment_head = nn.Linear(config.hidden_size, 1) if config.stage == 2 else None
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
+        frame_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_loss: bool = False,
+        return_dict: bool | None = None,
+    ) -> VideoTextRetrievalOutput | tuple:
+        config = self.config
+        check_video_text_inputs(
+            config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames
+        )
+        batch = input_ids.shape[0]
+        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
+            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        text_mask = _ones_mask(input_ids, attention_mask)
+        frame_mask = _ones_mask(frame_features, frame_attention_mask)
+        if labels is not None:
+            keep = labels == 1
+            input_ids, text_mask, frame_features, frame_mask = (
+                input_ids[keep], text_mask[keep], frame_features[keep], frame_mask[keep]
+            )
+            token_type_ids = None if token_type_ids is None else token_type_ids[keep]
+        model = self.univl
+        text = model.encode_text(input_ids, text_mask, token_type_ids)
+        video = model.encode_video(frame_features, frame_mask)
+        text_embeds = nn.functional.normalize(_mean_pool(text[:, 1:], text_mask[:, 1:]).float(), dim=-1)
+        visual_embeds = nn.functional.normalize(_mean_pool(video, frame_mask).float(), dim=-1)
+        if config.retrieval_mode == "joint":
+            logits = text_embeds @ visual_embeds.T
+        else:
+            logits, _, _ = model.pairwise_alignment_scores(text, text_mask, video, frame_mask, self.alignment_head)
+        loss = None
+        if (return_loss or labels is not None) and logits.shape[0] > 0:
+            loss = max_margin_ranking_loss(logits, config.retrieval_margin)
+        output = VideoTextRetrievalOutput(loss=loss, logits=logits, text_embeds=text_embeds, visual_embeds=visual_embeds)
+        return_dict = config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+
+class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
+    """Video captioning: encoders -> cross encoder -> decoder, trained with teacher forcing, decoded with ``generate``.
+
+    The encoder text (``input_ids``) is optional: without it every sample gets ``[CLS] [SEP]`` (UniVL's MSR-VTT
+    setting); with it (e.g. a transcript) the caption is conditioned on it too. ``labels`` are the caption ids
+    followed by ``[SEP]`` (-100 = padding); the decoder input is ``[CLS]`` + labels shifted right.
+
+    ``generate(frame_features=..., frame_attention_mask=..., [input_ids=...])`` encodes once and decodes with
+    transformers' ``GenerationMixin`` (default: beam search with ``config.num_beams`` = 5 beams, up to
+    ``config.max_caption_length`` tokens, stopping at ``[SEP]``, no length penalty, as in the release). The decoder
+    has no key/value cache: each step re-runs the (small) decoder over the prefix.
+    """
+
+    hub_auto_class = "AutoModelForImageTextToText"
+    _tied_weights_keys = {"decoder_head.decoder.weight": "univl.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: UnivlConfig):
+        super().__init__(config)
+        if config.stage != 2:
+            raise ValueError("UnivlForCaptioning needs the cross encoder and decoder: config.stage must be 2")
+        self.univl = UnivlModel(config)
+        self.decoder_head = MaskedLanguageModelingHead(
+            config.hidden_size, config.vocab_size, config.hidden_act, config.layer_norm_eps
+        )
+        self.post_init()
+        self.generation_config = GenerationConfig(
+            bos_token_id=config.bos_token_id,
+            eos_token_id=config.eos_token_id,
+            pad_token_id=config.pad_token_id,
+            decoder_start_token_id=config.bos_token_id,
+            num_beams=config.num_beams,
+            max_length=config.max_caption_length,
+            length_penalty=0.0,
+            early_stopping=True,
+            use_cache=False,
+        )
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.decoder_head.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.decoder_head.decoder = value
+
+    def encode(
+        self,
+        frame_features: torch.Tensor | None,
+        frame_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check the inputs and run the encoders and the cross encoder; returns the joint states and mask."""
+        if frame_features is None or frame_features.dim() != 3:
+            raise ValueError(
+                f"frame_features: expected a (batch, frames, {self.config.frame_feature_size}) float tensor, got "
+                f"{None if frame_features is None else tuple(frame_features.shape)}"
+            )
+        if input_ids is None:
+            start_end = [self.config.bos_token_id, self.config.eos_token_id]
+            input_ids = torch.tensor([start_end], device=frame_features.device).expand(frame_features.shape[0], 2)
+            attention_mask = token_type_ids = None
+        check_video_text_inputs(
+            self.config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+            self.config.max_frames,
+        )
+        text_mask = _ones_mask(input_ids, attention_mask)
+        frame_mask = _ones_mask(frame_features, frame_attention_mask)
+        text = self.univl.encode_text(input_ids, text_mask, token_type_ids)
+        video = self.univl.encode_video(frame_features, frame_mask)
+        states, mask, _ = self.univl.cross_encode(text, text_mask, video, frame_mask)
+        return states, mask
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None,
+        frame_attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CaptioningOutput | tuple:
+        """Next-token logits of the caption; pass ``encoder_hidden_states`` / ``encoder_attention_mask`` (from
+        :meth:`encode`) instead of the video and text inputs to skip the encoders."""
+        if labels is not None and (labels.dim() != 2 or labels.is_floating_point()):
+            raise ValueError(f"labels: expected integer caption ids of shape (batch, caption_length), got {tuple(labels.shape)}")
+        if decoder_input_ids is None:
+            if labels is None:
+                raise ValueError("decoder_input_ids or labels: one is required (the caption to score or to learn)")
+            start = labels.new_full((labels.shape[0], 1), self.config.bos_token_id)
+            shifted = labels[:, :-1]
+            decoder_input_ids = torch.cat([start, shifted.masked_fill(shifted == IGNORE_INDEX, self.config.pad_token_id)], 1)
+            decoder_attention_mask = torch.cat([torch.ones_like(start), (shifted != IGNORE_INDEX).long()], 1)
+        if encoder_hidden_states is None:
+            encoder_hidden_states, encoder_attention_mask = self.encode(
+                frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids
+            )
+        if labels is not None and labels.shape != decoder_input_ids.shape:
+            raise ValueError(f"labels: expected shape {tuple(decoder_input_ids.shape)} like decoder_input_ids, got {tuple(labels.shape)}")
+        hidden = self.univl.decode(decoder_input_ids, decoder_attention_mask, encoder_hidden_states, encoder_attention_mask)
+        logits = self.decoder_head(hidden)
+        loss = classification_loss(logits, labels) if labels is not None else None
+        output = CaptioningOutput(
+            loss=loss, logits=logits, encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> dict[str, torch.Tensor | None]:
+        """Feed the whole generated prefix to the decoder (no cache) with the encoder output computed once."""
+        return {
+            "decoder_input_ids": input_ids,
+            "decoder_attention_mask": attention_mask,
+            "encoder_hidden_states": encoder_hidden_states,
+            "encoder_attention_mask": encoder_attention_mask,
+        }
+
+    @torch.no_grad()
+    def generate(
+        self,
+        frame_features: torch.Tensor | None = None,
+        frame_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Caption token ids (batch, length) starting with ``[CLS]``; keyword arguments go to ``GenerationMixin.generate``."""
+        states, mask = self.encode(frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids)
+        start = torch.full((states.shape[0], 1), self.generation_config.bos_token_id, dtype=torch.long, device=states.device)
+        return super().generate(start, encoder_hidden_states=states, encoder_attention_mask=mask, **kwargs)

@@ -1,0 +1,482 @@
+"""ViLBERT (Lu et al. 2019): a BERT text stream and a visual stream joined by co-attention (Co-TRM) layers.
+
+Faithful to vilbert_beta / vilbert-multi-task: a global "IMG" region (mean feature, box (0, 0, 1, 1)) is
+prepended to the regions; boxes are encoded as (x1, y1, x2, y2, area); the visual embedding is one LayerNorm
+over the sum of the feature and box projections; the co-layers follow ``t_biattention_id`` /
+``v_biattention_id`` exactly; both poolers are ReLU projections to ``bi_hidden_size`` and the fused vector is
+their element-wise product. The unused ``q_dense`` layers of the original are not built.
+
+Package conventions that differ from the original code: ignored labels are -100 (the original uses -1) and
+``matched_labels`` is 1 for a matching caption; the original uses 0 = aligned, and the converter swaps the two
+rows of the alignment head, so logit 1 is "matched" here. ``visual_last_hidden_state`` starts with the global
+token when ``config.add_global_image_token`` is on (the model adds it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ..configuration.vilbert import VilbertConfig
+from .base import VLPreTrainedModel, check_image_text_inputs
+from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
+from .heads import MaskedLanguageModelingHead, Pooler, RegionPredictionHead, ReluAnswerHead
+from .layers import CoAttentionEncoder, key_padding_mask
+from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss, soft_score_loss
+from .outputs import ImageTextRetrievalOutput, RegionScoringOutput, TwoStreamModelOutput, VisualQuestionAnsweringOutput
+
+# ViLBERT's masks are additive -10000 (not -inf), which the referring head also uses for padded regions.
+_MASKED_LOGIT = -10000.0
+
+
+@dataclass
+class VilbertForPreTrainingOutput(ModelOutput):
+    """Losses and predictions of [`VilbertForPreTraining`] (and ERNIE-ViL's, which adds the scene-graph losses).
+
+    Every objective's loss is returned on its own (unweighted) and ``loss`` is their sum weighted by
+    ``config.loss_weights``. ``prediction_logits`` is (batch, text_length, vocab) without ``labels``; with
+    ``labels`` it holds only the labelled positions (num_labelled, vocab), in row-major order.
+    ``region_class_logits`` (batch, regions, num_object_labels) cover the given regions (not the global token).
+    ``matching_logits`` (batch, 2): index 1 = matched.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    region_class_loss: torch.Tensor | None = None
+    matching_loss: torch.Tensor | None = None
+    scene_object_loss: torch.Tensor | None = None
+    scene_attribute_loss: torch.Tensor | None = None
+    scene_relation_loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    region_class_logits: torch.Tensor | None = None
+    matching_logits: torch.Tensor | None = None
+    pooled_output: torch.Tensor | None = None
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    visual_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+class VilbertPreTrainedModel(VLPreTrainedModel):
+    """Base class of the ViLBERT models: config class, weight prefix and layers that must stay on one device."""
+
+    config: VilbertConfig
+    config_class = VilbertConfig
+    base_model_prefix = "vilbert"
+    _no_split_modules = ["TransformerLayer", "CoAttentionLayer", "TextEmbeddings", "SummedRegionEmbeddings"]
+
+    def text_stream_prefix(self) -> dict[str, str]:
+        prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
+        return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}encoder.text_layers."}
+
+
+def co_attention_encoder(config) -> CoAttentionEncoder:
+    """The two-stream encoder of a ViLBERT-family config (``bi_hidden_size`` is ERNIE-ViL's ``co_hidden_size``)."""
+    return CoAttentionEncoder(
+        config,
+        num_text_layers=config.num_hidden_layers,
+        num_visual_layers=config.v_num_hidden_layers,
+        text_ids=config.t_biattention_id,
+        visual_ids=config.v_biattention_id,
+        text_size=config.hidden_size,
+        text_heads=config.num_attention_heads,
+        text_intermediate_size=config.intermediate_size,
+        visual_size=config.v_hidden_size,
+        visual_heads=config.v_num_attention_heads,
+        visual_intermediate_size=config.v_intermediate_size,
+        co_size=config.bi_hidden_size,
+        co_heads=config.bi_num_attention_heads,
+    )
+
+
+class VilbertModel(VilbertPreTrainedModel):
+    """The ViLBERT encoder: text and visual embeddings, the co-attention schedule, and the fused ReLU poolers."""
+
+    hub_auto_class = "AutoModel"
+
+    def __init__(self, config: VilbertConfig):
+        super().__init__(config)
+        self.embeddings = TextEmbeddings(config)
+        self.region_embeddings = SummedRegionEmbeddings(
+            config.region_feature_size, config.v_hidden_size, config.layer_norm_eps, config.hidden_dropout_prob
+        )
+        self.encoder = co_attention_encoder(config)
+        self.text_pooler = Pooler(config.hidden_size, config.bi_hidden_size, "relu")
+        self.visual_pooler = Pooler(config.v_hidden_size, config.bi_hidden_size, "relu")
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TwoStreamModelOutput | tuple:
+        """Encode captions/questions and region features (package naming table; boxes (x1, y1, x2, y2) in [0, 1]).
+
+        ``pooled_output`` is ReLU-pooled text [CLS] times ReLU-pooled global image token, (batch, bi_hidden_size).
+        Invalid inputs raise ``ValueError`` before any compute.
+        """
+        check_image_text_inputs(
+            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
+            region_attention_mask, inputs_embeds,
+        )
+        output = self.encode(
+            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
+            inputs_embeds, output_attentions, output_hidden_states,
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def encode(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        region_features: torch.Tensor,
+        region_boxes: torch.Tensor,
+        region_attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> TwoStreamModelOutput:
+        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads)."""
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if config.add_global_image_token:
+            region_features, region_boxes, region_attention_mask = prepend_global_image_token(
+                region_features, region_boxes, region_attention_mask
+            )
+        text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
+        visual = self.region_embeddings(region_features, region_boxes)
+        implementation = config._attn_implementation
+        encoded = self.encoder(
+            text,
+            visual,
+            key_padding_mask(attention_mask, text.dtype, implementation),
+            key_padding_mask(region_attention_mask, visual.dtype, implementation),
+            output_attentions,
+            output_hidden_states,
+        )
+        text, visual = encoded["text"], encoded["visual"]
+        return TwoStreamModelOutput(
+            text_last_hidden_state=text,
+            visual_last_hidden_state=visual,
+            pooled_output=self.text_pooler(text) * self.visual_pooler(visual),
+            text_hidden_states=encoded["text_hidden_states"],
+            visual_hidden_states=encoded["visual_hidden_states"],
+            text_attentions=encoded["text_attentions"],
+            visual_attentions=encoded["visual_attentions"],
+            cross_attentions=encoded["cross_attentions"],
+        )
+
+
+class VilbertForPreTraining(VilbertPreTrainedModel):
+    """ViLBERT with its pretraining objectives (vilbert_beta ``BertForMultiModalPreTraining``).
+
+    Objectives (each on when its ``config.loss_weights`` entry is > 0 and its targets are passed):
+    masked multimodal LM (``labels``), masked region classification (``region_class_targets``: the detector's
+    class distribution per region (batch, regions, num_object_labels), trained with KL divergence on
+    ``masked_regions``, whose features the collator zeroed) and multimodal alignment (``matched_labels``:
+    1 matched, 0 not; a 2-way head on the dropout of the fused pooled vector).
+    """
+
+    hub_auto_class = "AutoModelForPreTraining"
+    base_model_class = VilbertModel
+    _tied_weights_keys = {"mlm_head.decoder.weight": "vilbert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: VilbertConfig):
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.base_model_class(config))
+        activation, eps = config.hidden_act, config.layer_norm_eps
+        self.mlm_head = MaskedLanguageModelingHead(config.hidden_size, config.vocab_size, activation, eps)
+        self.region_head = (
+            RegionPredictionHead(config.v_hidden_size, {"class": config.num_object_labels}, activation, eps)
+            if config.objective_enabled("region_class")
+            else None
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.matching_head = nn.Linear(config.bi_hidden_size, 2) if config.objective_enabled("matching") else None
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.mlm_head.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.mlm_head.decoder = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None,
+        region_class_targets: torch.Tensor | None = None,
+        matched_labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> VilbertForPreTrainingOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
+        check_image_text_inputs(self.config, *inputs, inputs_embeds)
+        check_pretraining_targets(
+            self.config, input_ids if input_ids is not None else inputs_embeds[..., 0], region_features,
+            labels=labels, masked_regions=masked_regions, region_class_targets=region_class_targets,
+            matched_labels=matched_labels,
+        )
+        encoded = self.base_model.encode(*inputs, inputs_embeds, output_attentions, output_hidden_states)
+        losses, output = self.pretraining_losses(
+            encoded, region_attention_mask, labels, masked_regions, region_class_targets, matched_labels
+        )
+        output.loss = self.weighted_loss(losses)
+        return output if return_dict else output.to_tuple()
+
+    def pretraining_losses(
+        self,
+        encoded: TwoStreamModelOutput,
+        region_attention_mask: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        masked_regions: torch.Tensor | None,
+        region_class_targets: torch.Tensor | None,
+        matched_labels: torch.Tensor | None,
+    ) -> tuple[dict[str, torch.Tensor], VilbertForPreTrainingOutput]:
+        """ViLBERT's three objectives on an encoded batch: the losses by objective name, and the output (no total)."""
+        config = self.config
+        text, visual, pooled = encoded.text_last_hidden_state, encoded.visual_last_hidden_state, encoded.pooled_output
+        losses: dict[str, torch.Tensor] = {}
+        if labels is not None and config.objective_enabled("mlm"):
+            positions = labels != IGNORE_INDEX
+            prediction_logits = self.mlm_head(text, positions)
+            losses["mlm"] = classification_loss(prediction_logits, labels[positions])
+        else:
+            prediction_logits = self.mlm_head(text)
+
+        region_logits = None
+        if self.region_head is not None:
+            given_regions = visual[:, 1:] if config.add_global_image_token else visual
+            region_logits = self.region_head(given_regions)["class"]
+            if region_class_targets is not None:
+                selected = masked_regions.bool()
+                if region_attention_mask is not None:
+                    selected = selected & region_attention_mask.bool()
+                losses["region_class"] = region_distribution_loss(region_logits, region_class_targets, selected)
+
+        matching_logits = self.matching_head(self.dropout(pooled)) if self.matching_head is not None else None
+        if matched_labels is not None and matching_logits is not None:
+            losses["matching"] = classification_loss(matching_logits, matched_labels)
+        output = VilbertForPreTrainingOutput(
+            mlm_loss=losses.get("mlm"),
+            region_class_loss=losses.get("region_class"),
+            matching_loss=losses.get("matching"),
+            prediction_logits=prediction_logits,
+            region_class_logits=region_logits,
+            matching_logits=matching_logits,
+            pooled_output=pooled,
+            text_hidden_states=encoded.text_hidden_states,
+            visual_hidden_states=encoded.visual_hidden_states,
+            text_attentions=encoded.text_attentions,
+            visual_attentions=encoded.visual_attentions,
+            cross_attentions=encoded.cross_attentions,
+        )
+        return losses, output
+
+    def weighted_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The sum of the objectives' losses weighted by ``config.loss_weights`` (None when there is none)."""
+        if not losses:
+            return None
+        return sum(self.config.loss_weights[name] * value for name, value in losses.items())
+
+
+class VilbertForQuestionAnswering(VilbertPreTrainedModel):
+    """ViLBERT with the VQA classifier over ``config.id2label``: an MLP (ReLU, dropout) on the fused pooled vector.
+
+    ``labels`` are soft answer scores (batch, num_answers), trained with binary cross-entropy times the number
+    of answers as in the original, or single answer ids (batch,) trained with cross-entropy.
+    """
+
+    hub_auto_class = "AutoModelForVisualQuestionAnswering"
+    base_model_class = VilbertModel
+
+    def __init__(self, config: VilbertConfig):
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.base_model_class(config))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.vqa_head = ReluAnswerHead(config.bi_hidden_size, config.num_labels, config.vqa_hidden_size, config.vqa_dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> VisualQuestionAnsweringOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
+        check_image_text_inputs(self.config, *inputs, inputs_embeds)
+        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        if labels is not None:
+            if labels.is_floating_point():
+                if tuple(labels.shape) != (batch, self.config.num_labels):
+                    raise ValueError(
+                        f"labels: expected soft answer scores of shape ({batch}, {self.config.num_labels}), "
+                        f"got {tuple(labels.shape)}"
+                    )
+            elif tuple(labels.shape) != (batch,):
+                raise ValueError(f"labels: expected answer ids of shape ({batch},), got {tuple(labels.shape)}")
+        pooled = self.base_model.encode(*inputs, inputs_embeds).pooled_output
+        logits = self.vqa_head(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            loss = soft_score_loss(logits, labels) if labels.is_floating_point() else classification_loss(logits, labels)
+        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=pooled)
+        return output if return_dict else output.to_tuple()
+
+
+class VilbertForImageTextRetrieval(VilbertPreTrainedModel):
+    """ViLBERT scoring (image, caption) pairs with the multimodal alignment head (zero-shot retrieval in the paper).
+
+    ``logits`` (batch, 2: mismatched, matched), ``scores`` = matched minus mismatched logit; ``labels`` (1 matched,
+    0 not) train it with cross-entropy. The head has the same name as in [`VilbertForPreTraining`], so a
+    pretraining checkpoint loads into it whole.
+    """
+
+    hub_auto_class = "AutoModelForSequenceClassification"
+    base_model_class = VilbertModel
+
+    def __init__(self, config: VilbertConfig):
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.base_model_class(config))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.matching_head = nn.Linear(config.bi_hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageTextRetrievalOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
+        check_image_text_inputs(self.config, *inputs, inputs_embeds)
+        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
+            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        pooled = self.base_model.encode(*inputs, inputs_embeds).pooled_output
+        logits = self.matching_head(self.dropout(pooled))
+        loss = classification_loss(logits, labels) if labels is not None else None
+        output = ImageTextRetrievalOutput(loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=pooled)
+        return output if return_dict else output.to_tuple()
+
+
+class VilbertForReferringExpressions(VilbertPreTrainedModel):
+    """ViLBERT grounding a referring expression: one score per region (the original's ``vision_logit``).
+
+    ``logits`` (batch, regions) score the given regions (the global token is not scored); padded regions get
+    -10000. ``labels`` (batch, regions) are soft targets in [0, 1] (the original: the region's IoU with the
+    referred box, 0 below 0.5), trained with binary cross-entropy averaged over regions times their number.
+    No transformers Auto class describes region grounding, so this class is not listed in ``auto_map``.
+    """
+
+    base_model_class = VilbertModel
+
+    def __init__(self, config: VilbertConfig):
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.base_model_class(config))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.region_scorer = nn.Linear(config.v_hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> RegionScoringOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
+        check_image_text_inputs(self.config, *inputs, inputs_embeds)
+        regions = tuple(region_features.shape[:2])
+        if labels is not None:
+            if tuple(labels.shape) != regions or not labels.is_floating_point():
+                raise ValueError(
+                    f"labels: expected float targets in [0, 1] of shape {regions}, got {tuple(labels.shape)} {labels.dtype}"
+                )
+            if bool(((labels < 0) | (labels > 1)).any()):
+                raise ValueError("labels: expected targets in [0, 1] (IoU with the referred box)")
+        visual = self.base_model.encode(*inputs, inputs_embeds).visual_last_hidden_state
+        if self.config.add_global_image_token:
+            visual = visual[:, 1:]
+        logits = self.region_scorer(self.dropout(visual)).squeeze(-1)
+        if region_attention_mask is not None:
+            logits = logits.masked_fill(region_attention_mask == 0, _MASKED_LOGIT)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float()) * logits.shape[1]
+        output = RegionScoringOutput(loss=loss, logits=logits)
+        return output if return_dict else output.to_tuple()
+
+
+def check_pretraining_targets(config, text_reference: torch.Tensor, region_features: torch.Tensor, **targets) -> None:
+    """Check the shapes and dtypes of pretraining targets against the inputs before running the model."""
+    batch, text_length = text_reference.shape[:2]
+    regions = tuple(region_features.shape[:2])
+    expected = {
+        "matched_labels": (batch,),
+        "masked_regions": regions,
+        "region_class_targets": (*regions, config.num_object_labels),
+    }
+    if targets.get("region_class_targets") is not None and targets.get("masked_regions") is None:
+        raise ValueError("masked_regions: required with region_class_targets (which regions were masked)")
+    for name, tensor in targets.items():
+        if tensor is None:
+            continue
+        shape = expected.get(name, (batch, text_length))
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {tuple(tensor.shape)}")
+        if name == "region_class_targets":
+            if not tensor.is_floating_point():
+                raise ValueError(f"region_class_targets: expected class probabilities (float), got {tensor.dtype}")
+        elif name != "masked_regions" and tensor.is_floating_point():
+            raise ValueError(f"{name}: expected integer class ids (torch.long), got {tensor.dtype}")
