@@ -170,6 +170,23 @@ def bert_text_stream_state_dict(bert_state: dict[str, torch.Tensor], prefixes: d
     return fuse_qkv(renamed)
 
 
+def check_answer_labels(labels: torch.Tensor | None, batch: int, num_labels: int) -> None:
+    """Check VQA targets: soft answer scores (batch, num_labels) or answer ids (batch,)."""
+    if labels is None:
+        return
+    if labels.is_floating_point():
+        if tuple(labels.shape) != (batch, num_labels):
+            raise ValueError(f"labels: expected soft answer scores of shape ({batch}, {num_labels}), got {tuple(labels.shape)}")
+    elif tuple(labels.shape) != (batch,):
+        raise ValueError(f"labels: expected answer ids of shape ({batch},), got {tuple(labels.shape)}")
+
+
+def check_match_labels(labels: torch.Tensor | None, batch: int) -> None:
+    """Check image/video-text matching targets: integer labels (batch,), 1 matched and 0 not."""
+    if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
+        raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+
+
 def check_image_text_inputs(
     config,
     input_ids: torch.Tensor | None,

@@ -24,7 +24,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..configuration.hero import HERO_OBJECTIVES, HeroConfig
-from .base import VLPreTrainedModel, check_video_text_inputs
+from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, PredictionHeadTransform
 from .layers import SelfAttention, TransformerLayer, key_padding_mask
@@ -628,8 +628,7 @@ class HeroForVideoTextRetrieval(HeroPreTrainedModel):
         config = self.config
         check_video_text_inputs(config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames)
         batch = input_ids.shape[0]
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
-            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        check_match_labels(labels, batch)
         fused, frame_mask = self.fuse_videos(
             frame_features, frame_attention_mask, subtitle_input_ids, text_subtitle_index, frame_subtitle_index, input_ids
         )

@@ -16,7 +16,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..configuration.image_bert import ImageBertConfig
-from .base import VLPreTrainedModel, check_image_text_inputs
+from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
 from .embeddings import RegionEmbeddings, TextEmbeddings, join_streams
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
 from .layers import TransformerLayer, key_padding_mask
@@ -332,8 +332,7 @@ class ImageBertForImageTextRetrieval(ImageBertPreTrainedModel):
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
         )
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
-            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        check_match_labels(labels, batch)
         encoded = self.image_bert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
         )
@@ -375,13 +374,7 @@ class ImageBertForQuestionAnswering(ImageBertPreTrainedModel):
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
         )
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        if labels is not None:
-            if labels.is_floating_point() and tuple(labels.shape) != (batch, config.num_labels):
-                raise ValueError(
-                    f"labels: expected soft answer scores of shape ({batch}, {config.num_labels}), got {tuple(labels.shape)}"
-                )
-            if not labels.is_floating_point() and tuple(labels.shape) != (batch,):
-                raise ValueError(f"labels: expected answer ids of shape ({batch},), got {tuple(labels.shape)}")
+        check_answer_labels(labels, batch, config.num_labels)
         encoded = self.image_bert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
         )

@@ -19,7 +19,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..configuration.lxmert import LxmertConfig
-from .base import VLPreTrainedModel, check_image_text_inputs
+from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
 from .embeddings import RegionEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
 from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask
@@ -502,15 +502,7 @@ class LxmertForQuestionAnswering(LxmertPreTrainedModel):
             region_attention_mask, inputs_embeds,
         )
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        if labels is not None:
-            if labels.is_floating_point():
-                if tuple(labels.shape) != (batch, self.config.num_labels):
-                    raise ValueError(
-                        f"labels: expected soft answer scores of shape ({batch}, {self.config.num_labels}), "
-                        f"got {tuple(labels.shape)}"
-                    )
-            elif tuple(labels.shape) != (batch,):
-                raise ValueError(f"labels: expected answer ids of shape ({batch},), got {tuple(labels.shape)}")
+        check_answer_labels(labels, batch, self.config.num_labels)
         encoded = self.lxmert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
             inputs_embeds,
@@ -562,8 +554,7 @@ class LxmertForImageTextRetrieval(LxmertTwoStageScoring, LxmertPreTrainedModel):
             region_attention_mask, inputs_embeds,
         )
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
-            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        check_match_labels(labels, batch)
         text = self.lxmert.encode_text(input_ids, attention_mask, token_type_ids, inputs_embeds)
         visual = self.lxmert.encode_regions(region_features, region_boxes, region_attention_mask)
         encoded = self.lxmert.cross_encode(text, visual, attention_mask, region_attention_mask)

@@ -27,7 +27,7 @@ from transformers import GenerationConfig, GenerationMixin
 from transformers.utils import ModelOutput
 
 from ..configuration.univl import UnivlConfig
-from .base import VLPreTrainedModel, check_video_text_inputs
+from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
 from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask
@@ -449,8 +449,7 @@ class UnivlForVideoTextRetrieval(UnivlPreTrainedModel):
             config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames
         )
         batch = input_ids.shape[0]
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
-            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        check_match_labels(labels, batch)
         text_mask = _ones_mask(input_ids, attention_mask)
         frame_mask = _ones_mask(frame_features, frame_attention_mask)
         if labels is not None:

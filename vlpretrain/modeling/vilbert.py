@@ -21,7 +21,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..configuration.vilbert import VilbertConfig
-from .base import VLPreTrainedModel, check_image_text_inputs
+from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
 from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
 from .heads import MaskedLanguageModelingHead, Pooler, RegionPredictionHead, ReluAnswerHead
 from .layers import CoAttentionEncoder, key_padding_mask
@@ -343,15 +343,7 @@ class VilbertForQuestionAnswering(VilbertPreTrainedModel):
         inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
         check_image_text_inputs(self.config, *inputs, inputs_embeds)
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        if labels is not None:
-            if labels.is_floating_point():
-                if tuple(labels.shape) != (batch, self.config.num_labels):
-                    raise ValueError(
-                        f"labels: expected soft answer scores of shape ({batch}, {self.config.num_labels}), "
-                        f"got {tuple(labels.shape)}"
-                    )
-            elif tuple(labels.shape) != (batch,):
-                raise ValueError(f"labels: expected answer ids of shape ({batch},), got {tuple(labels.shape)}")
+        check_answer_labels(labels, batch, self.config.num_labels)
         pooled = self.base_model.encode(*inputs, inputs_embeds).pooled_output
         logits = self.vqa_head(self.dropout(pooled))
         loss = None
@@ -395,8 +387,7 @@ class VilbertForImageTextRetrieval(VilbertPreTrainedModel):
         inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
         check_image_text_inputs(self.config, *inputs, inputs_embeds)
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
-            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        check_match_labels(labels, batch)
         pooled = self.base_model.encode(*inputs, inputs_embeds).pooled_output
         logits = self.matching_head(self.dropout(pooled))
         loss = classification_loss(logits, labels) if labels is not None else None

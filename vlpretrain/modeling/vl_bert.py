@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 
 from ..configuration.vl_bert import VlBertConfig
 from ..utils.roi import roi_align
-from .base import VLPreTrainedModel, check_image_text_inputs
+from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
 from .embeddings import join_streams, sinusoidal_box_embedding
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
 from .layers import TransformerLayer, key_padding_mask
@@ -592,7 +592,7 @@ class VlBertForQuestionAnswering(VlBertPreTrainedModel):
             pixel_values=pixel_values,
         )
         batch = input_ids.shape[0]
-        _check_answer_labels(labels, batch, config.num_labels)
+        check_answer_labels(labels, batch, config.num_labels)
         slot = input_ids.new_tensor([config.mask_token_id, config.sep_token_id]).expand(batch, 2)
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
@@ -644,8 +644,7 @@ class VlBertForImageTextRetrieval(VlBertPreTrainedModel):
             pixel_values=pixel_values,
         )
         batch = input_ids.shape[0]
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
-            raise ValueError(f"labels: expected match labels (1 matched, 0 not) of shape ({batch},) and integer dtype")
+        check_match_labels(labels, batch)
         encoded = self.vl_bert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
             pixel_values=pixel_values,
@@ -772,13 +771,3 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
             loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
         output = MultipleChoiceOutput(loss=loss, logits=logits)
         return output if return_dict else output.to_tuple()
-
-
-def _check_answer_labels(labels: torch.Tensor | None, batch: int, num_labels: int) -> None:
-    if labels is None:
-        return
-    if labels.is_floating_point():
-        if tuple(labels.shape) != (batch, num_labels):
-            raise ValueError(f"labels: expected soft answer scores of shape ({batch}, {num_labels}), got {tuple(labels.shape)}")
-    elif tuple(labels.shape) != (batch,):
-        raise ValueError(f"labels: expected answer ids of shape ({batch},), got {tuple(labels.shape)}")
