@@ -13,7 +13,8 @@ Then, text-to-image in the same run:
 - two-stage: ``RetrievalIndex`` (gallery encoded once, including that time) with k = 16, 64, 128, on all queries.
 Recall@1/5/10 come from the package's metric functions; R@1 is also given on the all-pairs subset.
 
-Run: ``python bench/bench_retrieval.py`` (defaults take a few minutes on 2 cores).
+Run: ``python bench/bench_retrieval.py`` (defaults take a few minutes on 2 cores); ``--queries 500 --steps 20
+--all-pairs-queries 10`` is a quick check that it runs (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="training steps of the small model")
     parser.add_argument("--batch", type=int, default=64, help="images per training step (plus as many negatives)")
     parser.add_argument("--all-pairs-queries", type=int, default=200, help="queries scored all-pairs (time extrapolated)")
+    parser.add_argument("--queries", type=int, default=None, help="use only this many of the 5,000 queries (a quick check)")
     parser.add_argument("--chunk-size", type=int, default=256, help="query chunk and pair batch of the two-stage search")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (more than the free cores oversubscribes)")
     parser.add_argument("--seed", type=int, default=0)
@@ -154,6 +156,7 @@ def main() -> None:
 
     query_image = np.repeat(np.arange(len(values)), len(QUERY_TEMPLATES))
     order = np.random.default_rng(args.seed + 1).permutation(len(texts))  # the all-pairs subset is a random sample
+    order = order[: args.queries]
     texts, query_image = [texts[i] for i in order], query_image[order]
     queries = tokenizer(texts)
     positives = positives_from_ids(query_image, np.arange(len(values)))

@@ -109,6 +109,9 @@ def test_converted_parameters_are_renamed_transposed_and_fused(tmp_path):
     torch.testing.assert_close(model.actbert.region_embeddings.box_proj.weight,
                                torch.from_numpy(params["bert.v_embeddings.image_location_embeddings.weight"]).T)
     torch.testing.assert_close(model.mlm_head.decoder.weight, torch.from_numpy(params["bert.embeddings.word_embeddings.weight"]))
+    # the port's masked action is its zeroed feature, i.e. the projection's bias
+    torch.testing.assert_close(model.actbert.action_embeddings.mask_embedding.weight[0],
+                               torch.from_numpy(params["bert.a_embeddings.action_embeddings.bias"]))
     torch.testing.assert_close(model.action_head.decoders["action"].weight,
                                torch.from_numpy(params["cls.actionPredictions.decoder.weight"]).T)
     assert model.config.num_hidden_layers == 3 and model.config.num_action_labels == 6

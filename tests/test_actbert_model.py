@@ -89,6 +89,39 @@ def test_video_without_regions_uses_the_global_token_alone():
     torch.testing.assert_close(none.text_last_hidden_state[2], output.text_last_hidden_state[2], rtol=1e-4, atol=1e-5)
 
 
+def test_masked_actions_enter_as_the_mask_embedding_with_bounded_gradients():
+    model = build(ActBertForPreTraining, tiny_actbert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    batch = actbert_batch(model.config)
+    changed = batch["frame_features"].masked_fill(batch["masked_frames"][..., None], 5.0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**{**batch, "frame_features": changed}).loss, model(**batch).loss)
+    # A zeroed feature through the zero-initialised projection made the LayerNorm input constant: gradient ~1e6.
+    model.zero_grad()
+    model(**batch).masked_action_loss.backward()
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None))
+    assert norm < 100, float(norm)
+    assert model.actbert.action_embeddings.mask_embedding.weight.grad.abs().sum() > 0
+
+
+def test_caption_negatives_come_from_other_videos():
+    from helpers.processing import minilm_tokenizer
+
+    from vlpretrain.data.collators import collator_for_config
+
+    collator = collator_for_config(tiny_actbert_config(loss_weights={"matching": 1.0}), minilm_tokenizer(), seed=0)
+    examples = [dict(input_ids=[101, 1000 + index, 102], video_id=index // 2, frame_features=torch.ones(2, 10),
+                     region_features=torch.ones(1, 12), region_boxes=torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+                for index in range(4)]
+    swapped = 0
+    for _ in range(10):
+        batch = collator(examples)
+        for index, (token, matched) in enumerate(zip(batch["input_ids"][:, 1].tolist(), batch["matched_labels"].tolist())):
+            donor = token - 1000
+            assert (donor // 2 != index // 2) if matched == 0 else donor == index
+            swapped += matched == 0
+    assert swapped > 0
+
+
 def test_eager_and_sdpa_agree_and_checkpointing_keeps_gradients():
     batch = actbert_batch(tiny_actbert_config())
     eager = build(ActBertForPreTraining, tiny_actbert_config(attn_implementation="eager")).eval()

@@ -181,3 +181,24 @@ def test_collator_needs_the_vocabulary_for_scene_graphs():
 
     with pytest.raises(ValueError, match="token_strings"):
         MultimodalCollator(["scene_object"], pad_token_id=0, mask_token_id=3, vocab_size=10)
+
+
+def test_trainer_logs_the_unparsed_caption_count(tokenizer, tmp_path):
+    from transformers import TrainingArguments
+
+    from vlpretrain import ErnieVilForPreTraining
+    from vlpretrain.training.recipes import ResumableCollator
+    from vlpretrain.training.trainer import VLPretrainingTrainer
+
+    config = tiny_ernie_vil_config(vocab_size=len(tokenizer))
+    collator = ResumableCollator(collator_for_config(config, tokenizer, seed=0, negative_probability=0.0))
+    captions = ["a red circle to the left of a blue square", "...", "in on at", "a man riding a brown horse"]
+    examples = [{k: v for k, v in example.items() if k != "image_id"} for example in shapes_examples(tokenizer, captions)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, logging_steps=1,
+                             report_to=[], use_cpu=True, save_strategy="no", remove_unused_columns=False)
+    trainer = VLPretrainingTrainer(model=ErnieVilForPreTraining(config), args=args, train_dataset=examples,
+                                   data_collator=collator)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert logs[-1]["scene_graph_unparsed_captions"] == 2 and logs[-1]["scene_graph_parsed_captions"] == 2
+    assert logs[0]["scene_graph_unparsed_captions"] <= logs[-1]["scene_graph_unparsed_captions"]

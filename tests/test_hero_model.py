@@ -198,6 +198,8 @@ def test_retrieval_heads_and_save_load(tmp_path):
         (lambda b: b["frame_subtitle_index"].__setitem__((0, 0), -4), "-1 for none"),
         (lambda b: b.update(frame_order_labels=torch.full((3, 6), 7)), "frame_order_labels"),
         (lambda b: b.update(labels=b["labels"][:, :4]), "labels"),
+        (lambda b: b.update(input_ids=torch.randint(3, 50, (3, 40)), attention_mask=None, labels=None,
+                            text_subtitle_index=torch.zeros(3, 40, dtype=torch.long)), "a subtitle has 40 tokens"),
     ],
 )
 def test_bad_inputs_raise_before_compute(change, message):
@@ -298,3 +300,102 @@ def test_video_question_answering_scores_each_candidate(tmp_path):
     assert type(transformers.AutoModelForMultipleChoice.from_pretrained(tmp_path)) is HeroForVideoQuestionAnswering
     with pytest.raises(ValueError, match="choices"):
         model(**dict(inputs, input_ids=candidates[:, 0]))
+
+
+def test_video_qa_appends_each_candidate_to_every_subtitle():
+    config = tiny_hero_config()
+    model = HeroForVideoQuestionAnswering(config).eval()
+    subtitles = torch.tensor([[5, 6, 7, 8, 9, 0]])
+    text_index = torch.tensor([[0, 0, 1, 1, 1, -1]])
+    frame_index = torch.tensor([[0, 1, 1, -1]])
+    candidates = torch.tensor([[[20, 21, 0], [30, 31, 32]]])
+    mask = torch.tensor([[[1, 1, 0], [1, 1, 1]]])
+    ids, index, frames, frame_mask = model._candidate_inputs(
+        candidates, mask, torch.randn(1, 4, 12), None, subtitles, text_index, frame_index
+    )
+    assert ids.tolist() == [[5, 6, 7, 8, 9, 0, 20, 21, 0, 20, 21, 0], [5, 6, 7, 8, 9, 0, 30, 31, 32, 30, 31, 32]]
+    assert index.tolist() == [[0, 0, 1, 1, 1, -1, 0, 0, -1, 1, 1, -1], [0, 0, 1, 1, 1, -1, 0, 0, 0, 1, 1, 1]]
+    assert frames.tolist() == [[0, 1, 1, -1]] * 2 and frame_mask.tolist() == [[1, 1, 1, 1]]
+    # Without subtitles the candidate is one subtitle over every valid frame.
+    _, index, frames, _ = model._candidate_inputs(candidates, mask, torch.randn(1, 4, 12), torch.tensor([[1, 1, 1, 0]]), None, None, None)
+    assert index[:, 1:].tolist() == [[0, 0, -1], [0, 0, 0]] and frames.tolist() == [[0, 0, 0, -1]] * 2
+
+
+def test_video_qa_answer_and_span_heads_learn_a_fixed_batch():
+    torch.manual_seed(0)
+    config = tiny_hero_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    batch = hero_batch(config, targets=False)
+    model = HeroForVideoQuestionAnswering(config).train()
+    candidates = torch.randint(3, 50, (3, 4, 5))
+    mask = torch.ones_like(candidates)
+    mask[0, 2, 3:] = 0
+    inputs = dict(input_ids=candidates, attention_mask=mask, frame_features=batch["frame_features"],
+                  frame_attention_mask=batch["frame_attention_mask"], subtitle_input_ids=batch["input_ids"],
+                  text_subtitle_index=batch["text_subtitle_index"], frame_subtitle_index=batch["frame_subtitle_index"])
+    targets = dict(labels=torch.tensor([2, 0, 3]), start_positions=torch.tensor([1, 0, 2]), end_positions=torch.tensor([3, 4, -100]))
+    output = model(**inputs, **targets)
+    assert output.logits.shape == (3, 4) and output.start_logits.shape == output.end_logits.shape == (3, 6)
+    assert output.start_logits[1, 5] == output.end_logits[1, 5] == torch.finfo(torch.float32).min  # padded frame
+    answer_only = model(**inputs, labels=targets["labels"]).loss
+    span = (torch.nn.functional.cross_entropy(output.start_logits, targets["start_positions"])
+            + torch.nn.functional.cross_entropy(output.end_logits, targets["end_positions"], ignore_index=-100)) / 2
+    torch.testing.assert_close(output.loss, answer_only + config.qa_span_weight * span)
+    # Each candidate is fused and scored on its own: changing candidate 1 leaves the other candidates' logits alone.
+    changed = candidates.clone()
+    changed[:, 1] = 7
+    with torch.no_grad():
+        other = model(**dict(inputs, input_ids=changed))
+    torch.testing.assert_close(other.logits[:, [0, 2, 3]], output.logits[:, [0, 2, 3]])
+    assert not torch.allclose(other.logits[:, 1], output.logits[:, 1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = model(**inputs, **targets).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+    with pytest.raises(ValueError, match="start_positions"):
+        model(**inputs, labels=targets["labels"], start_positions=torch.tensor([0, 9, 1]), end_positions=torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="pass both or neither"):
+        model(**inputs, labels=targets["labels"], start_positions=torch.tensor([0, 1, 1]))
+
+
+def test_processor_keeps_the_first_frames_and_aligns_subtitles_to_what_is_kept():
+    from vlpretrain import VideoLanguageProcessor
+    from vlpretrain.training.tasks import default_tokenizer
+
+    processor = VideoLanguageProcessor(default_tokenizer(), max_frames=4)
+    subtitles = [{"text": ["first half", "second half", "overlaps both"], "start": [0.0, 2.0, 1.2], "end": [2.0, 4.0, 2.6]}]
+    encoded = processor.encode_subtitled_videos(subtitles, [np.ones((8, 12), np.float32)], frame_interval=0.5)
+    # 8 frames of 0.5 s, more than max_frames=4: the first 4 (0-2 s) are kept and times are clipped to 2 s. The second
+    # subtitle then lies outside the video (its text stays, it gets no frame); the third, clipped to [1.2, 2], wins
+    # frames 2 [1, 1.5) (IoU 0.3 against 0.25) and 3 [1.5, 2) (0.625 against 0.25).
+    assert encoded["frame_features"].shape == (1, 4, 12)
+    assert encoded["frame_subtitle_index"].tolist() == [[0, 0, 2, 2]]
+    assert int(encoded["text_subtitle_index"].max()) == 2
+    with pytest.raises(ValueError, match="no non-empty subtitle"):
+        processor.encode_subtitled_videos([{"text": ["", " "], "start": [0.0, 1.0], "end": [1.0, 2.0]}], [np.ones((4, 12), np.float32)])
+    with pytest.raises(ValueError, match=r"expected \(F >= 1, D\)"):
+        processor.encode_subtitled_videos(subtitles, [np.ones((0, 12), np.float32)])
+    model = HeroForVideoTextRetrieval(tiny_hero_config())
+    with pytest.raises(ValueError, match="40 query tokens"):
+        model(input_ids=torch.randint(3, 50, (2, 40)), frame_features=torch.randn(2, 4, 12))
+
+
+def test_task_heads_loaded_from_an_encoder_folder_are_initialised(tmp_path):
+    HeroModel(tiny_hero_config()).save_pretrained(tmp_path)
+    model = HeroForVideoMomentRetrieval.from_pretrained(tmp_path)
+    for predictor in (model.matching_heads.start_predictor, model.matching_heads.end_predictor):
+        weight = predictor.weight
+        # PyTorch's default Conv1d initialisation: uniform within 1 / sqrt(fan_in = 5).
+        assert torch.isfinite(weight).all() and 0 < weight.abs().max() <= 5**-0.5
+
+
+def test_every_objective_and_the_qa_head_run_under_bfloat16_autocast():
+    """Heads whose output is bfloat16 under autocast while their input is float32 mask with their own dtype."""
+    model = HeroForPreTraining(tiny_hero_config()).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(**hero_batch(model.config))
+    assert all(torch.isfinite(output[f"{name}_loss"].float()) for name in OBJECTIVES)

@@ -30,7 +30,8 @@ def test_base_size_parameter_count_equals_transformers_lxmert():
         ours = LxmertForPreTraining(LxmertConfig())
         theirs = transformers.LxmertForPreTraining(transformers.LxmertConfig())
     count = sum(parameter.numel() for parameter in ours.parameters())
-    assert count == sum(parameter.numel() for parameter in theirs.parameters())
+    # plus the learned embedding of an all-zero (masked) region feature, one hidden-size vector
+    assert count == sum(parameter.numel() for parameter in theirs.parameters()) + LxmertConfig().hidden_size
     assert round(count / 1e6, 1) == 228.1
 
 
@@ -326,3 +327,20 @@ def test_bf16_autocast_runs_and_stays_close(lxmert_config, image_text_inputs):
         low_precision = model(**image_text_inputs).loss
     assert torch.isfinite(low_precision)
     assert abs(low_precision.item() - reference.item()) < 0.05 * reference.item()
+
+
+def test_masked_zero_features_do_not_blow_up_the_gradient(lxmert_config, image_text_inputs):
+    """A zeroed (masked) region feature would be LayerNorm(bias): a constant vector, whose gradient is 1e6 times too
+    large. It gets the learned zero-feature embedding instead, so its gradients stay the size of the others."""
+    model = LxmertForPreTraining(lxmert_config).train()
+    inputs = model_inputs(image_text_inputs)
+    inputs["region_features"] = inputs["region_features"].clone()
+    inputs["region_features"][:, 0] = 0.0
+    embeddings = model.lxmert.region_embeddings
+    assert torch.equal(embeddings.zero_feature_embedding, torch.zeros_like(embeddings.zero_feature_embedding))
+    with torch.no_grad():
+        expected = embeddings.feature_norm(embeddings.feature_proj(inputs["region_features"][:, :1]))
+    model(**inputs).pooled_output.sum().backward()
+    assert embeddings.feature_proj.bias.grad.norm() < 100
+    assert embeddings.zero_feature_embedding.grad.abs().sum() > 0
+    assert torch.allclose(expected, torch.zeros_like(expected))  # the original's value at initialisation, too

@@ -112,6 +112,7 @@ def broken_image_file() -> str:
         (lambda vqa: vqa({"pixels": 1, "question": "a"}), "not arguments of VisionLanguageProcessor"),
         (lambda vqa: vqa(broken_image_file(), question="q?"), "cannot decode image"),
         (lambda vqa: vqa(random_image(), question="q?", temperature=1), "unexpected arguments"),
+        (lambda vqa: vqa(random_image(), question="q?", batch_size=0), "batch_size"),
     ],
 )
 def test_vqa_pipeline_rejects_bad_input(vqa_model, processor, call, message):

@@ -110,3 +110,26 @@ def test_trainer_runs_with_activation_checkpointing(tmp_path):
     trainer.train()
     assert model.lxmert.text_layers[0].gradient_checkpointing
     assert all(math.isfinite(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry)
+
+
+class AlternatingObjective(torch.nn.Module):
+    """A stand-in model whose ``region_loss`` has no target (0) on every second batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+        self.calls = 0
+
+    def forward(self, value=None):
+        self.calls += 1
+        region = self.weight * 2.0 if self.calls % 2 else self.weight * 0.0
+        return {"loss": self.weight * value.float().mean() + region, "region_loss": region}
+
+
+def test_batches_without_targets_are_left_out_of_an_objectives_average(tmp_path):
+    dataset = TensorDictDataset({"value": torch.ones(8, 1)})
+    args = arguments(tmp_path, max_steps=4, logging_steps=2, learning_rate=0.0, per_device_train_batch_size=2)
+    trainer = VLPretrainingTrainer(model=AlternatingObjective(), args=args, train_dataset=dataset)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["region_loss"] for entry in logs] == [2.0, 2.0]  # not 1.0, the mean with the empty batches

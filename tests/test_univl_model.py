@@ -59,6 +59,35 @@ def test_objectives_switch_off_and_stage_one_has_only_the_joint_objective():
         tiny_univl_config(stage=1, loss_weights={"contrastive": 1.0, "mlm": 1.0})
 
 
+def test_alignment_leaves_duplicate_videos_out_of_the_negatives():
+    model = UnivlForPreTraining(tiny_univl_config(loss_weights={"alignment": 1.0})).eval()
+    batch = video_text_batch(model.config)
+    for name in ("frame_features", "frame_attention_mask", "masked_frames", "frame_feature_targets"):
+        batch[name][1] = batch[name][0]  # examples 0 and 1: two captions of the same clip
+    duplicates = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])
+    plain = model(**dict(batch, contrastive_positive_mask=torch.eye(3, dtype=torch.bool)))
+    scores = plain.alignment_scores
+    # Identical clips score alike for a text, so with the duplicate as a negative the loss cannot fall below log 2.
+    torch.testing.assert_close(scores[:, 0], scores[:, 1])
+    output = model(**dict(batch, contrastive_positive_mask=duplicates))
+    expected = torch.stack([
+        torch.nn.functional.cross_entropy(scores[0, [0, 2]], torch.tensor(0)),
+        torch.nn.functional.cross_entropy(scores[1, [1, 2]], torch.tensor(0)),
+        torch.nn.functional.cross_entropy(scores[2], torch.tensor(2)),
+    ]).mean()
+    torch.testing.assert_close(output.alignment_loss, expected)
+    assert output.alignment_loss < plain.alignment_loss
+
+
+def test_stage_two_from_a_stage_one_folder_initialises_the_new_heads(tmp_path):
+    UnivlForPreTraining(tiny_univl_config(stage=1)).save_pretrained(tmp_path)
+    weights = dict.fromkeys(OBJECTIVES, 1.0)
+    model = UnivlForPreTraining.from_pretrained(tmp_path, stage=2, loss_weights=weights)
+    assert torch.equal(model.frame_head.bias, torch.zeros_like(model.frame_head.bias))  # not left as empty memory
+    assert all(torch.isfinite(parameter).all() for parameter in model.parameters())
+    assert torch.isfinite(model(**video_text_batch(model.config)).loss)
+
+
 def test_joint_objective_uses_unmasked_inputs():
     model = UnivlForPreTraining(tiny_univl_config(loss_weights={"contrastive": 1.0})).eval()
     batch = video_text_batch(model.config)

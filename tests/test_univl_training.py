@@ -39,6 +39,24 @@ def test_cli_pretrain_on_shapes_video_logs_every_objective(tmp_path):
     assert '"vlpretrain-univl"' in state
 
 
+def test_stage_two_continues_from_a_stage_one_folder(tmp_path):
+    common = ["--dataset", "shapes-video", "--num_images", "8", "--eval_images", "4", "--max_steps", "1",
+              "--per_device_train_batch_size", "4", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+    stage_one = tmp_path / "one"
+    assert cli_main(["pretrain", "--model", "univl", "--model_size", "tiny", "--config_overrides", '{"stage": 1}',
+                     "--output_dir", str(stage_one), *common]) == 0
+    weights = '{"contrastive": 1, "mlm": 1, "frame_feature": 1, "alignment": 1, "reconstruction": 1}'
+    assert cli_main(["pretrain", "--model", str(stage_one / "final"), "--config_overrides",
+                     f'{{"stage": 2, "loss_weights": {weights}}}', "--output_dir", str(tmp_path / "two"), *common]) == 0
+    first = UnivlForPreTraining.from_pretrained(stage_one / "final")
+    second = UnivlForPreTraining.from_pretrained(tmp_path / "two" / "final")
+    assert first.config.stage == 1 and second.config.stage == 2 and second.mlm_head is not None
+    assert all(weight == 1.0 for weight in second.config.loss_weights.values())
+    # One stage-II step moved the text encoder a little from where stage I left it (not a fresh initialisation).
+    before, after = first.univl.embeddings.word_embeddings.weight, second.univl.embeddings.word_embeddings.weight
+    assert (after - before).abs().max() < 0.01 < (after - UnivlForPreTraining(second.config).univl.embeddings.word_embeddings.weight).abs().max()
+
+
 def test_cli_converts_a_checkpoint_laid_out_like_the_release(tmp_path):
     config = tiny_univl_config()
     original = original_univl_state_dict(config)

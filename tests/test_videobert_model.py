@@ -229,6 +229,14 @@ def test_bad_inputs_raise_before_compute():
         model(**{**batch, "masked_frames": batch["masked_frames"][:, :2]})
     with pytest.raises(ValueError, match="tokenizer: has 2 levels x 4 clusters"):
         model.set_visual_word_tokenizer(VisualWordTokenizer(2, 4, batch_size=64).fit(clip_features()))
+    with pytest.raises(ValueError, match="over 15-d features; the config expects 2 x 3 over 16-d"):
+        model.set_visual_word_tokenizer(VisualWordTokenizer(2, 3, batch_size=64).fit(clip_features(size=15)))
+    with pytest.raises(ValueError, match="expected a fitted VisualWordTokenizer"):
+        model.set_visual_word_tokenizer(VisualWordTokenizer(2, 3))
+    with pytest.raises(ValueError, match=r"visual_word_labels: expected integer visual-word ids in \[0, 9\) or -100"):
+        model(**{**batch, "visual_word_labels": torch.full(batch["masked_frames"].shape, 9)})
+    with pytest.raises(ValueError, match="frame_features: expected finite clip features"):
+        model(**{**batch, "frame_features": batch["frame_features"].masked_fill(batch["masked_frames"][..., None], float("nan"))})
     generator = fitted_videobert(VideoBertForConditionalGeneration)
     with pytest.raises(ValueError, match="joint-vocabulary ids"):
         generator(input_ids=torch.tensor([[config.joint_vocab_size]]))

@@ -71,6 +71,29 @@ def test_bad_input_is_named():
         VisualWordTokenizer(2, 3).fit(np.full((10, 4), np.nan, np.float32))
     with pytest.raises(ValueError, match="num_clusters"):
         VisualWordTokenizer(num_clusters=1)
+    with pytest.raises(ValueError, match="expected finite clip features"):
+        tokenizer.encode(np.full((2, 16), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"ids in \[0, 9\)"):
+        tokenizer.nearest_clips(torch.tensor([-1]), clip_features())
+    with pytest.raises(ValueError, match="clip_features: expected clip features of size 16"):
+        tokenizer.nearest_clips(torch.tensor([1]), np.zeros((3, 4), np.float32))
+
+
+def test_a_damaged_saved_tokenizer_is_refused_by_name(tmp_path):
+    fitted_tokenizer().save_pretrained(tmp_path)
+    config = tmp_path / "visual_words.json"
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "num_levels": 3}))
+    with pytest.raises(ValueError, match="centroid shapes"):
+        VisualWordTokenizer.from_pretrained(tmp_path)
+    config.write_text(json.dumps({**settings, "colour": 1}))
+    with pytest.raises(ValueError, match="expected the settings"):
+        VisualWordTokenizer.from_pretrained(tmp_path)
+    config.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        VisualWordTokenizer.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="lacks visual_words.json"):
+        VisualWordTokenizer.from_pretrained(tmp_path / "missing")
 
 
 def test_nearest_clips_show_generated_words():

@@ -45,6 +45,7 @@ from .modeling.hero import (
     HeroModel,
 )
 from .processing.processor import VideoLanguageProcessor
+from .processing.video_regions import VideoRegionLanguageProcessor
 from .configuration.actbert import ActBertConfig
 from .modeling.actbert import (
     ActBertForPreTraining,
@@ -221,7 +222,7 @@ MODEL_REGISTRY: dict[str, Architecture] = {
             "retrieval": ActBertForVideoTextRetrieval,
             "video_qa": ActBertForVideoQuestionAnswering,
         },
-        processor_class=VideoLanguageProcessor,
+        processor_class=VideoRegionLanguageProcessor,
         presets={
             "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_hidden_layers=2,
                          v_hidden_size=48, v_num_attention_heads=4, v_intermediate_size=48, v_num_hidden_layers=1,

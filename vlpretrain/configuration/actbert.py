@@ -25,14 +25,22 @@ class ActBertConfig(PreTrainedConfig):
       port's ``value_at`` into ``value_av`` so a converted checkpoint computes what the port computed.
     - **Actions** are the video's frame/clip features (``frame_features`` (B, F, D), the package's video input).
       Masked action classification: the collator's ``masked_action`` objective selects 15 % of the frames and zeroes
-      them (the port zeroes 90 % of the selected and keeps 10 %) and gives one ``action_labels`` per video; each masked, valid frame predicts its video's action (the port has one verb
-      label per action slot; ``shapes-video`` has one per clip). ``num_action_labels`` defaults to the port's 700.
+      them (the port zeroes 90 % of the selected and keeps 10 %) and gives one ``action_labels`` per video; each
+      masked, valid frame predicts its video's action (the port has one verb label per action slot; ``shapes-video``
+      has one per clip). ``num_action_labels`` defaults to the port's 700.
+      A masked action enters the action stream as a learned ``mask_embedding`` (passed ``masked_frames``), not as
+      the projection of its zeroed feature: the port's zeroed feature becomes the projection's bias, which starts at
+      zero, so the LayerNorm input is constant and its gradient is scaled by 1 / sqrt(``layer_norm_eps``) = 1e6; under
+      the Trainer's gradient clipping that froze every objective. The converter sets ``mask_embedding`` to the port's
+      bias, so converted weights compute what the port computes. As in the paper (verbs of the narration), the
+      caption usually names the action: masked action classification can read it from the words.
       The port's action stream has **no position embedding**, so it cannot tell a clip played forwards from one
       played backwards (on ``shapes-video``: "moves left" from "moves right", "grows" from "shrinks");
       ``action_position_embeddings=True`` adds a learned position table (``max_position_embeddings`` rows) to the
       action embeddings (off by default, as in the port).
     - **Regions** come with the data (``region_features``, ``region_boxes`` normalised (x1, y1, x2, y2),
-      ``region_attention_mask``), e.g. the region featurizer run on frames sampled from the clip; for
+      ``region_attention_mask``), e.g. the region featurizer run on frames sampled from the clip
+      (``VideoRegionLanguageProcessor``, ActBERT's processor: 4 frames, at most 36 regions per video); for
       ``shapes-video`` the training source derives them from the clip's per-frame ``boxes``. The model prepends the
       global token (mean of the valid regions, box (0, 0, 1, 1)). **A video with no region** (all-zero
       ``region_attention_mask`` row, or zero regions in the batch) is encoded with the global token alone, whose

@@ -24,7 +24,8 @@ class HeroConfig(PreTrainedConfig):
         num_cross_layers / num_temporal_layers: 6 / 3.
         frame_feature_size: size D of each frame feature (4352).
         max_frames: frames per video (100); also the frame-order classes and the per-subtitle frame positions.
-        frame_interval: seconds per frame (1.5), used by the processor's subtitle alignment.
+        frame_interval: seconds per frame (1.5), used by the processor's and the collator's subtitle alignment
+            (training on a source with an ``fps`` column sets it to 1 / fps).
         loss_weights: weight of each objective; 0 (or missing) switches it off. Keys ``mlm``, ``frame_feature``,
             ``frame_order``, ``vsm``.
         task_ratios: relative sampling frequency of each objective when ``sample_tasks`` (release: 2 : 2 : 1 : 2).
@@ -39,10 +40,15 @@ class HeroConfig(PreTrainedConfig):
         vsm_span_weight / vsm_span_probability: weight (0.01) of the local start/end loss and the probability
             (0.2 = 1 - drop_svmr_prob) that a VSM step includes it.
         vsm_queries_per_video: subtitles sampled as queries per video (5).
+        qa_span_weight: weight (0.4) of the start / end loss of [`HeroForVideoQuestionAnswering`] next to the answer
+            cross-entropy (``lw_st_ed`` of the TVQA / How2QA configs).
     """
 
     model_type = "vlpretrain-hero"
     lora_target_modules = ("qkv", "output.dense", "fc_in")
+    # The pretraining text is the video's timed subtitles, not its caption: the collator concatenates them and aligns
+    # them to the frames with ``frame_interval`` (``collator_for_config``).
+    text_from_subtitles = True
 
     vocab_size: int = 50272
     hidden_size: int = 768
@@ -73,6 +79,7 @@ class HeroConfig(PreTrainedConfig):
     vsm_span_weight: float = 0.01
     vsm_span_probability: float = 0.2
     vsm_queries_per_video: int = 5
+    qa_span_weight: float = 0.4
     pad_token_id: int | None = 1
     tie_word_embeddings: bool = True
 

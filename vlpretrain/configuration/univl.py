@@ -25,7 +25,12 @@ class UnivlConfig(PreTrainedConfig):
         num_text_layers / num_visual_layers / num_cross_layers / num_decoder_layers: 12 / 6 / 2 / 3.
         frame_feature_size: size D of each clip feature (1024 for S3D).
         max_frames: the video encoder's position table (512); a longer video is an error.
-        max_cross_positions: the cross encoder's position table (1024); text positions 0..T-1, frames T..T+F-1.
+        max_cross_positions: the cross encoder's position table (1024); text positions 0..T-1, frames from
+            ``frame_position_offset`` on.
+        frame_position_offset: cross-encoder position of the first frame. The release pads every text to
+            ``max_words`` (48), so its frames always start at 48; the converter sets that value. None (new models):
+            ``max_position_embeddings``. A fixed offset keeps a pair's score independent of how long the other texts
+            of its batch are (starting frames after the batch's padded text length would not).
         stage: 1 builds only the text and video encoders (trained with the joint MIL-NCE objective); 2 builds the
             cross encoder and the decoder too (all five objectives).
         loss_weights: weight of each objective in ``loss``; 0 (or missing) switches it off. Keys: ``contrastive``
@@ -62,6 +67,7 @@ class UnivlConfig(PreTrainedConfig):
     frame_feature_size: int = 1024
     max_frames: int = 512
     max_cross_positions: int = 1024
+    frame_position_offset: int | None = None
     stage: int = 2
     loss_weights: dict | None = None
     enhance_visual_probability: float = 0.15
@@ -101,6 +107,11 @@ class UnivlConfig(PreTrainedConfig):
             raise ValueError(
                 f"max_position_embeddings + max_frames ({self.max_position_embeddings} + {self.max_frames}) must be at "
                 f"most max_cross_positions ({self.max_cross_positions})"
+            )
+        if self.frame_position_offset is not None and not 0 < self.frame_position_offset <= self.max_position_embeddings:
+            raise ValueError(
+                f"frame_position_offset must be in [1, max_position_embeddings={self.max_position_embeddings}] or None, "
+                f"got {self.frame_position_offset}"
             )
         super().__post_init__(**kwargs)
 

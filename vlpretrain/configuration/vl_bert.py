@@ -48,8 +48,16 @@ class VlBertConfig(PreTrainedConfig):
         mask_token_id / sep_token_id: ids of ``[MASK]`` / ``[SEP]``, appended by the VQA model as the answer slot.
         backbone_config: an ``AutoBackbone`` config as a dict (``{"model_type": "resnet", ...}``) for the
             end-to-end setting: the model then takes ``pixel_values`` and pools each box with RoIAlign over the
-            feature map ``backbone_feature_index``, training the backbone with the rest (all of it: the original's
-            frozen stem, first stage and BatchNorm statistics are left to the caller). None: precomputed features.
+            feature map ``backbone_feature_index``, training the backbone with the rest except the parts frozen
+            below. None: precomputed features.
+        backbone_frozen_stages: how many of the backbone's stages get no gradient, counted as the original counts
+            them (``common/backbone/resnet``: stage 1 = the stem ``conv1`` + ``bn1``, stage k = residual stage
+            ``layer{k-1}``). For a transformers backbone, stage 1 is its stem (``embedder``, or ``embeddings``) and
+            stage k is ``encoder.stages[k-2]`` (or ``encoder.layers[k-2]``). 2 (the original's "stages 1-2"): the stem
+            and the first residual stage (ResNet's res2); 0 trains the whole backbone.
+        backbone_frozen_batch_norm: freeze every BatchNorm of the backbone as the original (``IMAGE_FROZEN_BN``):
+            its affine parameters get no gradient and its running statistics are neither used from the batch nor
+            updated (the BatchNorms stay in eval mode when the model trains).
         roi_output_size / roi_sampling_ratio: RoIAlign settings of the end-to-end setting (the bins are averaged).
         whole_word_masking / text_only_probability: read by the package collator (``collator_for_config``): MLM
             masks whole words (as the original), and this share of the examples of a batch become text-only rows
@@ -59,6 +67,10 @@ class VlBertConfig(PreTrainedConfig):
             ``mlm`` (MLM with visual clues), ``text_mlm`` (text-only MLM), ``region_class`` (masked RoI
             classification with linguistic clues, soft targets), ``matching`` (sentence-image relationship; off by
             default, as in every released pretraining config). Defaults: 1, 1, 1, 0 (equal weights, as the original).
+        vcr_num_object_labels / vcr_object_loss_weight: [`VlBertForMultipleChoice`]'s auxiliary object
+            classification (the original's ``cnn_loss_reg`` with ``CNN_LOSS_TOP``): every valid region's final state
+            (of every choice) -> the masked-RoI head's transform -> Dropout -> Linear to ``vcr_num_object_labels``
+            classes (81 COCO classes), cross-entropy, added with this weight (1.0 as the original; 0 builds no head).
         tie_word_embeddings: tie the MLM decoder to the word embeddings.
     """
 
@@ -87,11 +99,15 @@ class VlBertConfig(PreTrainedConfig):
     sep_token_id: int = 102
     backbone_config: dict | None = None
     backbone_feature_index: int = -1
+    backbone_frozen_stages: int = 2
+    backbone_frozen_batch_norm: bool = True
     roi_output_size: int = 14
     roi_sampling_ratio: int = 2
     whole_word_masking: bool = True
     text_only_probability: float = 0.5
     loss_weights: dict | None = None
+    vcr_num_object_labels: int = 81
+    vcr_object_loss_weight: float = 1.0
     pad_token_id: int | None = 0
     tie_word_embeddings: bool = True
 
@@ -114,6 +130,10 @@ class VlBertConfig(PreTrainedConfig):
             raise ValueError(f"backbone_config: expected a dict with a 'model_type' key or None, got {self.backbone_config!r}")
         if self.backbone_config is not None and "model_type" not in self.backbone_config:
             raise ValueError("backbone_config: expected a 'model_type' key (e.g. 'resnet')")
+        if self.backbone_frozen_stages < 0:
+            raise ValueError(f"backbone_frozen_stages must be 0 or more (stem = stage 1), got {self.backbone_frozen_stages}")
+        if self.vcr_object_loss_weight < 0:
+            raise ValueError(f"vcr_object_loss_weight must be 0 or more, got {self.vcr_object_loss_weight}")
         super().__post_init__(**kwargs)
 
     def objective_enabled(self, name: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..processing.subtitles import align_subtitles_to_frames, subtitle_token_layout
 from .scene_graph import parse_scene_graph
 
 IGNORE_INDEX = -100
@@ -511,6 +512,11 @@ class MultimodalCollator:
         objectives: names from ``OBJECTIVE_MASKERS``, or a ``loss_weights`` mapping (weight 0 = off).
         pad_token_id / mask_token_id / vocab_size / special_token_ids / continuation_token_ids: token ids.
         regions / frames: whether examples carry region features, frame features, or both (ActBERT).
+        subtitles / frame_interval: the text is the example's timed subtitles instead of its caption (HERO):
+            ``subtitle_input_ids`` (one token list per subtitle), ``subtitle_starts`` / ``subtitle_ends`` (seconds),
+            concatenated with ``text_subtitle_index`` (each token's subtitle, -1 on padding) and aligned to the
+            frames (``frame_subtitle_index``, -1 = unmatched) by :func:`align_subtitles_to_frames` with
+            ``frame_interval`` seconds per frame; frame indices refer to the original (unshuffled) frame order.
         num_regions / num_frames: pad every batch to this many regions / frames (e.g. 36); the batch maximum
             when None. An example with more raises a ``ValueError``.
         mask_probability / whole_word_masking: token masking (span masking uses the same rate).
@@ -534,7 +540,8 @@ class MultimodalCollator:
     (-100 on padding) and ``region_{object,attribute}_confidences`` (1.0 per labelled region when the examples
     give none); ``matching`` -> ``matched_labels``; ``qa`` -> ``answer_labels`` (-100 on mismatched pairs);
     ``frame_feature`` -> ``masked_frames``, ``frame_feature_targets``; ``frame_order`` -> ``frame_order_labels``;
-    ``action`` -> ``action_labels``; ``contrastive`` -> ``contrastive_positive_mask`` (B, B); ``scene_object`` /
+    ``action`` -> ``action_labels``; ``contrastive`` -> ``contrastive_positive_mask`` (B, B); with ``subtitles``
+    ``text_subtitle_index`` and ``frame_subtitle_index``; ``scene_object`` /
     ``scene_attribute`` / ``scene_relation`` -> ``scene_{object,attribute,relation}_labels``.
     """
 
@@ -550,6 +557,8 @@ class MultimodalCollator:
         frames: bool = False,
         num_regions: int | None = None,
         num_frames: int | None = None,
+        subtitles: bool = False,
+        frame_interval: float | None = None,
         mask_probability: float = 0.15,
         whole_word_masking: bool = False,
         region_mask_probability: float = 0.15,
@@ -598,6 +607,13 @@ class MultimodalCollator:
             raise ValueError(f"objectives {sorted(self.objectives)} need region features but regions=False")
         if kinds & {"frames", "frame_order"} and not frames:
             raise ValueError(f"objectives {sorted(self.objectives)} need frame features but frames=False")
+        if subtitles and not (frames and frame_interval is not None and frame_interval > 0):
+            raise ValueError(
+                f"subtitles=True aligns subtitles to frames: it needs frames=True and frame_interval > 0 (seconds per "
+                f"frame), got frames={frames}, frame_interval={frame_interval}"
+            )
+        self.subtitles = bool(subtitles)
+        self.frame_interval = frame_interval
         self.kinds = kinds
         self.pad_token_id = int(pad_token_id)
         self.regions = bool(regions)
@@ -692,6 +708,13 @@ class MultimodalCollator:
         """Every masker's random state (main process), keyed by masker name, for exact resumption."""
         return {masker.name: masker.state_dict() for masker in self.maskers}
 
+    def statistics(self) -> dict[str, int]:
+        """Running counts (since construction, this process) worth logging next to the losses: how many captions
+        the scene-graph parser parsed and could not parse (those trained with MLM only)."""
+        if self.scene_graph_masker is None:
+            return {}
+        return {f"scene_graph_{outcome}_captions": count for outcome, count in self.scene_graph_masker.counts.items()}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the maskers' random states saved by :meth:`state_dict`."""
         maskers = {masker.name: masker for masker in self.maskers}
@@ -707,6 +730,8 @@ class MultimodalCollator:
             fields += ["region_features", "region_boxes"]
         if self.frames:
             fields.append("frame_features")
+        if self.subtitles:
+            fields += ["subtitle_input_ids", "subtitle_starts", "subtitle_ends"]
         if "region_class" in self.objectives:
             fields.append("region_class_targets")
         if "region_object" in self.objectives:
@@ -735,11 +760,28 @@ class MultimodalCollator:
         value = example.get(key)
         return ("position", index) if value is None else value
 
+    @staticmethod
+    def _subtitle_rows(examples: Sequence[Mapping[str, Any]], donors: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Each donor's subtitles concatenated: token ids and the subtitle of each token."""
+        rows, owners = [], []
+        for d in donors:
+            subtitles = [list(_as_array(ids, "subtitle_input_ids", d, 1, np.int64)) for ids in examples[d]["subtitle_input_ids"]]
+            if not subtitles:
+                raise ValueError(f"subtitle_input_ids of example {d} is empty; expected at least one tokenized subtitle")
+            row, owner = subtitle_token_layout(subtitles)
+            rows.append(np.asarray(row, np.int64))
+            owners.append(np.asarray(owner, np.int64))
+        return rows, owners
+
     def _pad_tokens(self, examples: Sequence[Mapping[str, Any]], donors: Sequence[int]) -> dict[str, torch.Tensor]:
-        rows = [_as_array(examples[d]["input_ids"], "input_ids", d, 1, np.int64) for d in donors]
+        owners = None
+        if self.subtitles:
+            rows, owners = self._subtitle_rows(examples, donors)
+        else:
+            rows = [_as_array(examples[d]["input_ids"], "input_ids", d, 1, np.int64) for d in donors]
         types = []
         for d, row in zip(donors, rows):
-            given = examples[d].get("token_type_ids")
+            given = None if self.subtitles else examples[d].get("token_type_ids")
             types.append(np.zeros_like(row) if given is None else _as_array(given, "token_type_ids", d, 1, np.int64))
             if len(types[-1]) != len(row):
                 raise ValueError(
@@ -755,7 +797,30 @@ class MultimodalCollator:
             input_ids[b, : len(row)] = torch.from_numpy(row)
             token_type_ids[b, : len(row)] = torch.from_numpy(type_row)
             attention_mask[b, : len(row)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        padded = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        if owners is not None:
+            padded["text_subtitle_index"] = torch.full((len(rows), length), -1, dtype=torch.long)
+            for b, owner in enumerate(owners):
+                padded["text_subtitle_index"][b, : len(owner)] = torch.from_numpy(owner)
+        return padded
+
+    def _frame_subtitle_index(self, examples: Sequence[Mapping[str, Any]], donors: Sequence[int], width: int) -> torch.Tensor:
+        """The subtitle of each of the example's own frames (-1: unmatched or padding), from the donor's timestamps."""
+        index = torch.full((len(examples), width), -1, dtype=torch.long)
+        for b, d in enumerate(donors):
+            count = len(examples[b]["frame_features"])
+            starts = _as_array(examples[d]["subtitle_starts"], "subtitle_starts", d, 1, np.float64)
+            ends = _as_array(examples[d]["subtitle_ends"], "subtitle_ends", d, 1, np.float64)
+            if len(starts) != len(examples[d]["subtitle_input_ids"]):
+                raise ValueError(
+                    f"subtitle_starts of example {d} has {len(starts)} times for {len(examples[d]['subtitle_input_ids'])} subtitles"
+                )
+            try:
+                aligned = align_subtitles_to_frames(starts.tolist(), ends.tolist(), count, self.frame_interval)
+            except ValueError as error:
+                raise ValueError(f"example {d}: {error}") from error
+            index[b, :count] = torch.from_numpy(aligned)
+        return index
 
     @staticmethod
     def _pad_items(
@@ -835,6 +900,9 @@ class MultimodalCollator:
 
     def _frames(self, examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor]) -> None:
         features, mask = self._pad_items(examples, "frame_features", self.num_frames, "num_frames")
+        empty = (mask.sum(1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"frame_features of examples {empty} have no frame (a video shorter than one clip); expected at least one")
         if self.frame_shuffler is not None:
             features, batch["frame_order_labels"] = self.frame_shuffler(features, mask)
         batch.update(frame_features=features, frame_attention_mask=mask)
@@ -856,7 +924,7 @@ class MultimodalCollator:
             ]
             text_only = self.text_only_sampler(examples)
         self._validate(examples)
-        source_key = "image_id" if self.regions else "video_id"
+        source_key = "video_id" if self.frames else "image_id"  # regions and frames (ActBERT): the video's regions
         sources = [self._source(example, i, source_key) for i, example in enumerate(examples)]
         donors = list(range(len(examples)))
         batch: dict[str, torch.Tensor] = {}
@@ -867,6 +935,8 @@ class MultimodalCollator:
             self._regions(examples, batch)
         if self.frames:
             self._frames(examples, batch)
+        if self.subtitles:
+            batch["frame_subtitle_index"] = self._frame_subtitle_index(examples, donors, batch["frame_features"].shape[1])
         text_masker = self.token_masker or self.span_masker
         free_tokens = batch["attention_mask"]
         if self.scene_graph_masker is not None:
@@ -910,7 +980,8 @@ def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: An
     """Compose the collator of an architecture from its config: the objectives come from ``config.loss_weights``
     (weight 0 = off), the modalities and the region masking variant from ``config.model_type``, and
     ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` (and, for ``text_mlm``,
-    ``region_feature_size`` and ``num_object_labels``) from the config when it defines them. ``kwargs`` override any choice."""
+    ``region_feature_size`` and ``num_object_labels``) from the config when it defines them; a config with
+    ``text_from_subtitles`` (HERO) gets ``subtitles=True`` with its ``frame_interval``. ``kwargs`` override any choice."""
     weights = getattr(config, "loss_weights", None)
     if not isinstance(weights, Mapping):
         raise ValueError(f"config.loss_weights must be a mapping of objective name to weight, got {weights!r}")
@@ -933,6 +1004,8 @@ def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: An
     for field in ("whole_word_masking", "text_only_probability"):
         if getattr(config, field, None) is not None:
             options[field] = getattr(config, field)
+    if getattr(config, "text_from_subtitles", False):
+        options.update(subtitles=True, frame_interval=float(config.frame_interval))
     options.update(kwargs)
     return MultimodalCollator.from_tokenizer(tokenizer, weights, **options)
 

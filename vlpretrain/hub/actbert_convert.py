@@ -133,6 +133,9 @@ def convert_actbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
         fused[name] = torch.cat([pieces["query"], pieces["key"], pieces["value"]], dim=0)
     if "mlm_head.decoder.weight" not in fused and "actbert.embeddings.word_embeddings.weight" in fused:
         fused["mlm_head.decoder.weight"] = fused["actbert.embeddings.word_embeddings.weight"]
+    bias = fused.get("actbert.action_embeddings.feature_proj.bias")
+    if bias is not None:  # the port's masked action is its zeroed feature, i.e. the projection's bias
+        fused["actbert.action_embeddings.mask_embedding.weight"] = bias[None].clone()
     return fused
 
 

@@ -18,6 +18,7 @@ import torch
 
 from ..configuration.lxmert import LxmertConfig
 from ..modeling.base import fuse_qkv, rename_bert_layer_key
+from ..modeling.embeddings import zero_feature_embedding
 from ..modeling.lxmert import LxmertForPreTraining, LxmertForQuestionAnswering
 from ..configuration.vl_bert import VlBertConfig
 from ..modeling.vl_bert import VlBertForPreTraining
@@ -237,6 +238,9 @@ def convert_lxmert(
         model_class = LxmertForPreTraining
     if "mlm_head.decoder.weight" not in state and "mlm_head.bias" in state:
         state["mlm_head.decoder.weight"] = state["lxmert.embeddings.word_embeddings.weight"]
+    state["lxmert.region_embeddings.zero_feature_embedding"] = zero_feature_embedding(
+        state, "lxmert.region_embeddings", config.layer_norm_eps
+    )
     return _write_converted(model_class(config), state, output_dir)
 
 

@@ -96,7 +96,7 @@ def export_model(
     architecture's processor is built), the model's pipeline is written as flat remote code and listed in
     ``config.json`` ``custom_pipelines``, so ``pipeline(model=folder, trust_remote_code=True)`` works with
     transformers alone: VQA models under ``visual-question-answering``, retrieval and pretraining models with a
-    matching head under ``vlpretrain-retrieval``.
+    matching head under ``vlpretrain-retrieval``, captioning models under ``vlpretrain-video-captioning``.
     """
     source, output_dir = Path(source), Path(output_dir)
     model = load_model_folder(source)

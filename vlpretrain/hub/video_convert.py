@@ -152,6 +152,8 @@ def univl_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) ->
             num_cross_layers=_layer_count(state, "univl.cross_layers."),
             num_decoder_layers=_layer_count(state, "univl.decoder.layers."),
             max_cross_positions=state["univl.cross_embeddings.position_embeddings.weight"].shape[0],
+            # the release pads every text to max_words = 48, so its frames start there
+            frame_position_offset=min(48, values["max_position_embeddings"]),
         )
     values.update(overrides)
     return UnivlConfig(**values)

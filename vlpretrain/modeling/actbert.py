@@ -120,19 +120,28 @@ class TangledLayer(GradientCheckpointingLayer):
 
 class ActionEmbeddings(nn.Module):
     """Action (clip) features -> ``a_hidden_size``: Linear [+ position] -> LayerNorm -> dropout. The port has no
-    position embedding; ``config.action_position_embeddings`` adds one."""
+    position embedding; ``config.action_position_embeddings`` adds one.
+
+    A masked action (``masked_frames``) enters as a learned ``mask_embedding`` instead of its projected feature. The
+    port projects the zeroed feature, i.e. uses the projection's bias; with that bias initialised to zero, the
+    LayerNorm input of a masked action is a constant vector and its gradient is scaled by 1 / sqrt(eps) (1e6), which
+    swamps the clipped gradient norm of every step. The converter sets ``mask_embedding`` to the port's bias.
+    """
 
     def __init__(self, config: ActBertConfig):
         super().__init__()
         self.feature_proj = nn.Linear(config.frame_feature_size, config.a_hidden_size)
+        self.mask_embedding = nn.Embedding(1, config.a_hidden_size)
         self.position_embeddings = (
             nn.Embedding(config.max_position_embeddings, config.a_hidden_size) if config.action_position_embeddings else None
         )
         self.norm = nn.LayerNorm(config.a_hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+    def forward(self, frame_features: torch.Tensor, masked_frames: torch.Tensor | None = None) -> torch.Tensor:
         embeddings = self.feature_proj(frame_features)
+        if masked_frames is not None:
+            embeddings = torch.where(masked_frames.bool()[..., None], self.mask_embedding.weight[0], embeddings)
         if self.position_embeddings is not None:
             embeddings = embeddings + self.position_embeddings.weight[: frame_features.shape[1]]
         return self.dropout(self.norm(embeddings))
@@ -265,15 +274,16 @@ class ActBertModel(ActBertPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     def encode(self, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-               region_features, region_boxes, region_attention_mask) -> ActBertModelOutput:
-        """The forward pass on checked inputs (used by the task heads)."""
+               region_features, region_boxes, region_attention_mask, masked_frames=None) -> ActBertModelOutput:
+        """The forward pass on checked inputs (used by the task heads); ``masked_frames`` (pretraining) marks the
+        actions that enter as the learned mask embedding."""
         implementation = self.config._attn_implementation
         region_features, region_boxes, region_mask = prepend_global_image_token(
             region_features, region_boxes, region_attention_mask
         )
         text = self.embeddings(input_ids, token_type_ids)
         regions = self.region_embeddings(region_features, region_boxes)
-        actions = self.action_embeddings(frame_features)
+        actions = self.action_embeddings(frame_features, masked_frames)
         text_mask = key_padding_mask(attention_mask, text.dtype, implementation)
         region_key_mask = key_padding_mask(region_mask, regions.dtype, implementation)
         action_mask = key_padding_mask(frame_attention_mask, actions.dtype, implementation)
@@ -357,7 +367,7 @@ class ActBertForPreTraining(ActBertPreTrainedModel):
         _check_targets(config, input_ids, frame_features, region_features, labels, masked_frames, action_labels,
                        masked_regions, region_class_targets, matched_labels)
         encoded = self.actbert.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                                      region_features, region_boxes, region_attention_mask)
+                                      region_features, region_boxes, region_attention_mask, masked_frames)
         losses: dict[str, torch.Tensor] = {}
         text = encoded.text_last_hidden_state
         if labels is not None and config.objective_enabled("mlm"):

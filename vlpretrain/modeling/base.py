@@ -12,6 +12,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
+from .embeddings import RegionEmbeddings
 from .heads import MaskedLanguageModelingHead
 
 from ..utils.remote_code import auto_map_reference, move_files_into, staging_directory, write_flat_modules
@@ -52,6 +53,8 @@ class VLPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, MaskedLanguageModelingHead):
             init.zeros_(module.bias)
+        elif isinstance(module, RegionEmbeddings) and module.zero_feature_embedding is not None:
+            init.zeros_(module.zero_feature_embedding)
 
     def hub_auto_map(self) -> dict[str, str]:
         """The ``auto_map`` of an export: the config and every class of this model's module with a ``hub_auto_class``."""
@@ -297,6 +300,33 @@ def check_image_text_inputs(
             raise ValueError("attention_mask: every sample needs at least one attended token (a row is all zeros)")
     if region_attention_mask is not None and results[-1]:
         raise ValueError("region_attention_mask: expected values 0 or 1")
+
+
+def retrieval_text_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Check the captions given to a two-stage retrieval encoder (integer (batch, text_length) ids, a mask of the
+    same shape) and return their attention mask (all ones when None)."""
+    if input_ids.dim() != 2 or input_ids.is_floating_point():
+        raise ValueError(f"input_ids: expected an integer (batch, text_length) tensor, got {tuple(input_ids.shape)} {input_ids.dtype}")
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    if mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)}, got {tuple(mask.shape)}")
+    return mask
+
+
+def retrieval_region_mask(
+    config, region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Check the region sets given to a two-stage retrieval encoder (as ``check_image_text_inputs`` does for a
+    forward pass) and return their region mask (all ones when None)."""
+    if region_features.dim() != 3:
+        raise ValueError(
+            f"region_features: expected (batch, regions, {config.region_feature_size}), got {tuple(region_features.shape)}"
+        )
+    placeholder_text = torch.zeros(region_features.shape[0], 1, dtype=torch.long, device=region_features.device)
+    check_image_text_inputs(config, placeholder_text, None, None, region_features, region_boxes, region_attention_mask)
+    if region_attention_mask is None:
+        return torch.ones(region_features.shape[:2], dtype=torch.long, device=region_features.device)
+    return region_attention_mask
 
 
 def check_video_text_inputs(

@@ -52,6 +52,14 @@ class RegionEmbeddings(nn.Module):
     ``combine`` decides how the two are merged: ``"mean"`` ((feature + box) / 2, LXMERT) or ``"sum"``
     (ViLBERT-style). Boxes are (x1, y1, x2, y2) normalised to [0, 1]; with ``box_size=5`` the relative
     area is appended here, so every model takes the same 4-d input.
+
+    An all-zero feature row (a masked region, LXMERT-style, or padding) gets the learned
+    ``zero_feature_embedding`` instead of ``LayerNorm(Linear(0))``: that is the LayerNorm of a constant vector (the
+    bias), whose backward pass multiplies by 1/sqrt(eps) (1e6 at eps 1e-12). The original's optimizer (BertAdam)
+    clipped each parameter on its own, so the blow-up stayed in one bias; under the Trainer's global clipping it
+    shrank every other gradient to nothing (initial gradient norms of the masked-region losses were in the
+    thousands against about 10 for matching). The vector starts at LayerNorm(bias) (0 at initialisation, and the
+    converters set it from the checkpoint), so outputs equal the original's until it trains.
     """
 
     def __init__(
@@ -73,6 +81,7 @@ class RegionEmbeddings(nn.Module):
         self.feature_norm = nn.LayerNorm(hidden_size, eps=eps) if normalize else nn.Identity()
         self.box_proj = nn.Linear(box_size, hidden_size)
         self.box_norm = nn.LayerNorm(hidden_size, eps=eps) if normalize else nn.Identity()
+        self.zero_feature_embedding = nn.Parameter(torch.zeros(hidden_size)) if normalize else None
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, region_features: torch.Tensor, region_boxes: torch.Tensor) -> torch.Tensor:
@@ -81,11 +90,22 @@ class RegionEmbeddings(nn.Module):
             area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
             boxes = torch.cat([boxes, area[..., None]], dim=-1)
         features = self.feature_norm(self.feature_proj(region_features))
+        if self.zero_feature_embedding is not None:
+            zero_rows = (region_features == 0).all(-1, keepdim=True)
+            features = torch.where(zero_rows, self.zero_feature_embedding.to(features.dtype), features)
         positions = self.box_norm(self.box_proj(boxes))
         combined = features + positions
         if self.combine == "mean":
             combined = combined / 2
         return self.dropout(combined)
+
+
+def zero_feature_embedding(state: dict[str, torch.Tensor], prefix: str, eps: float) -> torch.Tensor:
+    """What an original checkpoint computes for an all-zero region feature, LayerNorm(feature bias): the value of
+    ``RegionEmbeddings.zero_feature_embedding`` (under ``prefix``) for converted weights."""
+    bias = state[f"{prefix}.feature_proj.bias"].float()
+    weight, shift = state[f"{prefix}.feature_norm.weight"].float(), state[f"{prefix}.feature_norm.bias"].float()
+    return nn.functional.layer_norm(bias, bias.shape, weight, shift, eps)
 
 
 def box_with_area(region_boxes: torch.Tensor) -> torch.Tensor:

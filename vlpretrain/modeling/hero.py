@@ -2,8 +2,10 @@
 
 Inputs: the tokens of every subtitle of a video concatenated in ``input_ids`` (B, T), with ``text_subtitle_index``
 (B, T) giving each token's subtitle, and ``frame_subtitle_index`` (B, F) giving each frame's subtitle (-1:
-unmatched), as produced by the processor's timestamp alignment (:mod:`..processing.subtitles`). Without the two
-index tensors the whole text is one subtitle aligned to every frame (e.g. a caption).
+unmatched), aligned from timestamps by the processor (``encode_subtitled_videos``) or, in training, by the collator
+(``subtitles=True``), both with the rule of :mod:`..processing.subtitles`. Without the two index tensors the whole
+text is one subtitle aligned to every frame (e.g. a caption). A subtitle longer than ``max_position_embeddings``
+tokens is a ``ValueError`` (each subtitle's tokens take positions 0..L-1 in its run).
 
 Forward (``HierarchicalVlModel.forward_repr``): each subtitle's sequence is [its aligned frames ; its tokens]
 with local positions (frames 0..nf-1, tokens 0..L-1) and type id 1; the cross-modal frame outputs are scattered
@@ -17,19 +19,21 @@ after fusion, so the cross-modal transformer sees the original order, as in the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..configuration.hero import HERO_OBJECTIVES, HeroConfig
-from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs
+from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs, retrieval_text_mask
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, PredictionHeadTransform
 from .layers import SelfAttention, TransformerLayer, key_padding_mask
 from .losses import IGNORE_INDEX, classification_loss
-from .outputs import VideoTextModelOutput, VideoTextRetrievalOutput
+from .outputs import UnimodalEncoding, VideoTextModelOutput, VideoTextRetrievalOutput
 
 
 @dataclass
@@ -59,10 +63,12 @@ class HeroMomentRetrievalOutput(ModelOutput):
 
 @dataclass
 class HeroQuestionAnsweringOutput(ModelOutput):
-    """Video QA: one logit per answer candidate (B, C); ``loss`` with ``labels`` (B,)."""
+    """Video QA: one logit per answer candidate (B, C), start / end logits over the frames (B, F) and ``loss``."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
 
 
 class HeroPreTrainedModel(VLPreTrainedModel):
@@ -73,6 +79,11 @@ class HeroPreTrainedModel(VLPreTrainedModel):
     base_model_prefix = "hero"
     input_modalities = ("video", "text")
     _no_split_modules = ["TransformerLayer", "TextEmbeddings", "FrameEmbeddings"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, nn.Conv1d):  # the span predictors (e.g. a task head loaded from a HeroModel folder)
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
 
     def text_stream_prefix(self) -> dict[str, str]:
         prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
@@ -139,7 +150,7 @@ class HeroQueryEncoder(nn.Module):
         hidden = self.position_norm(hidden + self.position_embeddings(positions))
         implementation = self.self_attention.attention.config._attn_implementation
         hidden, _ = self.self_attention(hidden, key_padding_mask(mask, hidden.dtype, implementation))
-        scores = self.pool(hidden).squeeze(-1).masked_fill(mask == 0, torch.finfo(hidden.dtype).min)
+        scores = _mask_to_minimum(self.pool(hidden).squeeze(-1), mask == 0)
         return (scores.softmax(-1).unsqueeze(-1) * hidden).sum(1)
 
 
@@ -298,6 +309,12 @@ class HeroModel(HeroPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+def _mask_to_minimum(scores: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """``scores`` with the masked entries at the lowest value of *their own* dtype (under autocast a head's output
+    can be bfloat16 while its input is float32)."""
+    return scores.masked_fill(masked, torch.finfo(scores.dtype).min)
+
+
 def _masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.to(states.dtype).unsqueeze(-1)
     return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
@@ -338,7 +355,23 @@ def prepare_hero_inputs(
             raise ValueError("text_subtitle_index / frame_subtitle_index: expected subtitle numbers >= 0, or -1 for none")
         text_index = text_subtitle_index.masked_fill(text_mask == 0, -1)
         frame_index = frame_subtitle_index.masked_fill(frame_mask == 0, -1)
+    _check_subtitle_lengths(config, text_index)
     return text_index, frame_index, frame_mask
+
+
+def _check_subtitle_lengths(config: HeroConfig, text_index: torch.Tensor) -> None:
+    """Each subtitle's tokens take text positions 0..L-1 in its cross-modal run: L must fit the position table."""
+    segments = int(text_index.max()) + 1
+    if segments <= 0:
+        return
+    rows = torch.arange(text_index.shape[0], device=text_index.device)[:, None].expand_as(text_index)
+    valid = text_index >= 0
+    longest = int(torch.bincount(rows[valid] * segments + text_index[valid]).max())
+    if longest > config.max_position_embeddings:
+        raise ValueError(
+            f"input_ids: a subtitle has {longest} tokens, more than max_position_embeddings "
+            f"({config.max_position_embeddings}); truncate each subtitle (the processor's max_subtitle_length)"
+        )
 
 
 def _unshuffle(values: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
@@ -383,9 +416,8 @@ class HeroMatchingHeads(nn.Module):
     def span_logits(self, queries: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Start / end logits (Q, F) of each query over its own video's frames (``frames`` already gathered, Q x F x H)."""
         similarity = torch.einsum("qh,qfh->qf", self.video_query_linear(queries), frames).unsqueeze(1)
-        very_negative = torch.finfo(similarity.dtype).min
-        start = self.start_predictor(similarity).squeeze(1).masked_fill(frame_mask == 0, very_negative)
-        end = self.end_predictor(similarity).squeeze(1).masked_fill(frame_mask == 0, very_negative)
+        start = _mask_to_minimum(self.start_predictor(similarity).squeeze(1), frame_mask == 0)
+        end = _mask_to_minimum(self.end_predictor(similarity).squeeze(1), frame_mask == 0)
         return start, end
 
 
@@ -395,6 +427,13 @@ def video_scores(queries: torch.Tensor, frames: torch.Tensor, frame_mask: torch.
     frame = nn.functional.normalize(frames.float(), dim=-1, eps=1e-5)
     cosine = torch.einsum("qh,vfh->qvf", query, frame).masked_fill(frame_mask[None] == 0, -2.0)
     return cosine.max(-1).values
+
+
+def paired_video_scores(queries: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """:func:`video_scores` of row-aligned pairs only: (B,) scores of query b against video b."""
+    query = nn.functional.normalize(queries.float(), dim=-1, eps=1e-5)
+    frame = nn.functional.normalize(frames.float(), dim=-1, eps=1e-5)
+    return torch.einsum("bh,bfh->bf", query, frame).masked_fill(frame_mask == 0, -2.0).max(-1).values
 
 
 def hinge_ranking_loss(scores: torch.Tensor, owner: torch.Tensor, margin: float, video_weight: float, query_weight: float) -> torch.Tensor:
@@ -525,7 +564,7 @@ class HeroForPreTraining(HeroPreTrainedModel):
         output = HeroForPreTrainingOutput(
             loss=loss, mlm_loss=losses.get("mlm"), frame_feature_loss=losses.get("frame_feature"),
             frame_order_loss=losses.get("frame_order"), vsm_loss=losses.get("vsm"),
-            task=torch.tensor(HERO_OBJECTIVES.index(task) if task is not None else -1),
+            task=torch.tensor(HERO_OBJECTIVES.index(task) if task is not None else -1, device=frame_features.device),
         )
         return_dict = config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
@@ -593,7 +632,42 @@ class HeroForPreTraining(HeroPreTrainedModel):
         return loss
 
 
-class HeroForVideoTextRetrieval(HeroPreTrainedModel):
+class HeroTwoStageScoring:
+    """Two-stage retrieval on [`HeroForVideoTextRetrieval`], which is a dual encoder: a query is encoded by the
+    query encoder alone (cached as a one-token state) and a video by the cross-modal and temporal transformers over
+    its frames alone (cached frame states; videos are indexed without subtitles, as ``forward`` encodes them when
+    none are passed). The second stage is the model's own score, the max over frames of the cosine; the first stage
+    compares the query with the L2-normalised mean of the video's L2-normalised frame states (the mean cosine over
+    frames, a lower bound of the max).
+    """
+
+    def encode_text_for_retrieval(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Query vectors (batch, 1, hidden) with a mask of ones and their normalised embeddings."""
+        queries = self.encode_queries(input_ids, retrieval_text_mask(input_ids, attention_mask))
+        mask = torch.ones(queries.shape[0], 1, dtype=torch.long, device=queries.device)
+        return UnimodalEncoding(states=queries[:, None], mask=mask, embeddings=nn.functional.normalize(queries.float(), dim=-1, eps=1e-5))
+
+    def encode_visual_for_retrieval(
+        self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Temporal frame states, frame mask and normalised mean-of-frames embeddings of a batch of videos."""
+        if frame_features.dim() != 3:
+            raise ValueError(f"frame_features: expected (batch, frames, {self.config.frame_feature_size}), got {tuple(frame_features.shape)}")
+        placeholder_text = torch.zeros(frame_features.shape[0], 1, dtype=torch.long, device=frame_features.device)
+        fused, frame_mask = self.fuse_videos(frame_features, frame_attention_mask, None, None, None, placeholder_text)
+        states = self.hero.temporal(fused, frame_mask)
+        unit_frames = nn.functional.normalize(states.float(), dim=-1, eps=1e-5)
+        embeddings = nn.functional.normalize(_masked_mean(unit_frames, frame_mask), dim=-1)
+        return UnimodalEncoding(states=states, mask=frame_mask, embeddings=embeddings)
+
+    def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
+        """Max-over-frames cosine of row-aligned (query, video) cached encodings, as ``forward``'s ``logits``."""
+        return paired_video_scores(text.states[:, 0], visual.states, visual.mask)
+
+
+class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
     """Text-to-video retrieval (``HeroForVr``): query text (``input_ids``) encoded as in VSM, scored against every video
     of the batch by the max over frames of the cosine; ``logits`` (B queries, B videos). Videos are encoded from their
     frames (and their subtitles, passed as ``subtitle_input_ids`` with the index tensors, when available). The loss
@@ -608,6 +682,10 @@ class HeroForVideoTextRetrieval(HeroPreTrainedModel):
         self.post_init()
 
     def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input_ids: {input_ids.shape[1]} query tokens, more than max_position_embeddings ({self.config.max_position_embeddings})"
+            )
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         return self.matching_heads.query_encoder(self.hero.encode_text_only(input_ids, mask), mask)
 
@@ -691,12 +769,18 @@ class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
 
 
 class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
-    """Multiple-choice video QA (``HeroForVideoQA``): ``input_ids`` (B, C, T) holds each candidate's ``</s> q </s> a``.
+    """Multiple-choice video QA with temporal localisation (``HeroForVideoQA``, TVQA / How2QA).
 
-    The fused frames (before the temporal transformer) get the temporal positions, are concatenated with the candidate's
-    text embeddings, and go through the temporal layers; the frame part is attention-pooled (``qa_pool``) and scored by
-    an MLP (H -> 2H -> 1). ``labels`` (B,) train a cross-entropy over the candidates. Not reproduced from the release:
-    appending each candidate to every subtitle of the cross-modal input, and the 0.4-weighted start/end heads.
+    ``input_ids`` (B, C, T) holds each candidate's ``</s> q </s> a`` (any tokenizer's ``[CLS] q [SEP] a [SEP]``).
+    Each candidate is appended to every subtitle of the cross-modal input (``subtitle_input_ids`` with the index
+    tensors; without subtitles the candidate is one subtitle over all frames), so every (video, candidate) pair is
+    fused on its own. The fused frames get the temporal positions, are concatenated with the candidate's text
+    embeddings and go through the temporal layers; the frame part is kept (B, C, F, H). ``qa_pool`` attends over the
+    frames of each candidate -> ``qa_head`` (H -> 2H -> 1) gives ``logits`` (B, C); ``span_pool`` attends over the
+    candidates at each frame -> ``span_head`` (H -> 2H -> 2) gives ``start_logits`` / ``end_logits`` (B, F), padded
+    frames at the dtype minimum. Loss: cross-entropy over the candidates with ``labels`` (B,) plus
+    ``config.qa_span_weight`` (0.4) x the mean start / end cross-entropy with ``start_positions`` / ``end_positions``
+    (B,) frame indices (-100: no span annotation).
     """
 
     hub_auto_class = "AutoModelForMultipleChoice"
@@ -704,8 +788,11 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
     def __init__(self, config: HeroConfig):
         super().__init__(config)
         self.hero = HeroModel(config)
+        eps = config.head_layer_norm_eps
         self.qa_pool = nn.Linear(config.hidden_size, 1, bias=False)
-        self.qa_head = AnswerHead(config.hidden_size, 1, eps=config.head_layer_norm_eps)
+        self.qa_head = AnswerHead(config.hidden_size, 1, eps=eps)
+        self.span_pool = nn.Linear(config.hidden_size, 1, bias=False)
+        self.span_head = AnswerHead(config.hidden_size, 2, eps=eps)
         self.post_init()
 
     def forward(
@@ -718,6 +805,8 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         text_subtitle_index: torch.Tensor | None = None,
         frame_subtitle_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> HeroQuestionAnsweringOutput | tuple:
         config = self.config
@@ -732,23 +821,85 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
             raise ValueError(f"attention_mask: expected shape {(batch, choices, length)}, got {tuple(mask.shape)}")
         if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
             raise ValueError(f"labels: expected the index of the right candidate, shape ({batch},), integer dtype")
-        flat_ids, flat_mask = input_ids.flatten(0, 1), mask.flatten(0, 1)
         check_video_text_inputs(config, input_ids[:, 0], mask[:, 0], None, frame_features, frame_attention_mask, config.max_frames)
-        if not bool(flat_mask.any(-1).all()):
+        frames = frame_features.shape[1]
+        for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):
+            if tensor is not None and (tensor.is_floating_point() or tuple(tensor.shape) != (batch,)):
+                raise ValueError(f"{name}: expected frame indices of shape ({batch},) and integer dtype (-100: none)")
+            if tensor is not None and bool(((tensor < 0) & (tensor != IGNORE_INDEX) | (tensor >= frames)).any()):
+                raise ValueError(f"{name}: expected frame indices in [0, {frames}) or -100, got {tensor.tolist()}")
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("start_positions and end_positions: pass both or neither")
+        if not bool(mask.any(-1).all()):
             raise ValueError("attention_mask: every candidate needs at least one attended token")
-        fused, frame_mask = self.fuse_videos(
-            frame_features, frame_attention_mask, subtitle_input_ids, text_subtitle_index, frame_subtitle_index, flat_ids
+        ids, text_index, frame_index, frame_mask = self._candidate_inputs(
+            input_ids, mask, frame_features, frame_attention_mask, subtitle_input_ids, text_subtitle_index, frame_subtitle_index
         )
         hero = self.hero
-        positions = torch.arange(fused.shape[1], device=fused.device)[None, :]
-        frames = hero.temporal_dropout(hero.temporal_norm(fused + hero.temporal_position_embeddings(positions)))
-        frames = frames.repeat_interleave(choices, 0)
-        frame_mask = frame_mask.repeat_interleave(choices, 0)
-        sequence = torch.cat([frames, hero.embeddings(flat_ids)], 1)
-        states = hero._run(hero.temporal_layers, sequence, torch.cat([frame_mask, flat_mask], 1))[:, : frames.shape[1]]
-        weights = self.qa_pool(states).squeeze(-1).masked_fill(frame_mask == 0, torch.finfo(states.dtype).min).softmax(-1)
-        logits = self.qa_head((weights.unsqueeze(-1) * states).sum(1)).view(batch, choices)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        output = HeroQuestionAnsweringOutput(loss=loss, logits=logits)
+        fused, _ = hero.fuse(ids, text_index, frame_features.repeat_interleave(choices, 0), frame_index)
+        positions = torch.arange(frames, device=fused.device)[None, :]
+        fused = hero.temporal_dropout(hero.temporal_norm(fused + hero.temporal_position_embeddings(positions)))
+        flat_ids, flat_mask = input_ids.flatten(0, 1), mask.flatten(0, 1)
+        candidate_frame_mask = frame_mask.repeat_interleave(choices, 0)
+        sequence = torch.cat([fused, hero.embeddings(flat_ids, torch.ones_like(flat_ids))], 1)
+        states = hero._run(hero.temporal_layers, sequence, torch.cat([candidate_frame_mask, flat_mask], 1))[:, :frames]
+        states = states.view(batch, choices, frames, -1)
+        padded = (frame_mask == 0)[:, None, :]
+        qa_weights = _mask_to_minimum(self.qa_pool(states).squeeze(-1), padded).softmax(-1)
+        logits = self.qa_head(torch.einsum("bcf,bcfh->bch", qa_weights, states)).squeeze(-1)
+        span_weights = self.span_pool(states).squeeze(-1).softmax(1)
+        span = _mask_to_minimum(self.span_head(torch.einsum("bcf,bcfh->bfh", span_weights, states)), (frame_mask == 0)[..., None])
+        start_logits, end_logits = span.unbind(-1)
+        loss = None
+        if labels is not None:
+            loss = classification_loss(logits, labels)
+            if start_positions is not None and bool((start_positions != IGNORE_INDEX).any()):
+                span_loss = (classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)) / 2
+                loss = loss + config.qa_span_weight * span_loss
+        output = HeroQuestionAnsweringOutput(loss=loss, logits=logits, start_logits=start_logits, end_logits=end_logits)
         return_dict = config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
+
+    def _candidate_inputs(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        frame_features: torch.Tensor,
+        frame_attention_mask: torch.Tensor | None,
+        subtitle_input_ids: torch.Tensor | None,
+        text_subtitle_index: torch.Tensor | None,
+        frame_subtitle_index: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-modal inputs of every (video, candidate) pair, flattened to B * C rows: the video's subtitle tokens,
+        then the candidate appended to each of its subtitles (token subtitle index), the frame subtitle index, and
+        the (B, F) frame mask."""
+        config = self.config
+        batch, choices, length = input_ids.shape
+        if subtitle_input_ids is None:
+            if text_subtitle_index is not None or frame_subtitle_index is not None:
+                raise ValueError("text_subtitle_index / frame_subtitle_index: pass them with subtitle_input_ids")
+            subtitles = input_ids.new_full((batch, 1), config.pad_token_id or 0)
+            _, _, frame_mask = prepare_hero_inputs(config, subtitles, None, None, frame_features, frame_attention_mask, None, None)
+            text_index = torch.full_like(subtitles, -1)
+            frame_index = torch.where(frame_mask.bool(), 0, -1)
+        else:
+            if text_subtitle_index is None or frame_subtitle_index is None:
+                raise ValueError("subtitle_input_ids: pass text_subtitle_index and frame_subtitle_index with it")
+            subtitles = subtitle_input_ids
+            text_index, frame_index, frame_mask = prepare_hero_inputs(
+                config, subtitles, None, None, frame_features, frame_attention_mask, text_subtitle_index, frame_subtitle_index
+            )
+        segments = int(max(int(text_index.max()), int(frame_index.max()))) + 1
+        numbers = torch.arange(segments, device=input_ids.device)
+        present = (text_index[..., None] == numbers).any(1) | (frame_index[..., None] == numbers).any(1)  # (B, S)
+        longest = int(max((text_index[..., None] == numbers).sum(1).max(), 0)) + length
+        if longest > config.max_position_embeddings:
+            raise ValueError(
+                f"input_ids: a subtitle with a candidate appended has {longest} tokens, more than max_position_embeddings "
+                f"({config.max_position_embeddings}); truncate the subtitles or the candidates"
+            )
+        appended_index = torch.where(present[:, None, :, None] & mask.bool()[:, :, None, :], numbers[None, None, :, None], -1)
+        appended_ids = input_ids[:, :, None, :].expand(-1, -1, segments, -1)
+        ids = torch.cat([subtitles.repeat_interleave(choices, 0), appended_ids.reshape(batch * choices, -1)], 1)
+        index = torch.cat([text_index.repeat_interleave(choices, 0), appended_index.reshape(batch * choices, -1)], 1)
+        return ids, index, frame_index.masked_fill(frame_mask == 0, -1).repeat_interleave(choices, 0), frame_mask

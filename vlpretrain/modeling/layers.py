@@ -9,6 +9,8 @@ from the same stream; converters split or join the original checkpoints' separat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
@@ -115,8 +117,37 @@ class ResidualOutput(nn.Module):
         return self.norm(self.dropout(self.dense(states)) + residual)
 
 
+@dataclass(frozen=True)
+class TokenPacking:
+    """Where the real tokens of a padded (batch, length) sequence are, so that position-wise work skips padding.
+
+    ``index`` holds the flat positions (into batch * length, row-major) of the kept tokens. Packed hidden states
+    are (kept, width): projections, feed-forward blocks and LayerNorms run on them directly, and only attention
+    needs the padded layout (``pad`` before it, ``pack`` after). Padded positions never influence kept ones (their
+    keys are masked), so packing changes no kept token's result.
+    """
+
+    index: torch.Tensor
+    batch: int
+    length: int
+
+    def pad(self, packed: torch.Tensor) -> torch.Tensor:
+        """(kept, width) -> (batch, length, width), zeros at the padded positions."""
+        padded = packed.new_zeros(self.batch * self.length, packed.shape[-1]).index_copy(0, self.index, packed)
+        return padded.view(self.batch, self.length, -1)
+
+    def pack(self, padded: torch.Tensor) -> torch.Tensor:
+        """(batch, length, width) -> (kept, width)."""
+        return padded.reshape(self.batch * self.length, -1).index_select(0, self.index)
+
+
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention with a fused QKV projection and a post-LN output."""
+    """Bidirectional multi-head self-attention with a fused QKV projection and a post-LN output.
+
+    With ``packing``, ``hidden_states`` are packed (kept, width) rows (see ``TokenPacking``); with ``output_rows``,
+    only those rows (indices into the flattened or packed rows) go through the output sub-block and are returned,
+    (rows, width): every token still serves as key and value.
+    """
 
     def __init__(self, config, hidden_size: int | None = None, num_heads: int | None = None):
         super().__init__()
@@ -128,10 +159,24 @@ class SelfAttention(nn.Module):
         self.output = ResidualOutput(hidden_size, hidden_size, config.hidden_dropout_prob, config.layer_norm_eps)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        packing: TokenPacking | None = None,
+        output_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query, key, value = self.qkv(hidden_states).chunk(3, dim=-1)
+        qkv = self.qkv(hidden_states)
+        if packing is not None:
+            qkv = packing.pad(qkv)
+        query, key, value = qkv.chunk(3, dim=-1)
         context, weights = self.attention(query, key, value, attention_mask, output_attentions)
+        if packing is not None:
+            context = packing.pack(context)
+        if output_rows is not None:
+            width = context.shape[-1]
+            context = context.reshape(-1, width).index_select(0, output_rows)
+            hidden_states = hidden_states.reshape(-1, width).index_select(0, output_rows)
         return self.output(context, hidden_states), weights
 
 
@@ -187,7 +232,7 @@ class FeedForward(nn.Module):
 
 
 class TransformerLayer(GradientCheckpointingLayer):
-    """A post-LN BERT encoder layer: self-attention then feed-forward."""
+    """A post-LN BERT encoder layer: self-attention then feed-forward (``packing`` / ``output_rows``: ``SelfAttention``)."""
 
     def __init__(self, config, hidden_size: int | None = None, num_heads: int | None = None, intermediate_size: int | None = None):
         super().__init__()
@@ -195,9 +240,14 @@ class TransformerLayer(GradientCheckpointingLayer):
         self.ffn = FeedForward(config, hidden_size, intermediate_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        packing: TokenPacking | None = None,
+        output_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        hidden_states, weights = self.attention(hidden_states, attention_mask, output_attentions)
+        hidden_states, weights = self.attention(hidden_states, attention_mask, output_attentions, packing, output_rows)
         return self.ffn(hidden_states), weights
 
 
@@ -391,6 +441,30 @@ class CoAttentionEncoder(nn.Module):
             "visual_attentions": visual_attentions,
             "cross_attentions": co_attentions,
         }
+
+    def split_schedule(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """The schedule cut before its first co-layer: the steps before run one stream alone (two-stage retrieval
+        caches their output per item), the steps after need both streams (they run per query-item pair)."""
+        cut = next((step for step, (kind, _) in enumerate(self.schedule) if kind == "co"), len(self.schedule))
+        return self.schedule[:cut], self.schedule[cut:]
+
+    def run_steps(
+        self,
+        steps: list[tuple[str, int]],
+        text: torch.Tensor | None,
+        visual: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        visual_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Run ``steps`` of the schedule, as ``forward`` does, without recording states or attention weights."""
+        for kind, index in steps:
+            if kind == "text":
+                text, _ = self.text_layers[index](text, text_mask)
+            elif kind == "visual":
+                visual, _ = self.visual_layers[index](visual, visual_mask)
+            else:
+                text, visual, _ = self.co_layers[index](text, visual, text_mask, visual_mask)
+        return text, visual
 
 
 def causal_attention_mask(

@@ -132,10 +132,19 @@ def frame_nce_loss(
     return nn.functional.cross_entropy(logits, positive)
 
 
-def diagonal_cross_entropy(scores: torch.Tensor) -> torch.Tensor:
-    """Row-wise softmax cross-entropy of a square score matrix with the diagonal as target (UniVL ``CrossEn``)."""
+def diagonal_cross_entropy(scores: torch.Tensor, positive_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Row-wise softmax cross-entropy of a square score matrix with the diagonal as target (UniVL ``CrossEn``).
+
+    ``positive_mask`` (N, N), True where column j shows the same item as row i's own (a duplicate video in the batch),
+    leaves those off-diagonal columns out of row i's softmax: an identical input is not a negative (it would score
+    exactly like the target and hold the loss at log 2 or more).
+    """
+    scores = scores.float()
     targets = torch.arange(scores.shape[0], device=scores.device)
-    return nn.functional.cross_entropy(scores.float(), targets)
+    if positive_mask is not None:
+        duplicates = positive_mask.bool() & (targets[:, None] != targets[None, :])
+        scores = scores.masked_fill(duplicates, torch.finfo(scores.dtype).min)
+    return nn.functional.cross_entropy(scores, targets)
 
 
 def max_margin_ranking_loss(scores: torch.Tensor, margin: float) -> torch.Tensor:

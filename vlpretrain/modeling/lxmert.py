@@ -19,7 +19,14 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..configuration.lxmert import LxmertConfig
-from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
+from .base import (
+    VLPreTrainedModel,
+    check_answer_labels,
+    check_image_text_inputs,
+    check_match_labels,
+    retrieval_region_mask,
+    retrieval_text_mask,
+)
 from .embeddings import RegionEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
 from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask
@@ -261,11 +268,7 @@ class LxmertTwoStageScoring:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
     ) -> UnimodalEncoding:
         """Text stream states, mask and pooled embeddings of a batch of captions."""
-        if input_ids.dim() != 2 or input_ids.is_floating_point():
-            raise ValueError(f"input_ids: expected an integer (batch, text_length) tensor, got {tuple(input_ids.shape)} {input_ids.dtype}")
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        if mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)}, got {tuple(mask.shape)}")
+        mask = retrieval_text_mask(input_ids, attention_mask)
         states = self.lxmert.encode_text(input_ids, mask, token_type_ids).last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_pool_text(states))
 
@@ -273,13 +276,7 @@ class LxmertTwoStageScoring:
         self, region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None = None
     ) -> UnimodalEncoding:
         """Visual stream states, mask and pooled embeddings of a batch of region sets (checked like ``forward``)."""
-        if region_features.dim() != 3:
-            raise ValueError(f"region_features: expected (batch, regions, {self.config.region_feature_size}), got {tuple(region_features.shape)}")
-        placeholder_text = torch.zeros(region_features.shape[0], 1, dtype=torch.long, device=region_features.device)
-        check_image_text_inputs(self.config, placeholder_text, None, None, region_features, region_boxes, region_attention_mask)
-        mask = region_attention_mask
-        if mask is None:
-            mask = torch.ones(region_features.shape[:2], dtype=torch.long, device=region_features.device)
+        mask = retrieval_region_mask(self.config, region_features, region_boxes, region_attention_mask)
         states = self.lxmert.encode_regions(region_features, region_boxes, mask).last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_pool_visual(states, mask))
 

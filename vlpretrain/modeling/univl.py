@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import GenerationConfig, GenerationMixin
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..configuration.univl import UnivlConfig
-from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs
+from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs, retrieval_text_mask
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
 from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask
@@ -39,7 +40,7 @@ from .losses import (
     max_margin_ranking_loss,
     mil_nce_loss,
 )
-from .outputs import CaptioningOutput, VideoTextModelOutput, VideoTextRetrievalOutput
+from .outputs import CaptioningOutput, UnimodalEncoding, VideoTextModelOutput, VideoTextRetrievalOutput
 
 
 @dataclass
@@ -69,24 +70,42 @@ class UnivlPreTrainedModel(VLPreTrainedModel):
     input_modalities = ("video", "text")
     _no_split_modules = ["TransformerLayer", "DecoderLayer", "TextEmbeddings", "FrameEmbeddings"]
 
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, UnivlFramePredictionHead):  # its own bias (e.g. stage II loaded from a stage-I folder)
+            init.zeros_(module.bias)
+
     def text_stream_prefix(self) -> dict[str, str]:
         prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
         return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}text_layers."}
 
 
 class UnivlCrossEmbeddings(nn.Module):
-    """Cross-encoder input: [text ; video] states + position (0..T+F-1) + type (0 text, 1 video) -> LN -> dropout."""
+    """Cross-encoder input: [text ; video] states + position + type (0 text, 1 video) -> LN -> dropout. Text
+    positions are 0..T-1 and frames start at the fixed ``config.frame_position_offset`` (``max_position_embeddings``
+    when None), so a pair's encoding does not depend on how far its batch's texts are padded."""
 
     def __init__(self, config: UnivlConfig):
         super().__init__()
+        offset = config.frame_position_offset
+        self.frame_position_offset = config.max_position_embeddings if offset is None else offset
         self.position_embeddings = nn.Embedding(config.max_cross_positions, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, text_states: torch.Tensor, video_states: torch.Tensor) -> torch.Tensor:
+        if text_states.shape[1] > self.frame_position_offset:
+            raise ValueError(
+                f"input_ids: {text_states.shape[1]} (padded) tokens, more than the cross encoder's text positions "
+                f"(config.frame_position_offset = {self.frame_position_offset}); pad or truncate to at most that"
+            )
         states = torch.cat([text_states, video_states], dim=1)
-        positions = torch.arange(states.shape[1], device=states.device)
+        device = states.device
+        positions = torch.cat([
+            torch.arange(text_states.shape[1], device=device),
+            torch.arange(video_states.shape[1], device=device) + self.frame_position_offset,
+        ])
         types = torch.cat([
             torch.zeros(text_states.shape[1], dtype=torch.long, device=states.device),
             torch.ones(video_states.shape[1], dtype=torch.long, device=states.device),
@@ -296,7 +315,8 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
     - ``mlm`` (conditioned MLM on the cross encoder, ``labels``);
     - ``frame_feature`` (conditioned masked frame modelling: NCE against every valid frame of the batch,
       ``masked_frames`` / ``frame_feature_targets``; masked frames are zeroed by the collator);
-    - ``alignment``: cross-encoder ``[CLS]`` score of every (text, video) pair, softmax over the videos;
+    - ``alignment``: cross-encoder ``[CLS]`` score of every (text, video) pair, softmax over the videos (other
+      copies of a text's own video, ``contrastive_positive_mask``, are left out of its softmax);
     - ``reconstruction``: the decoder regenerates the caption from the cross-encoder output.
 
     Stage I (``config.stage=1``) has only the joint objective; EnhancedV (``enhance_visual_probability``) drops
@@ -381,7 +401,7 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
                 alignment_scores, joint, joint_mask = model.pairwise_alignment_scores(
                     text, encoder_mask, video, frame_mask, self.alignment_head
                 )
-                losses["alignment"] = diagonal_cross_entropy(alignment_scores)
+                losses["alignment"] = diagonal_cross_entropy(alignment_scores, contrastive_positive_mask)
             else:
                 joint, joint_mask, _ = model.cross_encode(text, encoder_mask, video, frame_mask)
             text_length = input_ids.shape[1]
@@ -415,7 +435,52 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class UnivlForVideoTextRetrieval(UnivlPreTrainedModel):
+class UnivlTwoStageScoring:
+    """Two-stage retrieval on [`UnivlForVideoTextRetrieval`]: the text encoder and the video encoder run once per
+    item (their states are cached by a retrieval index); the first stage compares the FT-Joint embeddings (the
+    L2-normalised mean-pooled encodings, text tokens after ``[CLS]``); the second stage is the model's own score:
+    the same cosine in ``"joint"`` mode, the cross encoder and ``alignment_head`` per pair in ``"align"`` mode.
+
+    Frames sit at fixed cross-encoder positions (``config.frame_position_offset``), so a cached text scores the same
+    whatever it was padded to.
+    """
+
+    def encode_text_for_retrieval(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Text encoder states, mask and FT-Joint embeddings of a batch of captions."""
+        mask = retrieval_text_mask(input_ids, attention_mask)
+        states = self.univl.encode_text(input_ids, mask, token_type_ids)
+        return UnimodalEncoding(states=states, mask=mask, embeddings=_joint_embeddings(states[:, 1:], mask[:, 1:]))
+
+    def encode_visual_for_retrieval(
+        self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Video encoder states, mask and FT-Joint embeddings of a batch of clips (checked like ``forward``)."""
+        if frame_features.dim() != 3:
+            raise ValueError(f"frame_features: expected (batch, frames, {self.config.frame_feature_size}), got {tuple(frame_features.shape)}")
+        placeholder_text = torch.zeros(frame_features.shape[0], 1, dtype=torch.long, device=frame_features.device)
+        check_video_text_inputs(
+            self.config, placeholder_text, None, None, frame_features, frame_attention_mask, self.config.max_frames
+        )
+        mask = _ones_mask(frame_features, frame_attention_mask)
+        states = self.univl.encode_video(frame_features, mask)
+        return UnimodalEncoding(states=states, mask=mask, embeddings=_joint_embeddings(states, mask))
+
+    def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
+        """Scores of row-aligned (text, video) cached encodings, as ``forward``'s ``logits`` for each pair."""
+        if self.config.retrieval_mode == "joint":
+            text_embeds = _joint_embeddings(text.states[:, 1:], text.mask[:, 1:])
+            return (text_embeds * _joint_embeddings(visual.states, visual.mask)).sum(-1)
+        _, _, pooled = self.univl.cross_encode(text.states, text.mask, visual.states, visual.mask)
+        return self.alignment_head(pooled).squeeze(-1).float()
+
+
+def _joint_embeddings(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(_mean_pool(states, mask).float(), dim=-1)
+
+
+class UnivlForVideoTextRetrieval(UnivlTwoStageScoring, UnivlPreTrainedModel):
     """Text-to-video retrieval: ``logits[i, j]`` scores text i against video j for every pair of the batch.
 
     ``config.retrieval_mode="joint"`` (FT-Joint) scores by the cosine of the mean-pooled text and video encodings;

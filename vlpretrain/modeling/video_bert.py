@@ -180,6 +180,8 @@ class VideoBertModel(VideoBertPreTrainedModel):
             reference = input_ids if input_ids is not None else torch.zeros(frame_features.shape[0], 1, dtype=torch.long)
             check_video_text_inputs(config, reference, attention_mask, None, frame_features, frame_attention_mask)
             self.require_fitted_tokenizer()
+            if not bool(torch.isfinite(frame_features).all()):
+                raise ValueError("frame_features: expected finite clip features, found NaN or inf (they have no nearest visual word)")
         if visual_word_ids is not None:
             if visual_word_ids.dim() != 2 or visual_word_ids.is_floating_point():
                 raise ValueError(f"visual_word_ids: expected an integer (batch, frames) tensor, got {tuple(visual_word_ids.shape)}")
@@ -357,7 +359,8 @@ class VideoBertForPreTraining(_VideoBertWithLMHead):
         return_dict = config.return_dict if return_dict is None else return_dict
         body.check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids)
         video = frame_features if frame_features is not None else visual_word_ids
-        _check_targets(input_ids, video, labels, masked_frames, frame_feature_targets, visual_word_labels, matched_labels)
+        _check_targets(input_ids, video, labels, masked_frames, frame_feature_targets, visual_word_labels, matched_labels,
+                       config.num_visual_words)
         if frame_feature_targets is not None:
             body.check_inputs(None, None, frame_feature_targets, frame_attention_mask, None)
         encoded = body.encode(
@@ -531,14 +534,19 @@ def _check_targets(
     frame_feature_targets: torch.Tensor | None,
     visual_word_labels: torch.Tensor | None,
     matched_labels: torch.Tensor | None,
+    num_visual_words: int,
 ) -> None:
-    """Shapes of the pretraining targets against the inputs, before any compute."""
+    """Shapes of the pretraining targets against the inputs (and visual-word labels against the vocabulary), before any
+    compute."""
     if labels is not None and (input_ids is None or labels.shape != input_ids.shape or labels.is_floating_point()):
         raise ValueError(f"labels: expected integer ids shaped like input_ids {None if input_ids is None else tuple(input_ids.shape)}")
     frames = None if video is None else tuple(video.shape[:2])
     for name, tensor in (("masked_frames", masked_frames), ("visual_word_labels", visual_word_labels)):
         if tensor is not None and (frames is None or tuple(tensor.shape) != frames):
             raise ValueError(f"{name}: expected shape {frames} (batch, frames)")
+    if visual_word_labels is not None and (visual_word_labels.is_floating_point() or bool(
+            ((visual_word_labels != IGNORE_INDEX) & ((visual_word_labels < 0) | (visual_word_labels >= num_visual_words))).any())):
+        raise ValueError(f"visual_word_labels: expected integer visual-word ids in [0, {num_visual_words}) or -100")
     if frame_feature_targets is not None and (frames is None or tuple(frame_feature_targets.shape[:2]) != frames):
         raise ValueError(f"frame_feature_targets: expected shape {frames} + (frame_feature_size,)")
     if matched_labels is not None:

@@ -21,12 +21,25 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..configuration.vilbert import VilbertConfig
-from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
+from .base import (
+    VLPreTrainedModel,
+    check_answer_labels,
+    check_image_text_inputs,
+    check_match_labels,
+    retrieval_region_mask,
+    retrieval_text_mask,
+)
 from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
 from .heads import MaskedLanguageModelingHead, Pooler, RegionPredictionHead, ReluAnswerHead
 from .layers import CoAttentionEncoder, key_padding_mask
 from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss, soft_score_loss
-from .outputs import ImageTextRetrievalOutput, RegionScoringOutput, TwoStreamModelOutput, VisualQuestionAnsweringOutput
+from .outputs import (
+    ImageTextRetrievalOutput,
+    RegionScoringOutput,
+    TwoStreamModelOutput,
+    UnimodalEncoding,
+    VisualQuestionAnsweringOutput,
+)
 
 # ViLBERT's masks are additive -10000 (not -inf), which the referring head also uses for padded regions.
 _MASKED_LOGIT = -10000.0
@@ -187,8 +200,88 @@ class VilbertModel(VilbertPreTrainedModel):
             cross_attentions=encoded["cross_attentions"],
         )
 
+    def encode_text_stream(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Text embeddings and the text layers before the first co-layer (what two-stage retrieval caches)."""
+        single_stream_steps, _ = self.encoder.split_schedule()
+        text = self.embeddings(input_ids, token_type_ids)
+        mask = key_padding_mask(attention_mask, text.dtype, self.config._attn_implementation)
+        steps = [step for step in single_stream_steps if step[0] == "text"]
+        return self.encoder.run_steps(steps, text, None, mask, None)[0]
 
-class VilbertForPreTraining(VilbertPreTrainedModel):
+    def encode_region_stream(
+        self, region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Region embeddings (after the global image token, when on) and the visual layers before the first
+        co-layer; returns the states and their mask (what two-stage retrieval caches)."""
+        if self.config.add_global_image_token:
+            region_features, region_boxes, region_attention_mask = prepend_global_image_token(
+                region_features, region_boxes, region_attention_mask
+            )
+        single_stream_steps, _ = self.encoder.split_schedule()
+        visual = self.region_embeddings(region_features, region_boxes)
+        mask = key_padding_mask(region_attention_mask, visual.dtype, self.config._attn_implementation)
+        steps = [step for step in single_stream_steps if step[0] == "visual"]
+        return self.encoder.run_steps(steps, None, visual, None, mask)[1], region_attention_mask
+
+    def cross_encode(
+        self, text: torch.Tensor, attention_mask: torch.Tensor, visual: torch.Tensor, region_attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The schedule from its first co-layer on, then the fused poolers, on the outputs of
+        ``encode_text_stream`` and ``encode_region_stream``; returns ``pooled_output``."""
+        _, cross_steps = self.encoder.split_schedule()
+        implementation = self.config._attn_implementation
+        text, visual = self.encoder.run_steps(
+            cross_steps,
+            text,
+            visual,
+            key_padding_mask(attention_mask, text.dtype, implementation),
+            key_padding_mask(region_attention_mask, visual.dtype, implementation),
+        )
+        return self.text_pooler(text) * self.visual_pooler(visual)
+
+
+class VilbertTwoStageScoring:
+    """Two-stage retrieval on a ViLBERT-family model with ``matching_head``: the single-stream part of each stream
+    (embeddings and the layers before the first co-layer of the schedule) runs once per item and is cached by a
+    retrieval index; only the rest of the schedule (from the first co-layer) and the alignment head run per
+    (query, candidate) pair, giving the same scores as ``forward``.
+
+    First-stage embeddings: the model's own poolers (ReLU projections to ``bi_hidden_size``, so both streams
+    land in one space) on the cached text [CLS] state and on the cached global image token (the first region when
+    ``add_global_image_token`` is off), L2-normalised. No objective of the package trains these to agree, so the
+    shortlist is a weak filter: use a generous ``shortlist_size``, or ``None`` to re-rank every item.
+    """
+
+    def encode_text_for_retrieval(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Cached text-stream states, mask and first-stage embeddings of a batch of captions."""
+        mask = retrieval_text_mask(input_ids, attention_mask)
+        states = self.base_model.encode_text_stream(input_ids, mask, token_type_ids)
+        embeddings = nn.functional.normalize(self.base_model.text_pooler(states).float(), dim=-1)
+        return UnimodalEncoding(states=states, mask=mask, embeddings=embeddings)
+
+    def encode_visual_for_retrieval(
+        self, region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None = None
+    ) -> UnimodalEncoding:
+        """Cached visual-stream states, mask and first-stage embeddings of a batch of region sets."""
+        mask = retrieval_region_mask(self.config, region_features, region_boxes, region_attention_mask)
+        states, mask = self.base_model.encode_region_stream(region_features, region_boxes, mask)
+        embeddings = nn.functional.normalize(self.base_model.visual_pooler(states).float(), dim=-1)
+        return UnimodalEncoding(states=states, mask=mask, embeddings=embeddings)
+
+    def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
+        """Alignment scores (matched minus mismatched logit) of row-aligned (text, visual) cached encodings."""
+        if self.matching_head is None:
+            raise ValueError("this model has no matching head (loss_weights['matching'] is 0); it cannot rank pairs")
+        pooled = self.base_model.cross_encode(text.states, text.mask, visual.states, visual.mask)
+        logits = self.matching_head(self.dropout(pooled))
+        return logits[:, 1] - logits[:, 0]
+
+
+class VilbertForPreTraining(VilbertTwoStageScoring, VilbertPreTrainedModel):
     """ViLBERT with its pretraining objectives (vilbert_beta ``BertForMultiModalPreTraining``).
 
     Objectives (each on when its ``config.loss_weights`` entry is > 0 and its targets are passed):
@@ -353,7 +446,7 @@ class VilbertForQuestionAnswering(VilbertPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class VilbertForImageTextRetrieval(VilbertPreTrainedModel):
+class VilbertForImageTextRetrieval(VilbertTwoStageScoring, VilbertPreTrainedModel):
     """ViLBERT scoring (image, caption) pairs with the multimodal alignment head (zero-shot retrieval in the paper).
 
     ``logits`` (batch, 2: mismatched, matched), ``scores`` = matched minus mismatched logit; ``labels`` (1 matched,

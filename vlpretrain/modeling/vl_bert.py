@@ -28,11 +28,10 @@ from ..utils.roi import roi_align
 from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
 from .embeddings import join_streams, sinusoidal_box_embedding
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
-from .layers import TransformerLayer, key_padding_mask
+from .layers import TokenPacking, TransformerLayer, key_padding_mask
 from .losses import IGNORE_INDEX, classification_loss, soft_cross_entropy_loss, soft_score_loss
 from .outputs import (
     ImageTextRetrievalOutput,
-    MultipleChoiceOutput,
     RegionScoringOutput,
     SingleStreamModelOutput,
     VisualQuestionAnsweringOutput,
@@ -47,7 +46,9 @@ class VlBertForPreTrainingOutput(ModelOutput):
 
     Each objective's loss is returned on its own (unweighted) and ``loss`` is their sum weighted by
     ``config.loss_weights``. With ``labels``, ``prediction_logits`` holds only the labelled positions
-    (num_labelled, vocab) in row-major order; without, (batch, text_length, vocab).
+    (num_labelled, vocab) in row-major order; without, (batch, text_length, vocab). Likewise with
+    ``region_class_targets``, ``region_class_logits`` holds only the regions the loss reads (masked, valid regions
+    of image-text rows; (num_selected, classes) in row-major order); without, (batch, regions, classes).
     """
 
     loss: torch.Tensor | None = None
@@ -61,6 +62,22 @@ class VlBertForPreTrainingOutput(ModelOutput):
     pooled_output: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class VlBertForMultipleChoiceOutput(ModelOutput):
+    """Scores of each answer choice (batch, num_choices) of [`VlBertForMultipleChoice`].
+
+    ``loss`` = ``choice_loss`` (per-choice sigmoid BCE, with ``labels``) + ``config.vcr_object_loss_weight`` x
+    ``object_loss`` (object classification of every valid region's final state, with ``region_object_labels``);
+    ``object_logits`` (batch, num_choices, regions, ``config.vcr_num_object_labels``).
+    """
+
+    loss: torch.Tensor | None = None
+    choice_loss: torch.Tensor | None = None
+    object_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    object_logits: torch.Tensor | None = None
 
 
 class VlBertPreTrainedModel(VLPreTrainedModel):
@@ -189,6 +206,36 @@ class VlBertRegionHead(nn.Module):
         return self.decoder(self.dropout(self.activation(self.dense(hidden_states))))
 
 
+def backbone_stages(backbone: nn.Module) -> list[nn.Module]:
+    """A transformers backbone's stages in the original's numbering: the stem, then each residual stage."""
+    stem = getattr(backbone, "embedder", None) or getattr(backbone, "embeddings", None)
+    encoder = getattr(backbone, "encoder", None)
+    blocks = getattr(encoder, "stages", None) or getattr(encoder, "layers", None)
+    if stem is None or blocks is None:
+        raise ValueError(
+            f"backbone_frozen_stages: {type(backbone).__name__} has no stem (embedder) and encoder stages to freeze; "
+            "set backbone_frozen_stages=0"
+        )
+    return [stem, *blocks]
+
+
+class VlBertObjectClassificationHead(nn.Module):
+    """VCR's auxiliary object classifier (``cnn_loss_reg``): the masked-RoI head's transform (dense -> GELU, same
+    parameter names as ``VlBertRegionHead``, so a pretraining checkpoint initialises it) -> Dropout -> Linear."""
+
+    def __init__(self, hidden_size: int, num_labels: int, activation: str = "gelu", dropout: float = 0.0):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.activation = ACT2FN[activation]
+        self.dropout = nn.Dropout(dropout)
+        # not named "...classifier": peft matches ``modules_to_save`` by name suffix and would wrap it a second time
+        # inside this head next to the choice ``classifier``, breaking adapter reloads
+        self.object_scores = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.object_scores(self.dropout(self.activation(self.dense(hidden_states))))
+
+
 class VlBertModel(VlBertPreTrainedModel):
     """The VL-BERT stream, with an optional end-to-end region backbone and an optional tanh [CLS] pooler."""
 
@@ -209,7 +256,43 @@ class VlBertModel(VlBertPreTrainedModel):
                     f"region_feature_size ({config.region_feature_size}) must equal the backbone's channels "
                     f"({channels}) in the end-to-end setting"
                 )
+            self.freeze_backbone_parts()
         self.post_init()
+
+    def freeze_backbone_parts(self) -> None:
+        """Stop gradients to the first ``config.backbone_frozen_stages`` backbone stages and, with
+        ``config.backbone_frozen_batch_norm``, to every BatchNorm's affine parameters (see [`VlBertConfig`])."""
+        config = self.config
+        if config.backbone_frozen_stages:
+            stages = backbone_stages(self.backbone)
+            if config.backbone_frozen_stages > len(stages):
+                raise ValueError(
+                    f"backbone_frozen_stages: the backbone has {len(stages)} stages (stem included), "
+                    f"got {config.backbone_frozen_stages}"
+                )
+            for stage in stages[: config.backbone_frozen_stages]:
+                stage.requires_grad_(False)
+        if config.backbone_frozen_batch_norm:
+            for module in self.backbone_batch_norms():
+                module.requires_grad_(False)
+
+    def backbone_batch_norms(self) -> list[nn.Module]:
+        """Every BatchNorm of the end-to-end backbone."""
+        return [module for module in self.backbone.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+
+    def train(self, mode: bool = True) -> VlBertModel:
+        """Set the training mode; frozen BatchNorms of the backbone stay in eval mode (fixed statistics).
+
+        The frozen parts are frozen again here: ``from_pretrained`` re-creates every loaded parameter with
+        ``requires_grad=True`` and then calls ``eval()``, which lands here.
+        """
+        super().train(mode)
+        if self.backbone is not None:
+            self.freeze_backbone_parts()
+            if self.config.backbone_frozen_batch_norm:
+                for module in self.backbone_batch_norms():
+                    module.eval()
+        return self
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
@@ -373,8 +456,15 @@ class VlBertModel(VlBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        output_positions: torch.Tensor | None = None,
     ) -> SingleStreamModelOutput:
-        """The forward pass on inputs already checked by ``check_inputs`` (used by the task heads)."""
+        """The forward pass on inputs already checked by ``check_inputs`` (used by the task heads).
+
+        Padded positions (padded text, padded regions, every region of a text-only row) are dropped from the
+        position-wise work of every layer (``TokenPacking``); their output states are 0. ``output_positions``
+        (B, T + R) bool over [text; given regions]: only these positions (and [CLS] when there is a pooler) are
+        computed in the last layer, whose other output states are then 0; the pretraining heads need no more.
+        """
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -406,14 +496,45 @@ class VlBertModel(VlBertPreTrainedModel):
             text_only, token_region_ids,
         )
         attention = key_padding_mask(mask, hidden.dtype, config._attn_implementation, drop_if_unpadded=False)
-        all_states = (hidden,) if output_hidden_states else None
+        length = hidden.shape[1]
+        kept = mask.bool().flatten()
+        wanted = None
+        if output_positions is not None and not output_hidden_states and len(self.layers):
+            corner = torch.zeros(batch, offset, dtype=torch.bool, device=device)
+            end = torch.zeros(batch, 1, dtype=torch.bool, device=device)
+            text_wanted, region_wanted = output_positions.bool().split([text_length, num_regions], dim=1)
+            if self.pooler is not None:
+                text_wanted = text_wanted.clone()
+                text_wanted[:, 0] = True
+            wanted = torch.cat([text_wanted, corner, region_wanted, end], dim=1).flatten() & kept
+        counts = torch.stack([kept.sum(), kept.sum() if wanted is None else wanted.sum()]).tolist()
+        packing = None
+        if counts[0] < batch * length:
+            packing = TokenPacking(torch.nonzero_static(kept, size=counts[0]).squeeze(1), batch, length)
+            hidden = packing.pack(hidden)
+        wanted_positions = output_rows = None
+        if wanted is not None:
+            wanted_positions = torch.nonzero_static(wanted, size=counts[1]).squeeze(1)
+            output_rows = wanted_positions if packing is None else (kept.cumsum(0) - 1).index_select(0, wanted_positions)
+
+        def unpacked(states: torch.Tensor) -> torch.Tensor:
+            return states if packing is None else packing.pad(states)
+
+        all_states = (unpacked(hidden),) if output_hidden_states else None
         all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden, weights = layer(hidden, attention, output_attentions)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            rows = output_rows if index == last else None
+            hidden, weights = layer(hidden, attention, output_attentions, packing=packing, output_rows=rows)
             if output_hidden_states:
-                all_states += (hidden,)
+                all_states += (unpacked(hidden),)
             if output_attentions:
                 all_attentions += (weights,)
+        if wanted_positions is not None:
+            hidden = hidden.new_zeros(batch * length, hidden.shape[-1]).index_copy(0, wanted_positions, hidden)
+            hidden = hidden.view(batch, length, -1)
+        else:
+            hidden = all_states[-1] if output_hidden_states else unpacked(hidden)
         start = text_length + offset
         return SingleStreamModelOutput(
             last_hidden_state=hidden,
@@ -499,15 +620,29 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
                 )
             if masked_regions is None:
                 raise ValueError("masked_regions: required with region_class_targets (which regions were masked)")
+        text_rows = torch.zeros(batch, dtype=torch.bool, device=reference.device) if text_only is None else text_only.bool()
+        predicted_tokens = predicted_regions = None
+        if labels is not None and (config.objective_enabled("mlm") or config.objective_enabled("text_mlm")):
+            predicted_tokens = labels != IGNORE_INDEX
+        if self.region_class_head is not None and region_class_targets is not None:
+            predicted_regions = masked_regions.bool() & ~text_rows[:, None]
+            if region_attention_mask is not None:
+                predicted_regions = predicted_regions & region_attention_mask.bool()
+        output_positions = None
+        if predicted_tokens is not None and (predicted_regions is not None or self.region_class_head is None):
+            # Every head has targets: the last layer computes only the positions they read.
+            regions_read = predicted_regions
+            if regions_read is None:
+                regions_read = torch.zeros(batch, regions, dtype=torch.bool, device=predicted_tokens.device)
+            output_positions = torch.cat([predicted_tokens, regions_read], dim=1)
         encoded = self.vl_bert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
             masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, output_attentions,
-            output_hidden_states,
+            output_hidden_states, output_positions,
         )
-        text_rows = torch.zeros(batch, dtype=torch.bool, device=reference.device) if text_only is None else text_only.bool()
         losses: dict[str, torch.Tensor] = {}
-        if labels is not None and (config.objective_enabled("mlm") or config.objective_enabled("text_mlm")):
-            rows = (labels != IGNORE_INDEX).flatten().nonzero().squeeze(1)  # one wait for the device, not one per boolean index
+        if predicted_tokens is not None:
+            rows = predicted_tokens.flatten().nonzero().squeeze(1)  # one wait for the device, not one per boolean index
             prediction_logits = self.mlm_head(encoded.text_last_hidden_state.flatten(0, 1).index_select(0, rows))
             selected = labels.flatten().index_select(0, rows)
             from_text_only = text_rows[:, None].expand_as(labels).flatten().index_select(0, rows)
@@ -523,13 +658,14 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
             prediction_logits = self.mlm_head(encoded.text_last_hidden_state)
 
         region_class_logits = None
-        if self.region_class_head is not None:
+        if predicted_regions is not None:
+            rows = predicted_regions.flatten().nonzero().squeeze(1)
+            region_states = encoded.visual_last_hidden_state.flatten(0, 1).index_select(0, rows)
+            region_class_logits = self.region_class_head(region_states)
+            targets = region_class_targets.flatten(0, 1).index_select(0, rows)
+            losses["region_class"] = soft_cross_entropy_loss(region_class_logits, targets, targets.new_ones(rows.shape[0]))
+        elif self.region_class_head is not None:
             region_class_logits = self.region_class_head(encoded.visual_last_hidden_state)
-            if region_class_targets is not None:
-                selected = masked_regions.bool() & ~text_rows[:, None]
-                if region_attention_mask is not None:
-                    selected = selected & region_attention_mask.bool()
-                losses["region_class"] = soft_cross_entropy_loss(region_class_logits, region_class_targets, selected)
         matching_logits = None
         if self.relationship_head is not None:
             matching_logits = self.relationship_head(encoded.pooled_output)
@@ -713,7 +849,12 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
     Text inputs are (B, C, T): ``[CLS] question [SEP] answer [SEP]`` per choice with segment ids 0/1; regions are
     (B, R, ...) and shared by the choices; ``token_region_ids`` (B, C, T) give the region named by each token (-1:
     none). ``labels`` (B,) index the right choice; the loss is per-choice sigmoid BCE, as the original
-    (``CLASSIFIER_SIGMOID``).
+    (``CLASSIFIER_SIGMOID``). ``region_object_labels`` (B, R) (the detected objects' classes, -100 ignored) add the
+    original's CNN regularisation loss (``cnn_loss_reg`` on top): every valid region's final state in every
+    choice -> ``region_class_head`` -> cross-entropy averaged over those (choice, region) pairs, times
+    ``config.vcr_object_loss_weight``. Its transform has the pretraining MVRC head's names
+    (``region_class_head.dense``), so loading a pretraining checkpoint initialises it from that head, as the
+    original does; its classifier is new.
     """
 
     hub_auto_class = "AutoModelForMultipleChoice"
@@ -723,6 +864,13 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
         self.vl_bert = VlBertModel(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, 1)
+        self.region_class_head = (
+            VlBertObjectClassificationHead(
+                config.hidden_size, config.vcr_num_object_labels, config.hidden_act, config.hidden_dropout_prob
+            )
+            if config.vcr_object_loss_weight > 0
+            else None
+        )
         self.post_init()
 
     def forward(
@@ -735,10 +883,12 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
         region_attention_mask: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        region_object_labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         return_dict: bool | None = None,
-    ) -> MultipleChoiceOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
+    ) -> VlBertForMultipleChoiceOutput | tuple:
+        config = self.config
+        return_dict = config.return_dict if return_dict is None else return_dict
         if input_ids is None or input_ids.dim() != 3:
             raise ValueError(f"input_ids: expected (batch, choices, text_length), got {None if input_ids is None else tuple(input_ids.shape)}")
         batch, choices, length = input_ids.shape
@@ -763,11 +913,41 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
             per_choice(region_boxes), per_choice(region_attention_mask),
         )
         self.vl_bert.check_inputs(*inputs, token_region_ids=flat(token_region_ids), pixel_values=per_choice(pixel_values))
+        if region_object_labels is not None:
+            if self.region_class_head is None:
+                raise ValueError("region_object_labels: config.vcr_object_loss_weight is 0, so there is no object head")
+            regions = region_boxes.shape[1]
+            if region_object_labels.is_floating_point() or tuple(region_object_labels.shape) != (batch, regions):
+                raise ValueError(
+                    f"region_object_labels: expected integer object classes of shape ({batch}, {regions}), got "
+                    f"{tuple(region_object_labels.shape)} {region_object_labels.dtype}"
+                )
+            outside = (region_object_labels != IGNORE_INDEX) & (
+                (region_object_labels < 0) | (region_object_labels >= config.vcr_num_object_labels)
+            )
+            if bool(outside.any()):
+                raise ValueError(
+                    f"region_object_labels: expected classes in [0, {config.vcr_num_object_labels}) or -100 (ignored)"
+                )
         encoded = self.vl_bert.encode(*inputs, token_region_ids=flat(token_region_ids), pixel_values=per_choice(pixel_values))
         logits = self.classifier(self.dropout(encoded.pooled_output)).view(batch, choices)
-        loss = None
+        choice_loss = object_loss = object_logits = None
         if labels is not None:
             targets = nn.functional.one_hot(labels, choices).float()
-            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
-        output = MultipleChoiceOutput(loss=loss, logits=logits)
+            choice_loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+        if self.region_class_head is not None:
+            object_logits = self.region_class_head(encoded.visual_last_hidden_state)
+            object_logits = object_logits.view(batch, choices, *object_logits.shape[1:])
+            if region_object_labels is not None:
+                targets = region_object_labels
+                if region_attention_mask is not None:
+                    targets = targets.masked_fill(region_attention_mask == 0, IGNORE_INDEX)
+                object_loss = classification_loss(object_logits, targets[:, None].expand(batch, choices, -1))
+        loss = choice_loss
+        if object_loss is not None:
+            weighted = config.vcr_object_loss_weight * object_loss
+            loss = weighted if loss is None else loss + weighted
+        output = VlBertForMultipleChoiceOutput(
+            loss=loss, choice_loss=choice_loss, object_loss=object_loss, logits=logits, object_logits=object_logits
+        )
         return output if return_dict else output.to_tuple()

@@ -51,6 +51,15 @@ class CrossModalRetrievalPipeline(Pipeline):
     # The two-stage scoring methods the model must have (see ``retrieval_index.py``).
     required_model_methods = ("encode_text_for_retrieval", "encode_visual_for_retrieval", "score_encoded_pairs")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        missing = [name for name in self.required_model_methods if not hasattr(self.model, name)]
+        if missing:
+            raise ValueError(
+                f"model: {type(self.model).__name__} has no two-stage retrieval scoring (missing {missing}); this "
+                "pipeline takes the retrieval and pretraining models of LXMERT, ViLBERT, ERNIE-ViL, UniVL and HERO"
+            )
+
     def __call__(self, inputs: dict | None = None, **kwargs) -> list:
         """Retrieve; ``inputs`` may be a dict holding ``texts``, ``visuals`` and ``index`` instead of keywords."""
         inputs = dict(inputs or {})

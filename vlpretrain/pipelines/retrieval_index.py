@@ -10,9 +10,10 @@ L2-normalised embedding). A search then
 
 The model is duck-typed: it provides ``encode_text_for_retrieval(input_ids, attention_mask, token_type_ids)``,
 ``encode_visual_for_retrieval(**visual_inputs)`` (region or frame features, as its processor returns them) and
-``score_encoded_pairs(text, visual)``, each encoding having ``states``, ``mask`` and ``embeddings``
-(LXMERT's retrieval and pretraining models do). The items are either all visual (images, videos, precomputed
-features: text queries) or all texts (visual queries).
+``score_encoded_pairs(text, visual)``, each encoding having ``states``, ``mask`` and ``embeddings`` (the
+retrieval and pretraining models of LXMERT, ViLBERT and ERNIE-ViL, and the retrieval models of UniVL and HERO do;
+the single-stream models VL-BERT, ImageBERT and VideoBERT have no modality-only part to cache and do not). The
+items are either all visual (images, videos, precomputed features: text queries) or all texts (visual queries).
 
 The index is saved as one safetensors file (tensors plus JSON metadata) and grows with :meth:`add`. It records
 the raw input sizes of its items and a fingerprint of the model's weights, so items of another feature size or a

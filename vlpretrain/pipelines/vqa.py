@@ -59,7 +59,8 @@ class VisualQuestionAnsweringPipeline(Pipeline):
 
     def __call__(self, inputs: Any = None, question: str | list[str] | None = None, **kwargs) -> list:
         """Answer one example (returns a ranked list) or a list of examples (returns one ranked list each)."""
-        batch_size = kwargs.pop("batch_size", None) or self._batch_size or 8
+        batch_size = kwargs.pop("batch_size", None)
+        batch_size = (self._batch_size or 8) if batch_size is None else batch_size
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         if inputs is None:

@@ -87,16 +87,21 @@ class _SavesFlatModules:
     def _featurizer_attribute(self) -> str:
         raise NotImplementedError
 
+    def _featurizer_configs_for_save(self, folder: Path) -> dict[str, dict | None]:
+        """Each featurizer settings attribute with the value to save (a processor may hold several featurizers)."""
+        return {self._featurizer_attribute(): self._featurizer_config_for_save(folder)}
+
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
         """Save tokenizer, settings, featurizer weights and remote code; files appear only once all are written."""
         if push_to_hub:
             raise ValueError("save_pretrained(push_to_hub=True) is not supported here; call processor.push_to_hub(repo_id)")
         save_directory = Path(save_directory)
         staging = staging_directory(save_directory)
-        attribute = self._featurizer_attribute()
-        in_memory_config = getattr(self, attribute)
+        in_memory_configs = {}
         try:
-            setattr(self, attribute, self._featurizer_config_for_save(staging))
+            for attribute, saved_config in self._featurizer_configs_for_save(staging).items():
+                in_memory_configs[attribute] = getattr(self, attribute)
+                setattr(self, attribute, saved_config)
             self._auto_class = None  # the flat export below replaces transformers' own copying of this file
             ProcessorMixin.save_pretrained(self, str(staging), **kwargs)
             write_flat_modules([type(self).__module__], staging)
@@ -109,7 +114,8 @@ class _SavesFlatModules:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
-            setattr(self, attribute, in_memory_config)
+            for attribute, in_memory_config in in_memory_configs.items():
+                setattr(self, attribute, in_memory_config)
             self.__dict__.pop("_auto_class", None)
         return [str(save_directory / PROCESSOR_CONFIG_NAME)]
 

@@ -219,6 +219,8 @@ class VisualWordTokenizer:
             )
         if not tensor.is_floating_point():
             raise ValueError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{name}: expected finite clip features, found NaN or inf (they have no nearest visual word)")
         return tensor
 
     def encode(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -289,9 +291,15 @@ class VisualWordTokenizer:
         config_path, weights_path = folder / VISUAL_WORDS_CONFIG_FILE, folder / VISUAL_WORDS_WEIGHTS_FILE
         if not config_path.is_file() or not weights_path.is_file():
             raise ValueError(f"folder: {folder} lacks {VISUAL_WORDS_CONFIG_FILE} and {VISUAL_WORDS_WEIGHTS_FILE}")
-        settings = json.loads(config_path.read_text())
-        if settings.pop("format_version", None) != _FORMAT_VERSION:
+        try:
+            settings = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{config_path}: not valid JSON ({error})") from error
+        if not isinstance(settings, dict) or settings.pop("format_version", None) != _FORMAT_VERSION:
             raise ValueError(f"{config_path}: unsupported format_version; expected {_FORMAT_VERSION}")
+        known = set(cls().to_dict()) - {"format_version"}
+        if set(settings) != known:
+            raise ValueError(f"{config_path}: expected the settings {sorted(known)}, got {sorted(settings)}")
         feature_size = settings.pop("feature_size")
         tokenizer = cls(**settings)
         weights = load_file(str(weights_path))

@@ -118,6 +118,10 @@ class ResumableCollator:
         self.calls += 1
         return self.collator(examples)
 
+    def statistics(self) -> dict[str, int]:
+        """The wrapped collator's running counts (see ``MultimodalCollator.statistics``)."""
+        return self.collator.statistics()
+
     def state_before(self, call: int) -> dict:
         """The collator state recorded just before building batch number ``call`` (0-based, this run)."""
         for index, state in self.history:
@@ -190,7 +194,10 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     eval_source = _eval_source(data_args, training_args.seed)
     answers = _answers_or_empty(train_source)
     if Path(model_args.model).is_dir():
-        model = model_class_for_name(_architectures(model_args.model)).from_pretrained(model_args.model)
+        # Overrides apply to the saved config (e.g. UniVL stage II from a stage-I folder: {"stage": 2, "loss_weights": ...}).
+        model = model_class_for_name(_architectures(model_args.model)).from_pretrained(
+            model_args.model, **_overrides(model_args.config_overrides)
+        )
         config = model.config
     else:
         config = build_config(model_args, source_label_sizes(train_source), tokenizer, len(answers), data_args.max_text_length)

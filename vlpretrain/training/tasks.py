@@ -24,6 +24,7 @@ import torch
 from ..data.collators import MultimodalCollator
 from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, clip_regions, load_dataset_by_name
 from ..processing.store import load_feature_store
+from ..processing.subtitles import non_empty_subtitles
 
 EMBEDDED_IMAGE_TEXT = ("shapes",)
 EMBEDDED_VIDEO_TEXT = ("shapes-video",)
@@ -209,6 +210,8 @@ def source_label_sizes(source: datasets.Dataset) -> dict[str, int]:
     first = source[0]
     if is_video_source(source):
         sizes = {"frame_feature_size": int(np.asarray(first["frame_features"]).shape[-1])}
+        if "fps" in source.column_names:
+            sizes["frame_interval"] = 1.0 / float(first["fps"])
         if "action_label" in source.column_names:
             sizes["num_action_labels"] = int(source.features["action_label"].num_classes) if hasattr(
                 source.features["action_label"], "num_classes") else int(max(source["action_label"])) + 1
@@ -236,6 +239,16 @@ def _copy_media(batch: dict[str, list], row: int, out: dict[str, list]) -> None:
             out[name].append(batch[name][row])
 
 
+SUBTITLE_COLUMNS = ("subtitle_input_ids", "subtitle_starts", "subtitle_ends")
+
+
+def _subtitle_columns(tokenizer, subtitles: dict[str, list], max_length: int) -> dict[str, list]:
+    """A video's non-empty subtitles tokenized one by one, with their start / end times (for subtitle collation)."""
+    texts, starts, ends = non_empty_subtitles(subtitles["text"], subtitles["start"], subtitles["end"])
+    ids = _tokenize(tokenizer, texts, max_length) if texts else []
+    return {"subtitle_input_ids": ids, "subtitle_starts": [float(t) for t in starts], "subtitle_ends": [float(t) for t in ends]}
+
+
 def padding_collator(tokenizer, source: datasets.Dataset, objectives: Sequence[str] = (), seed: int = 0) -> MultimodalCollator:
     """A collator for the source's modality (regions or frames) with the given objectives (none: padding only)."""
     video = is_video_source(source)
@@ -245,12 +258,15 @@ def padding_collator(tokenizer, source: datasets.Dataset, objectives: Sequence[s
 def pretraining_examples(
     source: datasets.Dataset, tokenizer, max_length: int = 20, answers: Sequence[str] | None = None
 ) -> datasets.Dataset:
-    """One example per caption and per question of every image or video; questions carry ``answer_label`` (QA)."""
+    """One example per caption and per question of every image or video; questions carry ``answer_label`` (QA).
+    Videos with timed ``subtitles`` also carry them tokenized (``subtitle_input_ids``, ``subtitle_starts``,
+    ``subtitle_ends``: empty subtitles dropped) for models whose text is the subtitles (HERO)."""
     answer_index = {answer: index for index, answer in enumerate(answers or [])}
 
     def expand(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"input_ids": [], "answer_label": []}
         out.update({name: [] for name in MEDIA_COLUMNS if name in batch})
+        out.update({name: [] for name in SUBTITLE_COLUMNS if "subtitles" in batch})
         for row in range(len(batch["captions"])):
             texts = list(batch["captions"][row])
             labels = [-100] * len(texts)
@@ -259,10 +275,13 @@ def pretraining_examples(
                 if answer in answer_index:
                     texts.append(question)
                     labels.append(answer_index[answer])
+            subtitles = _subtitle_columns(tokenizer, batch["subtitles"][row], max_length) if "subtitles" in batch else {}
             for ids, label in zip(_tokenize(tokenizer, texts, max_length), labels):
                 out["input_ids"].append(ids)
                 out["answer_label"].append(label)
                 _copy_media(batch, row, out)
+                for name, value in subtitles.items():
+                    out[name].append(value)
         return out
 
     return source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)

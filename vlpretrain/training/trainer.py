@@ -3,7 +3,8 @@
 Callbacks never see model outputs, so the per-objective losses are collected in ``compute_loss`` (training)
 and ``prediction_step`` (evaluation) and merged into the logged dictionaries: ``mlm_loss``,
 ``matching_loss``, ... while training and ``eval_mlm_loss``, ... after evaluation. Values are averaged over
-the optimisation steps since the last log and, in multi-process runs, over processes.
+the steps since the last log (and over processes) whose batch had targets for the objective. The training collator's
+running counts (``scene_graph_unparsed_captions``: captions ERNIE-ViL's parser could not parse) are logged too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class VLPretrainingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator
         self._objective_sums: dict[str, torch.Tensor] = {}
-        self._objective_counts: dict[str, int] = defaultdict(int)
+        self._objective_counts: dict[str, torch.Tensor] = {}
         self._eval_sums: dict[str, float] = defaultdict(float)
         self._eval_counts: dict[str, int] = defaultdict(int)
         self._all_label_names = list(self.label_names)
@@ -47,9 +48,8 @@ class VLPretrainingTrainer(Trainer):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
             for name, value in _objective_losses(outputs).items():
-                value = value.detach().float()
                 self._objective_sums[name] = self._objective_sums.get(name, 0.0) + value
-                self._objective_counts[name] += 1
+                self._objective_counts[name] = self._objective_counts.get(name, 0.0) + (value != 0).float()
         return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -59,8 +59,9 @@ class VLPretrainingTrainer(Trainer):
                 with torch.no_grad(), self.compute_loss_context_manager():
                     outputs = model(**self._prepare_inputs(inputs))
                 for name, value in _objective_losses(outputs).items():
-                    self._eval_sums[name] += float(value.detach().float())
-                    self._eval_counts[name] += 1
+                    if float(value) != 0.0:
+                        self._eval_sums[name] += float(value)
+                        self._eval_counts[name] += 1
                 loss = outputs["loss"].detach().mean() if outputs.get("loss") is not None else None
                 if prediction_loss_only or self.compute_metrics is None:
                     return loss, None, None
@@ -85,10 +86,12 @@ class VLPretrainingTrainer(Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._objective_sums:
             for name, total in self._objective_sums.items():
-                mean = total / self._objective_counts[name]
-                logs[name] = round(self._reduce_mean(mean), 4)
+                total, count = self._reduce_sum(total), self._reduce_sum(self._objective_counts[name])
+                if count > 0:
+                    logs[name] = round(total / count, 4)
             self._objective_sums = {}
             self._objective_counts.clear()
+            logs.update(self._collator_statistics())
         prefix = getattr(self, "_metric_key_prefix", "eval")
         if f"{prefix}_loss" in logs and self._eval_sums:
             for name, total in self._eval_sums.items():
@@ -97,19 +100,36 @@ class VLPretrainingTrainer(Trainer):
             self._eval_counts.clear()
         super().log(logs, *args, **kwargs)
 
-    def _reduce_mean(self, value: torch.Tensor | float) -> float:
-        """Average a scalar over processes (a no-op in single-process runs)."""
+    def _collator_statistics(self) -> dict[str, int]:
+        """The training collator's running counts (e.g. unparsed scene-graph captions), summed over processes.
+        Counted where the collator runs: with ``dataloader_num_workers > 0`` the counts stay in the workers, so
+        nothing is logged rather than a wrong zero."""
+        statistics = getattr(self.data_collator, "statistics", None)
+        if not callable(statistics) or self.args.dataloader_num_workers > 0:
+            return {}
+        counts = statistics()
+        if self.args.world_size > 1 and counts:
+            names = sorted(counts)
+            totals = torch.tensor([float(counts[name]) for name in names], device=self.args.device)
+            totals = self.accelerator.reduce(totals, reduction="sum")
+            counts = {name: int(total) for name, total in zip(names, totals.tolist())}
+        return counts
+
+    def _reduce_sum(self, value: torch.Tensor | float) -> float:
+        """Sum a scalar over processes (a no-op in single-process runs)."""
         if not isinstance(value, torch.Tensor):
             return float(value)
         if self.args.world_size > 1:
-            value = self.accelerator.reduce(value.to(self.args.device), reduction="mean")
+            value = self.accelerator.reduce(value.to(self.args.device), reduction="sum")
         return float(value)
 
 
 def _objective_losses(outputs) -> dict[str, torch.Tensor]:
-    """The per-objective losses of a model output: every tensor entry named ``<objective>_loss``."""
+    """The per-objective losses of a model output: every tensor entry named ``<objective>_loss``, detached. A loss
+    of exactly 0 is an objective with no target in the batch (no masked region, say); the logs leave such batches
+    out of the objective's average instead of pulling it towards 0."""
     return {
-        key: value
+        key: value.detach().float()
         for key, value in outputs.items()
         if key.endswith("_loss") and key != "loss" and isinstance(value, torch.Tensor)
     }
