@@ -24,6 +24,16 @@ from helpers.factories import image_text_batch, tiny_lxmert_config  # noqa: E402
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models run fastest single-threaded (several threads on a shared machine are much slower); a test
+    module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def lxmert_config():
     """A tiny LXMERT config (hidden 32, 2/1/1 layers) with every objective on."""
     return tiny_lxmert_config()

@@ -23,12 +23,7 @@ OBJECTIVES = ("mlm", "frame_feature", "frame_order", "vsm")
 INPUTS = ("input_ids", "attention_mask", "frame_features", "frame_attention_mask", "text_subtitle_index", "frame_subtitle_index")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_base_size_parameter_count():

@@ -23,12 +23,7 @@ from vlpretrain.training.recipes import ModelArguments, build_config
 from vlpretrain.training.tasks import default_tokenizer, load_source, pretraining_examples, source_label_sizes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rule(starts, ends, num_frames, interval):

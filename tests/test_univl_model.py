@@ -14,13 +14,7 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids", "frame_features", "fr
 OBJECTIVES = ("contrastive", "mlm", "frame_feature", "alignment", "reconstruction")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded (several threads on a shared machine are much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_base_size_parameter_count_matches_the_released_layout():

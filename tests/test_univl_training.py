@@ -20,12 +20,7 @@ from vlpretrain.training.tasks import default_tokenizer, load_source
 OBJECTIVES = ("contrastive", "mlm", "frame_feature", "alignment", "reconstruction")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cli_pretrain_on_shapes_video_logs_every_objective(tmp_path):
