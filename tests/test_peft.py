@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from helpers.factories import image_text_batch
+from helpers.univl_hero_factories import hero_batch
 from peft import PeftModel
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -45,6 +46,15 @@ def model_inputs(model, config, task: str) -> dict:
     """Random inputs by the model's forward arguments (text, region and/or frame features); multiple-choice heads
     get two text choices per example."""
     parameters = inspect.signature(model.forward).parameters
+    if "subtitle_input_ids" in parameters and task == "video_qa":  # HERO: candidate answers (batch, choices, length) over subtitled videos
+        video = hero_batch(config, targets=False)
+        candidates = torch.randint(5, config.vocab_size, (video["input_ids"].shape[0], 2, 4))
+        return dict(input_ids=candidates, subtitle_input_ids=video["input_ids"],
+                    **{name: video[name] for name in ("frame_features", "frame_attention_mask", "text_subtitle_index",
+                                                      "frame_subtitle_index")})
+    if "frame_features" not in parameters and hasattr(config, "num_visual_words"):  # VideoBERT generation
+        ids = torch.randint(5, config.vocab_size + config.num_visual_words, (2, 8))
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     if "region_features" not in parameters and "frame_features" not in parameters:
         pytest.skip(f"{type(model).__name__}: no inputs builder for this modality yet")
     if "region_features" in parameters:
@@ -57,6 +67,9 @@ def model_inputs(model, config, task: str) -> dict:
     if "frame_features" in parameters:
         inputs["frame_features"] = torch.randn(2, 3, config.frame_feature_size)
         inputs["frame_attention_mask"] = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    if "visual_word_ids" in parameters:  # VideoBERT: visual words directly (a random model has no fitted tokenizer)
+        inputs.pop("frame_features")
+        inputs["visual_word_ids"] = torch.randint(0, config.num_visual_words, (2, 3))
     if task == "multiple_choice":
         inputs.update({name: torch.stack([inputs[name], inputs[name].flip(0)], 1) for name in TEXT_INPUTS})
     return {name: value for name, value in inputs.items() if name in parameters}
