@@ -48,6 +48,20 @@ def two_stream_scores(model, batch: dict) -> torch.Tensor:
     return logits[:, 1] - logits[:, 0]
 
 
+def assert_indexes_rank_like(model, text: dict, visual: dict, expected: torch.Tensor) -> None:
+    """Searching an index of the visual items with the texts (and of the texts with the visual items), re-ranking
+    everything, returns ``expected`` (texts x items) sorted, in both directions."""
+    items = RetrievalIndex("visual")
+    items.add(model, visual, chunk_size=3)
+    result = items.search(model, text, top_k=4, shortlist_size=None, chunk_size=3)
+    torch.testing.assert_close(result.scores, expected.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
+    assert torch.equal(result.indices, expected.argsort(dim=1, descending=True))
+    captions = RetrievalIndex("text")
+    captions.add(model, text, chunk_size=3)
+    reverse = captions.search(model, visual, top_k=4, shortlist_size=None, chunk_size=3)
+    torch.testing.assert_close(reverse.scores, expected.T.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
+
+
 def pair_grid(text: UnimodalEncoding, visual: UnimodalEncoding) -> tuple[UnimodalEncoding, UnimodalEncoding]:
     """Every (text i, visual j) pair, row-aligned, text-major."""
     texts, visuals = text.states.shape[0], visual.states.shape[0]
@@ -79,15 +93,7 @@ def test_two_stream_split_scores_equal_the_full_forward(model_class, make_config
     assert encoded_text.embeddings.shape == encoded_visual.embeddings.shape == (4, config.bi_hidden_size)
     torch.testing.assert_close(encoded_text.embeddings.norm(dim=-1), torch.ones(4))
 
-    images = RetrievalIndex("visual")
-    images.add(model, visual, chunk_size=3)
-    result = images.search(model, text, top_k=4, shortlist_size=None, chunk_size=3)
-    torch.testing.assert_close(result.scores, expected.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
-    assert torch.equal(result.indices, expected.argsort(dim=1, descending=True))
-    captions = RetrievalIndex("text")
-    captions.add(model, text, chunk_size=3)
-    reverse = captions.search(model, visual, top_k=4, shortlist_size=None, chunk_size=3)
-    torch.testing.assert_close(reverse.scores, expected.T.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
+    assert_indexes_rank_like(model, text, visual, expected)
 
 
 def test_two_stream_without_matching_head_refuses_to_score():
@@ -121,15 +127,7 @@ def test_univl_split_scores_equal_the_full_forward(mode):
     torch.testing.assert_close(encoded_visual.embeddings, full.visual_embeds, atol=1e-6, rtol=0)
     torch.testing.assert_close(grid, full.logits, atol=1e-5, rtol=0)  # padding changes no score (fixed frame positions)
 
-    videos = RetrievalIndex("visual")
-    videos.add(model, visual, chunk_size=3)
-    result = videos.search(model, text, top_k=4, shortlist_size=None, chunk_size=3)
-    torch.testing.assert_close(result.scores, expected.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
-    assert torch.equal(result.indices, expected.argsort(dim=1, descending=True))
-    captions = RetrievalIndex("text")
-    captions.add(model, text, chunk_size=3)
-    reverse = captions.search(model, visual, top_k=4, shortlist_size=None, chunk_size=3)
-    torch.testing.assert_close(reverse.scores, expected.T.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
+    assert_indexes_rank_like(model, text, visual, expected)
 
 
 def test_univl_align_score_does_not_depend_on_padding():
@@ -165,15 +163,7 @@ def test_hero_split_scores_equal_the_full_forward():
     first_stage = encoded_text.embeddings @ encoded_visual.embeddings.T
     assert first_stage.shape == (4, 4) and bool((first_stage <= 1 + 1e-5).all())
 
-    videos = RetrievalIndex("visual")
-    videos.add(model, visual, chunk_size=3)
-    result = videos.search(model, text, top_k=4, shortlist_size=None, chunk_size=3)
-    torch.testing.assert_close(result.scores, full.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
-    assert torch.equal(result.indices, full.argsort(dim=1, descending=True))
-    captions = RetrievalIndex("text")
-    captions.add(model, text)
-    reverse = captions.search(model, visual, top_k=4, shortlist_size=None, chunk_size=3)
-    torch.testing.assert_close(reverse.scores, full.T.sort(dim=1, descending=True).values, atol=1e-5, rtol=0)
+    assert_indexes_rank_like(model, text, visual, full)
 
 
 @pytest.fixture(scope="module")
