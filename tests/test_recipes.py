@@ -114,10 +114,11 @@ def test_store_without_captions_is_rejected(tmp_path):
         load_source(str(tmp_path))
 
 
-def test_main_job_quick_runs_end_to_end(tmp_path, capsys):
+def test_main_job_quick_runs_end_to_end(tmp_path, capsys, monkeypatch):
     from vlpretrain.training.main_job import run_main_job
 
-    summary = run_main_job(str(tmp_path / "demo"), quick=True)
+    monkeypatch.chdir(tmp_path)  # a relative output folder, as the demo command's default
+    summary = run_main_job("demo", quick=True)
     printed = capsys.readouterr().out
     assert "| VQA accuracy (%)" in printed and "from scratch" in printed
     assert (tmp_path / "demo" / "export" / "README.md").exists()

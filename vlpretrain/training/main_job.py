@@ -50,7 +50,7 @@ def _arguments(output_dir: Path, steps: int, seed: int, learning_rate: float, ba
 def run_main_job(output_dir: str, quick: bool = False, seed: int = 0, tokenizer: str | None = None) -> dict:
     """Run the whole job; ``quick`` shrinks data and steps to a smoke test."""
     start = time.time()
-    output = Path(output_dir)
+    output = Path(output_dir).resolve()  # the export is reloaded from another working directory
     budget = (
         dict(images=200, eval_images=50, gallery=20, pretrain=20, vqa=20, retrieval=10)
         if quick
