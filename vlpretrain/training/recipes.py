@@ -206,8 +206,12 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     if prepare is not None:  # data-dependent parts a model fits before training (VideoBERT's visual words)
         prepare(train_source)
     config.task_specific_params = {"pretraining_answers": answers}
-    train = pretraining_examples(train_source, tokenizer, data_args.max_text_length, answers)
-    evaluation = pretraining_examples(eval_source, tokenizer, data_args.max_text_length, answers)
+    # Questions join the pretraining text only for a model with a QA objective (LXMERT mixes captions and
+    # questions); the others pretrain on captions, as their papers do: a question such as "is there a red
+    # square?" is not a description, so as a matching positive it is noise.
+    question_answers = answers if config.loss_weights.get("qa") else None
+    train = pretraining_examples(train_source, tokenizer, data_args.max_text_length, question_answers)
+    evaluation = pretraining_examples(eval_source, tokenizer, data_args.max_text_length, question_answers)
     if data_args.text_corpus:
         if not config.loss_weights.get("text_mlm"):
             raise ValueError(f"text_corpus: {model_args.model} has no text_mlm objective to train on a text corpus")
