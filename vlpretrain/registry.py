@@ -82,7 +82,7 @@ class Architecture:
         layer scales its input by about 0.02 * sqrt(64) = 0.16, so attention and feed-forward blocks start
         as near no-ops and the objectives that need text and image to interact sit on a plateau. With 0.02,
         image-text matching of tiny ViLBERT, ImageBERT, LXMERT and ActBERT stayed at ln 2 for over 1,000 steps
-        on ``shapes``; with the wider initialisation it falls within a few hundred (see ``tests/test_registry.py``).
+        on ``shapes``; with the wider initialisation it falls within a few hundred (``tests/test_recipes.py``).
         """
         presets = {"base": {}, **self.presets}
         if size not in presets:
