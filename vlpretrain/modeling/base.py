@@ -313,16 +313,21 @@ def retrieval_text_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     return mask
 
 
+def retrieval_placeholder_text(features: torch.Tensor, name: str, items: str, feature_size: int) -> torch.Tensor:
+    """For a two-stage retrieval encoder given visual ``features`` alone: check they are (batch, ``items``,
+    ``feature_size``) and return one placeholder token per example, for the input checks and encoders that expect
+    text beside them."""
+    if features.dim() != 3:
+        raise ValueError(f"{name}: expected (batch, {items}, {feature_size}), got {tuple(features.shape)}")
+    return torch.zeros(features.shape[0], 1, dtype=torch.long, device=features.device)
+
+
 def retrieval_region_mask(
     config, region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None
 ) -> torch.Tensor:
     """Check the region sets given to a two-stage retrieval encoder (as ``check_image_text_inputs`` does for a
     forward pass) and return their region mask (all ones when None)."""
-    if region_features.dim() != 3:
-        raise ValueError(
-            f"region_features: expected (batch, regions, {config.region_feature_size}), got {tuple(region_features.shape)}"
-        )
-    placeholder_text = torch.zeros(region_features.shape[0], 1, dtype=torch.long, device=region_features.device)
+    placeholder_text = retrieval_placeholder_text(region_features, "region_features", "regions", config.region_feature_size)
     check_image_text_inputs(config, placeholder_text, None, None, region_features, region_boxes, region_attention_mask)
     if region_attention_mask is None:
         return torch.ones(region_features.shape[:2], dtype=torch.long, device=region_features.device)

@@ -28,7 +28,13 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..configuration.hero import HERO_OBJECTIVES, HeroConfig
-from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs, retrieval_text_mask
+from .base import (
+    VLPreTrainedModel,
+    check_match_labels,
+    check_video_text_inputs,
+    retrieval_placeholder_text,
+    retrieval_text_mask,
+)
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, PredictionHeadTransform
 from .layers import SelfAttention, TransformerLayer, key_padding_mask
@@ -653,9 +659,7 @@ class HeroTwoStageScoring:
         self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None
     ) -> UnimodalEncoding:
         """Temporal frame states, frame mask and normalised mean-of-frames embeddings of a batch of videos."""
-        if frame_features.dim() != 3:
-            raise ValueError(f"frame_features: expected (batch, frames, {self.config.frame_feature_size}), got {tuple(frame_features.shape)}")
-        placeholder_text = torch.zeros(frame_features.shape[0], 1, dtype=torch.long, device=frame_features.device)
+        placeholder_text = retrieval_placeholder_text(frame_features, "frame_features", "frames", self.config.frame_feature_size)
         fused, frame_mask = self.fuse_videos(frame_features, frame_attention_mask, None, None, None, placeholder_text)
         states = self.hero.temporal(fused, frame_mask)
         unit_frames = nn.functional.normalize(states.float(), dim=-1, eps=1e-5)

@@ -28,7 +28,13 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..configuration.univl import UnivlConfig
-from .base import VLPreTrainedModel, check_match_labels, check_video_text_inputs, retrieval_text_mask
+from .base import (
+    VLPreTrainedModel,
+    check_match_labels,
+    check_video_text_inputs,
+    retrieval_placeholder_text,
+    retrieval_text_mask,
+)
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
 from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask
@@ -457,9 +463,7 @@ class UnivlTwoStageScoring:
         self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None
     ) -> UnimodalEncoding:
         """Video encoder states, mask and FT-Joint embeddings of a batch of clips (checked like ``forward``)."""
-        if frame_features.dim() != 3:
-            raise ValueError(f"frame_features: expected (batch, frames, {self.config.frame_feature_size}), got {tuple(frame_features.shape)}")
-        placeholder_text = torch.zeros(frame_features.shape[0], 1, dtype=torch.long, device=frame_features.device)
+        placeholder_text = retrieval_placeholder_text(frame_features, "frame_features", "frames", self.config.frame_feature_size)
         check_video_text_inputs(
             self.config, placeholder_text, None, None, frame_features, frame_attention_mask, self.config.max_frames
         )

@@ -78,6 +78,72 @@ def _text_batch(text) -> list[str] | None:
     raise ValueError(f"text: expected a string or a list of strings, got {type(text).__name__}")
 
 
+def _encode_text(tokenizer, texts: list[str], max_length: int | None, tokenizer_kwargs: dict) -> dict:
+    """``input_ids``, ``attention_mask`` and ``token_type_ids`` (zeros when the tokenizer gives none), padded and
+    truncated to ``max_length`` unless ``tokenizer_kwargs`` say otherwise."""
+    options = {"padding": True, "truncation": True, "max_length": max_length}
+    options.update(tokenizer_kwargs)
+    encoded = tokenizer(texts, return_tensors="pt", **options)
+    return {
+        "input_ids": encoded["input_ids"],
+        "attention_mask": encoded["attention_mask"],
+        "token_type_ids": encoded.get("token_type_ids", torch.zeros_like(encoded["input_ids"])),
+    }
+
+
+def region_records_from_arrays(
+    region_features,
+    region_boxes,
+    region_class_targets,
+    count: int,
+    image_sizes=None,
+    normalised_hint: str = "",
+) -> list[RegionRecord]:
+    """One :class:`RegionRecord` per example from precomputed arrays: ``region_features`` (R, D) and
+    ``region_boxes`` (R, 4: x1, y1, x2, y2, in pixels when ``image_sizes`` gives each (height, width), else
+    normalised), optionally ``region_class_targets`` (R, C). ``normalised_hint`` is added to the name in errors
+    about normalised boxes. Every mismatch raises ``ValueError`` naming the argument and example."""
+    if region_boxes is None:
+        raise ValueError("region_features needs region_boxes (each (R, 4): x1, y1, x2, y2)")
+    features = _per_example(region_features, "region_features", count, 2)
+    boxes = _per_example(region_boxes, "region_boxes", count, 2)
+    sizes = None
+    if image_sizes is not None:
+        sizes = _per_example(image_sizes, "image_sizes", count, 1)
+        for index, size in enumerate(sizes):
+            if size.shape != (2,) or (size <= 0).any():
+                raise ValueError(f"image_sizes[{index}]: expected a positive (height, width) pair, got {size.tolist()}")
+    targets = None if region_class_targets is None else _per_example(region_class_targets, "region_class_targets", count, 2)
+    records = []
+    for index in range(count):
+        where = f"region_boxes[{index}]"
+        if features[index].shape[0] != boxes[index].shape[0]:
+            raise ValueError(
+                f"example {index}: region_features has {features[index].shape[0]} regions but region_boxes has {boxes[index].shape[0]}"
+            )
+        if sizes is not None:
+            height, width = (int(value) for value in sizes[index])
+            normalised = normalize_boxes(boxes[index], width, height, where=where)
+        else:
+            height = width = None
+            normalised = validate_normalized_boxes(boxes[index], where=f"{where}{normalised_hint}")
+        if not np.issubdtype(features[index].dtype, np.floating):
+            raise ValueError(f"region_features[{index}]: expected floating point features, got {features[index].dtype}")
+        if targets is not None and targets[index].shape[0] != features[index].shape[0]:
+            raise ValueError(f"region_class_targets[{index}] has {targets[index].shape[0]} rows for {features[index].shape[0]} regions")
+        records.append(
+            RegionRecord(
+                image_id=str(index),
+                image_height=height,
+                image_width=width,
+                boxes=normalised,
+                features=features[index].astype(np.float32, copy=False),
+                class_probabilities=None if targets is None else targets[index].astype(np.float32),
+            )
+        )
+    return records
+
+
 class _SavesFlatModules:
     """``save_pretrained`` / ``from_pretrained`` shared by both processors (see the module docstring)."""
 
@@ -128,7 +194,65 @@ class _SavesFlatModules:
         return processor
 
 
-class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
+class _RegionInputs:
+    """The region side shared by :class:`VisionLanguageProcessor` and ActBERT's processor: the region featurizer and
+    its settings, the per-example region cap, and padding records into batched tensors."""
+
+    def _init_regions(self, region_featurizer_config: dict | None, max_regions: int | None, region_feature_size: int | None) -> None:
+        if max_regions is not None and max_regions <= 0:
+            raise ValueError(f"max_regions must be positive or None, got {max_regions}")
+        self.region_featurizer_config = region_featurizer_config
+        self.max_regions = max_regions
+        self.region_feature_size = region_feature_size
+        self._region_featurizer = RegionFeaturizer(region_featurizer_config) if region_featurizer_config else None
+
+    @property
+    def region_featurizer(self) -> RegionFeaturizer | None:
+        """The featurizer that turns images (or sampled video frames) into regions; None when the processor only
+        takes precomputed region features."""
+        return self._region_featurizer
+
+    def _bind_region_location(self, location: str, hub_kwargs: dict) -> None:
+        if self._region_featurizer is not None:
+            self._region_featurizer.base_path = location
+            self._region_featurizer.hub_kwargs = hub_kwargs
+
+    def _region_counts(self, records: list[RegionRecord | None]) -> list[int]:
+        """Regions kept per example under ``max_regions`` (0 for an example without a record)."""
+        return [0 if record is None else min(record.num_regions, self.max_regions or record.num_regions) for record in records]
+
+    @staticmethod
+    def _pad_region_records(records: list[RegionRecord | None], counts: list[int], dim: int) -> dict:
+        """``region_features`` / ``region_boxes`` / ``region_attention_mask`` with the first ``counts[i]`` regions
+        of each record; an example with count 0 keeps an all-padding row."""
+        length = max(counts, default=0)
+        features = torch.zeros(len(records), length, dim, dtype=torch.float32)
+        boxes = torch.zeros(len(records), length, 4, dtype=torch.float32)
+        mask = torch.zeros(len(records), length, dtype=torch.long)
+        for index, (record, count) in enumerate(zip(records, counts)):
+            if count:
+                features.numpy()[index, :count] = record.features[:count]
+                boxes.numpy()[index, :count] = record.boxes[:count]
+                mask[index, :count] = 1
+        return {"region_features": features, "region_boxes": boxes, "region_attention_mask": mask}
+
+    @staticmethod
+    def _pad_matrix(records: list[RegionRecord | None], counts: list[int], length: int, attribute: str) -> torch.Tensor:
+        """A per-region matrix ``attribute`` (e.g. the class distributions) of every example with regions, padded."""
+        kept = [(index, record, count) for index, (record, count) in enumerate(zip(records, counts)) if count]
+        missing = [record.image_id for _, record, _ in kept if getattr(record, attribute) is None]
+        if missing:
+            raise ValueError(f"region class distributions were requested but examples {missing} have none")
+        classes = {getattr(record, attribute).shape[1] for _, record, _ in kept}
+        if len(classes) > 1:
+            raise ValueError(f"region class distributions have different class counts in one batch: {sorted(classes)}")
+        padded = torch.zeros(len(records), length, classes.pop(), dtype=torch.float32)
+        for index, record, count in kept:
+            padded.numpy()[index, :count] = getattr(record, attribute)[:count]
+        return padded
+
+
+class VisionLanguageProcessor(_RegionInputs, _SavesFlatModules, ProcessorMixin):
     """Tokenizer + region features for the image-text models (LXMERT, ViLBERT, VL-BERT, ...).
 
     Args:
@@ -150,13 +274,8 @@ class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
         region_feature_size: int | None = None,
     ) -> None:
         super().__init__(tokenizer)
-        if max_regions is not None and max_regions <= 0:
-            raise ValueError(f"max_regions must be positive or None, got {max_regions}")
-        self.region_featurizer_config = region_featurizer_config
+        self._init_regions(region_featurizer_config, max_regions, region_feature_size)
         self.max_text_length = max_text_length
-        self.max_regions = max_regions
-        self.region_feature_size = region_feature_size
-        self._region_featurizer = RegionFeaturizer(region_featurizer_config) if region_featurizer_config else None
 
     @classmethod
     def from_featurizer(cls, tokenizer, featurizer: RegionFeaturizer, **kwargs) -> VisionLanguageProcessor:
@@ -164,11 +283,6 @@ class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
         processor = cls(tokenizer, region_featurizer_config=featurizer.to_dict(), **kwargs)
         processor._region_featurizer = featurizer
         return processor
-
-    @property
-    def region_featurizer(self) -> RegionFeaturizer | None:
-        """The featurizer used for ``images=`` (None when the processor only takes precomputed features)."""
-        return self._region_featurizer
 
     @property
     def model_input_names(self) -> list[str]:
@@ -182,9 +296,7 @@ class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
         return None if self._region_featurizer is None else self._region_featurizer.save_models(folder)
 
     def _bind_location(self, location: str, hub_kwargs: dict) -> None:
-        if self._region_featurizer is not None:
-            self._region_featurizer.base_path = location
-            self._region_featurizer.hub_kwargs = hub_kwargs
+        self._bind_region_location(location, hub_kwargs)
 
     def __call__(
         self,
@@ -238,7 +350,7 @@ class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
             records = self._records_from_arrays(region_features, region_boxes, image_sizes, region_class_targets, batch_size)
         data = {}
         if texts is not None:
-            data.update(self._tokenize(texts, tokenizer_kwargs))
+            data.update(_encode_text(self.tokenizer, texts, self.max_text_length, tokenizer_kwargs))
         elif tokenizer_kwargs:
             raise ValueError(f"tokenizer arguments {sorted(tokenizer_kwargs)} given without text")
         if records is not None:
@@ -251,57 +363,13 @@ class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
             raise ValueError(f"{name} has {count} examples but text has {batch_size}")
 
     def _records_from_arrays(self, region_features, region_boxes, image_sizes, class_targets, batch_size) -> list[RegionRecord]:
-        if region_boxes is None:
-            raise ValueError("region_features needs region_boxes (each (R, 4): x1, y1, x2, y2)")
         count = len(region_features)
-        self._check_batch("region_features", count, batch_size)
-        features = _per_example(region_features, "region_features", count, 2)
-        boxes = _per_example(region_boxes, "region_boxes", count, 2)
-        sizes = None
-        if image_sizes is not None:
-            sizes = _per_example(image_sizes, "image_sizes", count, 1)
-            for index, size in enumerate(sizes):
-                if size.shape != (2,) or (size <= 0).any():
-                    raise ValueError(f"image_sizes[{index}]: expected a positive (height, width) pair, got {size.tolist()}")
-        targets = None if class_targets is None else _per_example(class_targets, "region_class_targets", count, 2)
-        records = []
-        for index in range(count):
-            where = f"region_boxes[{index}]"
-            if features[index].shape[0] != boxes[index].shape[0]:
-                raise ValueError(
-                    f"example {index}: region_features has {features[index].shape[0]} regions but region_boxes has {boxes[index].shape[0]}"
-                )
-            if sizes is not None:
-                height, width = (int(value) for value in sizes[index])
-                normalised = normalize_boxes(boxes[index], width, height, where=where)
-            else:
-                height = width = None
-                normalised = validate_normalized_boxes(boxes[index], where=f"{where} (normalised, since image_sizes is None)")
-            if not np.issubdtype(features[index].dtype, np.floating):
-                raise ValueError(f"region_features[{index}]: expected floating point features, got {features[index].dtype}")
-            if targets is not None and targets[index].shape[0] != features[index].shape[0]:
-                raise ValueError(f"region_class_targets[{index}] has {targets[index].shape[0]} rows for {features[index].shape[0]} regions")
-            records.append(
-                RegionRecord(
-                    image_id=str(index),
-                    image_height=height,
-                    image_width=width,
-                    boxes=normalised,
-                    features=features[index].astype(np.float32, copy=False),
-                    class_probabilities=None if targets is None else targets[index].astype(np.float32),
-                )
-            )
-        return records
-
-    def _tokenize(self, texts: list[str], tokenizer_kwargs: dict) -> dict:
-        options = {"padding": True, "truncation": True, "max_length": self.max_text_length}
-        options.update(tokenizer_kwargs)
-        encoded = self.tokenizer(texts, return_tensors="pt", **options)
-        return {
-            "input_ids": encoded["input_ids"],
-            "attention_mask": encoded["attention_mask"],
-            "token_type_ids": encoded.get("token_type_ids", torch.zeros_like(encoded["input_ids"])),
-        }
+        if region_boxes is not None:
+            self._check_batch("region_features", count, batch_size)
+        return region_records_from_arrays(
+            region_features, region_boxes, class_targets, count, image_sizes,
+            normalised_hint=" (normalised, since image_sizes is None)",
+        )
 
     def _pad_regions(self, records: list[RegionRecord], with_targets: bool, with_labels: bool) -> dict:
         if not records:
@@ -317,16 +385,9 @@ class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
                 )
         if len(sizes) > 1:
             raise ValueError(f"region feature sizes differ within the batch: {sorted(sizes)}")
-        counts = [min(record.num_regions, self.max_regions or record.num_regions) for record in records]
-        batch, length, dim = len(records), max(counts), sizes.pop()
-        features = torch.zeros(batch, length, dim, dtype=torch.float32)
-        boxes = torch.zeros(batch, length, 4, dtype=torch.float32)
-        mask = torch.zeros(batch, length, dtype=torch.long)
-        for index, (record, count) in enumerate(zip(records, counts)):
-            features.numpy()[index, :count] = record.features[:count]
-            boxes.numpy()[index, :count] = record.boxes[:count]
-            mask[index, :count] = 1
-        output = {"region_features": features, "region_boxes": boxes, "region_attention_mask": mask}
+        counts = self._region_counts(records)
+        length = max(counts)
+        output = self._pad_region_records(records, counts, sizes.pop())
         if with_targets:
             output["region_class_targets"] = self._pad_matrix(records, counts, length, "class_probabilities")
         if with_labels:
@@ -350,19 +411,6 @@ class VisionLanguageProcessor(_SavesFlatModules, ProcessorMixin):
             output[f"region_{family}_labels"] = cls._pad_vector(records, counts, length, label_key, torch.long, IGNORE_INDEX)
             output[f"region_{family}_confidences"] = cls._pad_vector(records, counts, length, confidence_key, torch.float32, 0.0)
         return output
-
-    @staticmethod
-    def _pad_matrix(records: list[RegionRecord], counts: list[int], length: int, attribute: str) -> torch.Tensor:
-        missing = [record.image_id for record in records if getattr(record, attribute) is None]
-        if missing:
-            raise ValueError(f"region class distributions were requested but examples {missing} have none")
-        classes = {getattr(record, attribute).shape[1] for record in records}
-        if len(classes) > 1:
-            raise ValueError(f"region class distributions have different class counts in one batch: {sorted(classes)}")
-        padded = torch.zeros(len(records), length, classes.pop(), dtype=torch.float32)
-        for index, (record, count) in enumerate(zip(records, counts)):
-            padded.numpy()[index, :count] = getattr(record, attribute)[:count]
-        return padded
 
     @staticmethod
     def _pad_vector(records: list[RegionRecord], counts: list[int], length: int, attribute: str, dtype: torch.dtype, fill: float) -> torch.Tensor:
@@ -468,9 +516,7 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
                 clips = _per_example(frame_features, "frame_features", count, 2)
         data = {}
         if texts is not None:
-            options = {"padding": True, "truncation": True, "max_length": self.max_text_length}
-            options.update(tokenizer_kwargs)
-            encoded = self.tokenizer(texts, return_tensors="pt", **options)
+            encoded = _encode_text(self.tokenizer, texts, self.max_text_length, tokenizer_kwargs)
             data["input_ids"], data["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
         elif tokenizer_kwargs:
             raise ValueError(f"tokenizer arguments {sorted(tokenizer_kwargs)} given without text")

@@ -42,8 +42,15 @@ from PIL import Image
 from transformers import BatchFeature
 
 from .frames import FrameFeaturizer, FrameRecord, decode_video, read_frame_features
-from .processor import VideoLanguageProcessor, _per_example, _text_batch
-from .readers import RegionRecord, validate_normalized_boxes
+from .processor import (
+    VideoLanguageProcessor,
+    _encode_text,
+    _per_example,
+    _RegionInputs,
+    _text_batch,
+    region_records_from_arrays,
+)
+from .readers import RegionRecord
 from .regions import RegionFeaturizer, load_image
 
 VideoInput = str | os.PathLike | Sequence[Image.Image | np.ndarray]
@@ -58,7 +65,7 @@ def sampled_frame_indices(num_frames: int, count: int) -> list[int]:
     return [round(index * (num_frames - 1) / (count - 1)) for index in range(count)]
 
 
-class VideoRegionLanguageProcessor(VideoLanguageProcessor):
+class VideoRegionLanguageProcessor(_RegionInputs, VideoLanguageProcessor):
     """Tokenizer + clip features (actions) + region features from sampled frames, for ActBERT (module docstring).
 
     Args:
@@ -88,13 +95,8 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
         super().__init__(tokenizer, frame_featurizer_config, max_text_length, max_frames, frame_feature_size)
         if int(region_frames) <= 0:
             raise ValueError(f"region_frames must be positive, got {region_frames}")
-        if max_regions is not None and max_regions <= 0:
-            raise ValueError(f"max_regions must be positive or None, got {max_regions}")
-        self.region_featurizer_config = region_featurizer_config
+        self._init_regions(region_featurizer_config, max_regions, region_feature_size)
         self.region_frames = int(region_frames)
-        self.max_regions = max_regions
-        self.region_feature_size = region_feature_size
-        self._region_featurizer = RegionFeaturizer(region_featurizer_config) if region_featurizer_config else None
 
     @classmethod
     def from_featurizers(
@@ -112,11 +114,6 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
         return processor
 
     @property
-    def region_featurizer(self) -> RegionFeaturizer | None:
-        """The featurizer run on sampled frames (None when regions must be given as arrays)."""
-        return self._region_featurizer
-
-    @property
     def model_input_names(self) -> list[str]:
         """The names of the model inputs this processor returns by default."""
         return ["input_ids", "attention_mask", "token_type_ids", "frame_features", "frame_attention_mask",
@@ -130,9 +127,7 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
 
     def _bind_location(self, location: str, hub_kwargs: dict) -> None:
         super()._bind_location(location, hub_kwargs)
-        if self._region_featurizer is not None:
-            self._region_featurizer.base_path = location
-            self._region_featurizer.hub_kwargs = hub_kwargs
+        self._bind_region_location(location, hub_kwargs)
 
     def __call__(
         self,
@@ -174,7 +169,7 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
             raise ValueError(f"tokenizer arguments {sorted(tokenizer_kwargs)} given without text")
         given_regions = None
         if region_features is not None:
-            given_regions = self._records_from_arrays(region_features, region_boxes, region_class_targets, count)
+            given_regions = region_records_from_arrays(region_features, region_boxes, region_class_targets, count)
         if videos is not None:
             self._check_featurizers(videos, need_regions=given_regions is None)
             clips, records = [], []
@@ -192,11 +187,7 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
             records = given_regions if given_regions is not None else [None] * count
         data = {}
         if texts is not None:
-            options = {"padding": True, "truncation": True, "max_length": self.max_text_length}
-            options.update(tokenizer_kwargs)
-            encoded = self.tokenizer(texts, return_tensors="pt", **options)
-            data["input_ids"], data["attention_mask"] = encoded["input_ids"], encoded["attention_mask"]
-            data["token_type_ids"] = encoded.get("token_type_ids", torch.zeros_like(encoded["input_ids"]))
+            data.update(_encode_text(self.tokenizer, texts, self.max_text_length, tokenizer_kwargs))
         data.update(self._pad_frames(clips))
         data.update(self._pad_video_regions(records, return_region_class_targets))
         return BatchFeature(data=data, tensor_type=None)
@@ -257,32 +248,6 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
             features=merged["features"], class_probabilities=merged["class_probabilities"],
         )
 
-    def _records_from_arrays(self, region_features, region_boxes, class_targets, count: int) -> list[RegionRecord]:
-        if region_boxes is None:
-            raise ValueError("region_features needs region_boxes (each (R, 4): normalised x1, y1, x2, y2)")
-        features = _per_example(region_features, "region_features", count, 2)
-        boxes = _per_example(region_boxes, "region_boxes", count, 2)
-        targets = None if class_targets is None else _per_example(class_targets, "region_class_targets", count, 2)
-        records = []
-        for index in range(count):
-            if len(features[index]) != len(boxes[index]):
-                raise ValueError(
-                    f"example {index}: region_features has {len(features[index])} regions but region_boxes has {len(boxes[index])}"
-                )
-            if not np.issubdtype(features[index].dtype, np.floating):
-                raise ValueError(f"region_features[{index}]: expected floating point features, got {features[index].dtype}")
-            if targets is not None and len(targets[index]) != len(features[index]):
-                raise ValueError(
-                    f"example {index}: region_class_targets has {len(targets[index])} rows for {len(features[index])} regions"
-                )
-            normalised = validate_normalized_boxes(boxes[index].reshape(-1, 4), where=f"region_boxes[{index}]")
-            records.append(RegionRecord(
-                image_id=str(index), image_height=None, image_width=None, boxes=normalised,
-                features=np.asarray(features[index], np.float32),
-                class_probabilities=None if targets is None else np.asarray(targets[index], np.float32),
-            ))
-        return records
-
     def _pad_video_regions(self, records: list[RegionRecord | None], with_targets: bool) -> dict:
         """Pad the videos' regions; a video without regions keeps an all-zero mask row (module docstring)."""
         present = [record for record in records if record is not None and record.num_regions > 0]
@@ -301,17 +266,8 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
                 "region_feature_size: no video of the batch has regions, so the region feature size is unknown; "
                 "set region_feature_size on the processor"
             )
-        counts = [0 if record is None else min(record.num_regions, self.max_regions or record.num_regions) for record in records]
-        length, dim = max(counts), sizes.pop()
-        features = torch.zeros(len(records), length, dim, dtype=torch.float32)
-        boxes = torch.zeros(len(records), length, 4, dtype=torch.float32)
-        mask = torch.zeros(len(records), length, dtype=torch.long)
-        for index, (record, count) in enumerate(zip(records, counts)):
-            if count:
-                features.numpy()[index, :count] = record.features[:count]
-                boxes.numpy()[index, :count] = record.boxes[:count]
-                mask[index, :count] = 1
-        output = {"region_features": features, "region_boxes": boxes, "region_attention_mask": mask}
+        counts = self._region_counts(records)
+        output = self._pad_region_records(records, counts, sizes.pop())
         if with_targets:
             missing = [index for index, record in enumerate(records) if record is not None and record.num_regions
                        and record.class_probabilities is None]
@@ -320,12 +276,5 @@ class VideoRegionLanguageProcessor(VideoLanguageProcessor):
                     f"region class distributions were requested but examples {missing or list(range(len(records)))} have "
                     "none (they come from a detector or region_class_targets)"
                 )
-            classes = {record.class_probabilities.shape[1] for record in present}
-            if len(classes) > 1:
-                raise ValueError(f"region class distributions have different class counts in one batch: {sorted(classes)}")
-            targets = torch.zeros(len(records), length, classes.pop(), dtype=torch.float32)
-            for index, (record, count) in enumerate(zip(records, counts)):
-                if count:
-                    targets.numpy()[index, :count] = record.class_probabilities[:count]
-            output["region_class_targets"] = targets
+            output["region_class_targets"] = self._pad_matrix(records, counts, max(counts), "class_probabilities")
         return output
