@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from helpers.actbert_videobert_factories import actbert_batch, tiny_actbert_config
+from helpers.fresh_process import run_fresh_process
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification, AutoModelForVisualQuestionAnswering
 
@@ -204,10 +202,9 @@ def test_fresh_process_loads_with_transformers_alone(tmp_path):
     for name in ("masked_frames", "masked_regions"):
         batch[name] = batch[name].long()
     save_file(batch, tmp_path / "inputs.safetensors")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "model"), str(tmp_path / "inputs.safetensors"),
-                           str(tmp_path / "out.safetensors")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "model", tmp_path / "inputs.safetensors", tmp_path / "out.safetensors",
+    )
     remote = load_file(tmp_path / "out.safetensors")
     with torch.no_grad():
         local = model(**batch)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import textwrap
 
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.factories import tiny_lxmert_config
+from helpers.fresh_process import run_fresh_process
 from helpers.processing import minilm_tokenizer, random_image, tiny_backbone, tiny_detector
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel, pipeline
@@ -245,14 +244,9 @@ def test_exported_folders_run_their_pipelines_with_transformers_alone(vqa_model,
     for position, item in enumerate(gallery):
         arrays[f"features{position}"], arrays[f"boxes{position}"] = item["region_features"], item["region_boxes"]
     np.savez(tmp_path / "inputs.npz", **arrays)
-    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    environment.pop("HF_MODULES_CACHE", None)
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "vqa"), str(tmp_path / "retrieval"),
-         str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.json")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "vqa", tmp_path / "retrieval", tmp_path / "inputs.npz", tmp_path / "outputs.json",
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     remote = json.loads((tmp_path / "outputs.json").read_text())
 
     vqa = pipeline("vlpretrain-vqa", model=vqa_model, processor=processor)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 from helpers.factories import tiny_lxmert_config
+from helpers.fresh_process import run_fresh_process
 from helpers.processing import make_video, minilm_tokenizer, tiny_frame_model
 from helpers.univl_hero_factories import tiny_univl_config
 from PIL import Image
@@ -175,14 +174,9 @@ def test_exported_captioning_folder_runs_its_pipeline_with_transformers_alone(mo
 
     clips = [clip(seed, frames=2 + seed) for seed in range(3)]
     np.savez(tmp_path / "inputs.npz", **{f"clip{i}": item for i, item in enumerate(clips)})
-    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    environment.pop("HF_MODULES_CACHE", None)
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "exported"), str(tmp_path / "inputs.npz"),
-         str(tmp_path / "outputs.json")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "exported", tmp_path / "inputs.npz", tmp_path / "outputs.json",
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     remote = json.loads((tmp_path / "outputs.json").read_text())
     assert remote["single"] == [{"generated_text": reference_captions(model, tokenizer, clips[:1])[0]}]
     expected = reference_captions(model, tokenizer, clips, num_beams=1, max_new_tokens=3)

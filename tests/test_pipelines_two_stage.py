@@ -4,14 +4,12 @@ model's own retrieval scores, through ``RetrievalIndex`` and through the retriev
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from helpers.fresh_process import run_fresh_process
 from helpers.processing import minilm_tokenizer
 from helpers.single_stream_factories import tiny_vl_bert_config
 from helpers.univl_hero_factories import tiny_hero_config, tiny_univl_config, video_text_batch
@@ -264,14 +262,9 @@ def test_exported_two_stream_and_univl_folders_rank_with_transformers_alone(toke
         arrays[f"features{index}"] = generator.random((3, 12), dtype=np.float32)
         arrays[f"clip{index}"] = generator.random((2 + index, 12), dtype=np.float32)
     np.savez(tmp_path / "inputs.npz", **arrays)
-    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    environment.pop("HF_MODULES_CACHE", None)
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "vilbert"), str(tmp_path / "univl"),
-         str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.json")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "vilbert", tmp_path / "univl", tmp_path / "inputs.npz", tmp_path / "outputs.json",
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     remote = json.loads((tmp_path / "outputs.json").read_text())
     galleries = {
         "vilbert": ([{"region_features": arrays[f"features{i}"], "region_boxes": arrays[f"boxes{i}"]} for i in range(3)],

@@ -5,13 +5,12 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from helpers.factories import image_text_batch, tiny_lxmert_config
+from helpers.fresh_process import run_fresh_process
 from safetensors.torch import load_file, save_file
 
 from vlpretrain import LxmertForPreTraining, LxmertForQuestionAnswering
@@ -79,13 +78,10 @@ def test_exported_folder_loads_with_transformers_alone(tmp_path):
 
     inputs = {name: value.contiguous() for name, value in image_text_batch(config, labels=False).items()}
     save_file(inputs, tmp_path / "inputs.safetensors")
-    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "export"), str(tmp_path / "vqa"), str(tmp_path / "resaved"),
-         str(tmp_path / "inputs.safetensors"), str(tmp_path / "outputs.safetensors")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "export", tmp_path / "vqa", tmp_path / "resaved",
+        tmp_path / "inputs.safetensors", tmp_path / "outputs.safetensors",
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     remote = load_file(tmp_path / "outputs.safetensors")
 
     with torch.no_grad():

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 import transformers
+from helpers.fresh_process import run_fresh_process
 from helpers.univl_hero_factories import original_univl_state_dict, tiny_univl_config, video_text_batch
 from safetensors.torch import load_file, save_file
 
@@ -94,13 +93,9 @@ def test_exported_captioner_loads_and_generates_in_a_fresh_process(tmp_path):
     inputs = {"frame_features": batch["frame_features"], "frame_attention_mask": batch["frame_attention_mask"],
               "caption": torch.randint(3, 60, (3, 5))}
     save_file(inputs, tmp_path / "inputs.safetensors")
-    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="", OMP_NUM_THREADS="1")
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "export"), str(tmp_path / "inputs.safetensors"),
-         str(tmp_path / "outputs.safetensors")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "export", tmp_path / "inputs.safetensors", tmp_path / "outputs.safetensors",
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     remote = load_file(tmp_path / "outputs.safetensors")
     with torch.no_grad():
         local = model(frame_features=inputs["frame_features"], frame_attention_mask=inputs["frame_attention_mask"],

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -16,6 +13,7 @@ from helpers.actbert_videobert_factories import (
     tiny_videobert_config,
     video_text_batch,
 )
+from helpers.fresh_process import run_fresh_process
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForPreTraining, AutoModelForSequenceClassification
 
@@ -197,10 +195,9 @@ def test_fresh_process_loads_model_and_tokenizer_with_transformers_alone(tmp_pat
     batch = {k: v.contiguous() for k, v in video_text_batch(model.config).items()}
     batch["masked_frames"] = batch["masked_frames"].long()
     save_file(batch, tmp_path / "inputs.safetensors")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "model"), str(tmp_path / "inputs.safetensors"),
-                           str(tmp_path / "out.safetensors")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "model", tmp_path / "inputs.safetensors", tmp_path / "out.safetensors",
+    )
     remote = load_file(tmp_path / "out.safetensors")
     with torch.no_grad():
         torch.testing.assert_close(remote["loss"][0], model(**batch).loss)

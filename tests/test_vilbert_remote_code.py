@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import torch
+from helpers.fresh_process import run_fresh_process
 from helpers.vilbert_factories import tiny_ernie_vil_config, tiny_vilbert_config, two_stream_batch
 from safetensors.torch import load_file, save_file
 
@@ -58,13 +57,10 @@ def test_exported_folders_load_with_transformers_alone(tmp_path):
             "modeling_layers.py", "modeling_embeddings.py"} <= files
     inputs = {name: value.contiguous() for name, value in two_stream_batch(tiny_vilbert_config(), labels=False).items()}
     save_file(inputs, tmp_path / "inputs.safetensors")
-    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "inputs.safetensors"), str(tmp_path / "outputs.safetensors"),
-         *(str(tmp_path / name) for name in folders)],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "inputs.safetensors", tmp_path / "outputs.safetensors",
+        *(tmp_path / name for name in folders),
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     remote = load_file(tmp_path / "outputs.safetensors")
     with torch.no_grad():
         torch.testing.assert_close(remote["vilbert"], vilbert(**inputs).prediction_logits)

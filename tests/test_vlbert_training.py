@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from helpers.fresh_process import run_fresh_process
 from helpers.single_stream_factories import INPUT_NAMES, single_stream_batch, subset, tiny_image_bert_config, tiny_vl_bert_config
 from safetensors.torch import load_file, save_file
 
@@ -135,13 +134,10 @@ def test_exports_load_with_transformers_alone(tmp_path):
     assert {"modeling_vl_bert.py", "configuration_vl_bert.py", "utils_roi.py"} <= set(os.listdir(tmp_path / "vlb"))
     inputs = {name: value.contiguous() for name, value in single_stream_batch(vl_bert.config, labels=False).items()}
     save_file(inputs, tmp_path / "inputs.safetensors")
-    environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(tmp_path / "vqa"), str(tmp_path / "vlb"), str(tmp_path / "imb"),
-         str(tmp_path / "inputs.safetensors"), str(tmp_path / "outputs.safetensors")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    run_fresh_process(
+        FRESH_PROCESS, tmp_path, tmp_path / "vqa", tmp_path / "vlb", tmp_path / "imb", tmp_path / "inputs.safetensors",
+        tmp_path / "outputs.safetensors",
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     remote = load_file(tmp_path / "outputs.safetensors")
     with torch.no_grad():
         for folder, model in (("vlb", vl_bert), ("imb", image_bert)):
