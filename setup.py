@@ -18,7 +18,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["vlpretrain", "vlpretrain.*"]),
-    package_data={"vlpretrain": ["metrics/*/*.py", "templates/*"]},
+    package_data={"vlpretrain": ["metrics/*/*.py", "model_cards/*.md"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.4",
@@ -33,6 +33,7 @@ setup(
         "numpy",
         "pillow",
         "tqdm",
+        "jinja2",
     ],
     extras_require={
         "video": ["av"],

@@ -201,10 +201,10 @@ MODEL_REGISTRY: dict[str, Architecture] = {
         presets={
             "tiny": dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, num_text_layers=1,
                          num_visual_layers=1, num_cross_layers=1, num_decoder_layers=1, max_frames=32,
-                         max_cross_positions=160),
+                         max_position_embeddings=128, max_cross_positions=160),
             "small": dict(hidden_size=128, num_attention_heads=4, intermediate_size=256, num_text_layers=2,
                           num_visual_layers=2, num_cross_layers=1, num_decoder_layers=2, max_frames=64,
-                          max_cross_positions=192),
+                          max_position_embeddings=128, max_cross_positions=192),
         },
     ),
     "hero": Architecture(

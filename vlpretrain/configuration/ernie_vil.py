@@ -13,7 +13,8 @@ class ErnieVilConfig(PreTrainedConfig):
     r"""Configuration of [`ErnieVilModel`] and its heads.
 
     The defaults are ERNIE-ViL base. The model's ``ernie_vil_config.base.json`` is not in the released code,
-    so the following are decisions, not verified facts (spec §3.1, §7):
+    so the following are decisions, not verified facts (read against PaddlePaddle/ERNIE, branch ``repro``,
+    ``ernie-vil/model/ernie_vil.py`` and ``conf/``):
 
     - visual stream 1024 wide, 8 heads, FFN 1024; co-attention 1024 wide with 8 heads (as ViLBERT);
     - ``type_vocab_size`` 4 (ERNIE 2.0-en's ``sent_type_vocab_size``), vocabulary 30522, 512 positions;

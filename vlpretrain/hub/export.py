@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import jinja2
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..pipelines.registration import EXPORTED_PIPELINES
@@ -14,6 +15,14 @@ from ..registry import architecture_for_config, model_class_for_name
 from ..utils.remote_code import auto_map_reference, replace_directory, staging_directory, write_flat_modules
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+_REGION_LIMITATION = (
+    "Region-based models are only as good as the features they are given: use the same featurizer (detector, "
+    "number of boxes, colour order) at inference as in training. The processor config records it."
+)
+_FRAME_LIMITATION = (
+    "Video models are only as good as the clip features they are given: use the same frame featurizer (network, "
+    "frames per second, clip length) at inference as in training. The processor config records it."
+)
 # Files of a source folder that an export writes anew rather than copies.
 _REGENERATED_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".py")
 _REGENERATED_NAMES = {"config.json", "model.safetensors.index.json", "README.md"}
@@ -45,12 +54,23 @@ def write_model_card(
     """Render ``model_cards/template.md`` for ``model`` into ``folder/README.md``."""
     architecture = architecture_for_config(model.config)
     description_path = _TEMPLATES / f"{architecture.name}.md"
-    description = description_path.read_text().strip() if description_path.exists() else ""
+    if not description_path.exists():
+        raise FileNotFoundError(f"{description_path}: no model card text for architecture {architecture.name!r}")
+    feature_sizes = {
+        "region_feature_size": getattr(model.config, "region_feature_size", None),
+        "frame_feature_size": getattr(model.config, "frame_feature_size", None),
+    }
+    description = jinja2.Template(description_path.read_text().strip()).render(**feature_sizes)
+    limitations = [
+        text
+        for size, text in ((feature_sizes["region_feature_size"], _REGION_LIMITATION), (feature_sizes["frame_feature_size"], _FRAME_LIMITATION))
+        if size is not None
+    ]
     auto_class = type(model).__dict__.get("hub_auto_class") or "AutoModel"
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
-        tags=["vlpretrain", architecture.name, "vision-language", "custom_code"],
+        tags=["vlpretrain", architecture.name, "video-language" if feature_sizes["frame_feature_size"] else "vision-language", "custom_code"],
         pipeline_tag="visual-question-answering" if "QuestionAnswering" in type(model).__name__ else None,
         datasets=datasets,
         eval_results=eval_results,
@@ -70,10 +90,10 @@ def write_model_card(
         model_class=type(model).__name__,
         auto_class=auto_class,
         repo_id=repo_id or str(Path(folder).name),
-        region_feature_size=getattr(model.config, "region_feature_size", "D"),
         config_table=[(key, getattr(model.config, key)) for key in sorted(interesting)],
         training_summary=training_summary,
         evaluation_summary=evaluation_summary,
+        limitations=" ".join(limitations),
     )
     path = Path(folder) / "README.md"
     card.save(str(path))

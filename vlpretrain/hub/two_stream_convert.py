@@ -1,6 +1,7 @@
 """Converters for the two-stream co-attention family: ViLBERT (PyTorch ``.bin``) and ERNIE-ViL (Paddle parameters).
 
-Both map onto the same package modules (spec §1.7 and §3.6). Checkpoints are read without unpickling
+Both map onto the same package modules (ViLBERT: facebookresearch/vilbert-multi-task ``vilbert/vilbert.py``;
+ERNIE-ViL: PaddlePaddle/ERNIE, branch ``repro``, ``ernie-vil/model/vl_transformer_encoder.py``). Checkpoints are read without unpickling
 (``load_state_dict`` uses ``weights_only=True``; Paddle files are parsed as raw tensors), every key is renamed,
 query/key/value matrices are fused, and ``_write_converted`` checks that every tensor of the target model is
 provided with the right shape before anything is written.
@@ -238,7 +239,8 @@ def read_paddle_tensor(path: str | os.PathLike) -> np.ndarray:
     Layout (``SerializeToStream`` of a LoDTensor): uint32 version 0; uint64 LoD level count, then per level a
     uint64 byte size and that many bytes of offsets; uint32 tensor version 0; int32 size of a ``TensorDesc``
     protobuf (field 1: data type, field 2: dims) and the protobuf; then the raw little-endian data.
-    The released tarballs' format is inferred from their loading scripts (spec §3.5) and was not checked against
+    The released tarballs' format is inferred from their loading scripts (PaddlePaddle/ERNIE ``ernie-vil/run_finetuning.sh``:
+    Fluid 1.8 persistables, one file per parameter) and was not checked against
     a downloaded file here; parameters exported some other way can be converted from a ``.npz`` archive.
     """
     data = Path(path).read_bytes()
@@ -318,7 +320,7 @@ _ERNIE_VIL_LAYER_PARTS: tuple[tuple[str, str], ...] = (
     ("post_ffn_layer_norm", "ffn.output.norm"),
 )
 
-# Co-layer k (spec §3.6): the text-query attention takes its keys/values from the visual stream and vice versa.
+# Co-layer k (ernie-vil/model/vl_transformer_encoder.py, parameters ``encoder_colayer_k_*``): the text-query attention takes its keys/values from the visual stream and vice versa.
 _ERNIE_VIL_CO_LAYER_PARTS: tuple[tuple[str, str], ...] = (
     ("vl_multi_head_att_query_fc", "visual_attention.qkv.query"),
     ("vl_multi_head_att_key_fc", "text_attention.qkv.key"),

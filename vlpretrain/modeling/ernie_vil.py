@@ -1,6 +1,7 @@
 """ERNIE-ViL (Yu et al. 2021): ViLBERT's two-stream topology pretrained with scene-graph prediction.
 
-The encoder is ViLBERT's (the Paddle code maps one-to-one onto it, spec §3.6) with ERNIE-ViL's sizes:
+The encoder is ViLBERT's (the Paddle code, PaddlePaddle/ERNIE ``ernie-vil/model/
+vl_transformer_encoder.py``, maps one-to-one onto it) with ERNIE-ViL's sizes:
 LayerNorm epsilon 1e-5, four token types, text FFN 4 x hidden, and exactly one layer of each stream after the
 last co-layer. Pretraining adds three scene-graph objectives to ViLBERT's: the collator masks the caption
 tokens of sampled objects, attributes and relationships of the caption's scene graph

@@ -1,4 +1,5 @@
-"""VideoBERT's visual words: hierarchical k-means over clip features (Sun et al. 2019, §3.2 of the spec).
+"""VideoBERT's visual words: hierarchical k-means over clip features (Sun et al. 2019, section 3.2;
+hierarchical mini-batch k-means as in ammesatyajit/hierarchical-minibatch-kmeans).
 
 A :class:`VisualWordTokenizer` is fitted level by level: level 0 splits all clips into ``num_clusters`` groups,
 and every group of level ``l`` is split again into ``num_clusters`` at level ``l + 1`` (paper: 4 levels x 12
