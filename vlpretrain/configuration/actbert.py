@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 ACTBERT_OBJECTIVES = ("mlm", "masked_action", "region_class", "matching")
 
 
-class ActBertConfig(PreTrainedConfig):
+class ActBertConfig(VLPretrainConfig):
     r"""Configuration of [`ActBertModel`] and its heads.
 
     Defaults are the PaddleVideo port's constructor (the only code): a 12-layer BERT-base text stream, a 2-layer
@@ -65,20 +65,11 @@ class ActBertConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-actbert"
+    objectives = ACTBERT_OBJECTIVES
+    modalities = ("regions", "frames")
     lora_target_modules = ("qkv", "output.dense", "fc_in")
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
     num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     v_hidden_size: int = 1024
     v_num_attention_heads: int = 8
     v_intermediate_size: int = 1024
@@ -98,16 +89,8 @@ class ActBertConfig(PreTrainedConfig):
     num_action_labels: int = 700
     fusion_method: str = "mul"
     action_position_embeddings: bool = False
-    pad_token_id: int | None = 0
-    loss_weights: dict | None = None
-    tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
-        weights = dict({name: 1.0 for name in ACTBERT_OBJECTIVES} if self.loss_weights is None else self.loss_weights)
-        unknown = sorted(set(weights) - set(ACTBERT_OBJECTIVES))
-        if unknown:
-            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(ACTBERT_OBJECTIVES)}")
-        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in ACTBERT_OBJECTIVES}
         self.t_ent_attention_id = list(self.t_ent_attention_id if self.t_ent_attention_id is not None else [10, 11])
         self.v_ent_attention_id = list(self.v_ent_attention_id if self.v_ent_attention_id is not None else [0, 1])
         self.a_ent_attention_id = list(self.a_ent_attention_id if self.a_ent_attention_id is not None else [0, 1])
@@ -128,7 +111,3 @@ class ActBertConfig(PreTrainedConfig):
             if list(values) != sorted(values) or any(not 0 <= v <= count for v in values):
                 raise ValueError(f"{name} must be non-decreasing layer indices in [0, {count}], got {list(values)}")
         super().__post_init__(**kwargs)
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
-from .vilbert import _check_two_stream_sizes, _checked_loss_weights
+from .vilbert import _check_two_stream_sizes
 
 ERNIE_VIL_OBJECTIVES = ("mlm", "region_class", "matching", "scene_object", "scene_attribute", "scene_relation")
 
 
-class ErnieVilConfig(PreTrainedConfig):
+class ErnieVilConfig(VLPretrainConfig):
     r"""Configuration of [`ErnieVilModel`] and its heads.
 
     The defaults are ERNIE-ViL base. The model's ``ernie_vil_config.base.json`` is not in the released code,
@@ -44,20 +44,13 @@ class ErnieVilConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-ernie-vil"
+    objectives = ERNIE_VIL_OBJECTIVES
     # The shared ViLBERT-family modules read the co-attention sizes under ViLBERT's names.
     attribute_map = {"bi_hidden_size": "co_hidden_size", "bi_num_attention_heads": "co_num_attention_heads"}
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
     num_hidden_layers: int = 12
-    num_attention_heads: int = 12
     intermediate_size: int | None = None
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
     type_vocab_size: int = 4
-    initializer_range: float = 0.02
     layer_norm_eps: float = 1e-5
     region_feature_size: int = 2048
     v_hidden_size: int = 1024
@@ -72,9 +65,6 @@ class ErnieVilConfig(PreTrainedConfig):
     add_global_image_token: bool = True
     vqa_hidden_size: int = 2048
     vqa_dropout: float = 0.5
-    loss_weights: dict | None = None
-    pad_token_id: int | None = 0
-    tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
         expected_intermediate = 4 * self.hidden_size
@@ -91,7 +81,6 @@ class ErnieVilConfig(PreTrainedConfig):
             self.v_biattention_id = list(range(self.v_num_hidden_layers - co_layers, self.v_num_hidden_layers))
         self.t_biattention_id = [int(index) for index in self.t_biattention_id]
         self.v_biattention_id = [int(index) for index in self.v_biattention_id]
-        self.loss_weights = _checked_loss_weights(self.loss_weights, ERNIE_VIL_OBJECTIVES)
         _check_two_stream_sizes(self, self.co_hidden_size, self.co_num_attention_heads)
         for name, ids, count in (
             ("t_biattention_id", self.t_biattention_id, self.num_hidden_layers),
@@ -103,7 +92,3 @@ class ErnieVilConfig(PreTrainedConfig):
                     f"{count - 1} (the stream has {count} layers), got {ids}"
                 )
         super().__post_init__(**kwargs)
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

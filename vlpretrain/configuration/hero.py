@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 # mlm = masked language modelling (cross-modal transformer only); frame_feature = masked frame modelling;
 # frame_order = frame order modelling; vsm = video-subtitle matching (local span + global ranking).
 HERO_OBJECTIVES = ("mlm", "frame_feature", "frame_order", "vsm")
 
 
-class HeroConfig(PreTrainedConfig):
+class HeroConfig(VLPretrainConfig):
     r"""Configuration of [`HeroModel`] and its heads.
 
     Defaults are ``hero-tv-ht100`` (linjieli222/HERO): a 6-layer cross-modal transformer (RoBERTa-base every other
@@ -45,29 +45,22 @@ class HeroConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-hero"
+    objectives = HERO_OBJECTIVES
+    modalities = ("frames",)
+    region_mask_style = None
     lora_target_modules = ("qkv", "output.dense", "fc_in")
     # The pretraining text is the video's timed subtitles, not its caption: the collator concatenates them and aligns
     # them to the frames with ``frame_interval`` (``collator_for_config``).
     text_from_subtitles = True
 
     vocab_size: int = 50272
-    hidden_size: int = 768
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
     max_position_embeddings: int = 514
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     head_layer_norm_eps: float = 1e-5
     num_cross_layers: int = 6
     num_temporal_layers: int = 3
     frame_feature_size: int = 4352
     max_frames: int = 100
     frame_interval: float = 1.5
-    loss_weights: dict | None = None
     task_ratios: dict | None = None
     sample_tasks: bool = True
     task_seed: int = 0
@@ -81,34 +74,23 @@ class HeroConfig(PreTrainedConfig):
     vsm_queries_per_video: int = 5
     qa_span_weight: float = 0.4
     pad_token_id: int | None = 1
-    tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
-        weights = dict({name: 1.0 for name in HERO_OBJECTIVES} if self.loss_weights is None else self.loss_weights)
+        self.loss_weights = self.checked_loss_weights(self.loss_weights)
         ratios = dict({"mlm": 2.0, "frame_feature": 2.0, "frame_order": 1.0, "vsm": 2.0} if self.task_ratios is None else self.task_ratios)
-        for field, values in (("loss_weights", weights), ("task_ratios", ratios)):
-            unknown = sorted(set(values) - set(HERO_OBJECTIVES))
-            if unknown:
-                raise ValueError(f"{field}: unknown objectives {unknown}; expected a subset of {list(HERO_OBJECTIVES)}")
-            if any(float(value) < 0 for value in values.values()):
-                raise ValueError(f"{field}: expected non-negative values, got {values}")
-        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in HERO_OBJECTIVES}
+        unknown = sorted(set(ratios) - set(HERO_OBJECTIVES))
+        if unknown:
+            raise ValueError(f"task_ratios: unknown objectives {unknown}; expected a subset of {list(HERO_OBJECTIVES)}")
+        if any(float(value) < 0 for value in ratios.values()):
+            raise ValueError(f"task_ratios: expected non-negative values, got {ratios}")
         self.task_ratios = {name: float(ratios.get(name, 0.0)) for name in HERO_OBJECTIVES}
         if self.sample_tasks and not any(self.task_ratios[n] > 0 and self.loss_weights[n] > 0 for n in HERO_OBJECTIVES):
             raise ValueError("task_ratios: no enabled objective (loss weight > 0) has a positive sampling ratio")
         if self.frame_feature_loss_type not in ("nce", "regression"):
             raise ValueError(f"frame_feature_loss_type must be 'nce' or 'regression', got {self.frame_feature_loss_type!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
         if self.nce_temperature <= 0 or not 0 <= self.vsm_span_probability <= 1 or self.vsm_queries_per_video < 1:
             raise ValueError(
                 "nce_temperature must be > 0, vsm_span_probability in [0, 1] and vsm_queries_per_video >= 1, got "
                 f"{self.nce_temperature}, {self.vsm_span_probability}, {self.vsm_queries_per_video}"
             )
         super().__post_init__(**kwargs)
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 IMAGE_BERT_OBJECTIVES = ("mlm", "region_object", "region_feature", "matching")
 
 
-class ImageBertConfig(PreTrainedConfig):
+class ImageBertConfig(VLPretrainConfig):
     r"""Configuration of [`ImageBertModel`] and its heads.
 
     ImageBERT has no released code or weights; the abstract fixes only the single stream and the four objectives
@@ -44,37 +44,15 @@ class ImageBertConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-image-bert"
+    objectives = IMAGE_BERT_OBJECTIVES
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
     num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     region_feature_size: int = 2048
     num_object_labels: int = 1600
     region_position_id: int | None = None
     image_segment_id: int = 1
-    loss_weights: dict | None = None
-    pad_token_id: int | None = 0
-    tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
-        weights = dict({name: 1.0 for name in IMAGE_BERT_OBJECTIVES} if self.loss_weights is None else self.loss_weights)
-        unknown = sorted(set(weights) - set(IMAGE_BERT_OBJECTIVES))
-        if unknown:
-            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(IMAGE_BERT_OBJECTIVES)}")
-        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in IMAGE_BERT_OBJECTIVES}
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
         if self.region_position_id is not None and not 0 <= self.region_position_id < self.max_position_embeddings:
             raise ValueError(
                 f"region_position_id must be in [0, {self.max_position_embeddings}) or None, got {self.region_position_id}"
@@ -87,7 +65,3 @@ class ImageBertConfig(PreTrainedConfig):
     def dummy_region_position(self) -> int:
         """The position id shared by every RoI."""
         return self.max_position_embeddings - 1 if self.region_position_id is None else self.region_position_id
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

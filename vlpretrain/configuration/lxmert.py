@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 LXMERT_OBJECTIVES = ("mlm", "region_feature", "region_object", "region_attribute", "matching", "qa")
 
@@ -10,7 +10,7 @@ LXMERT_OBJECTIVES = ("mlm", "region_feature", "region_object", "region_attribute
 _VISUAL_LOSS_WEIGHT = 1.0 / 0.15
 
 
-class LxmertConfig(PreTrainedConfig):
+class LxmertConfig(VLPretrainConfig):
     r"""Configuration of [`LxmertModel`] and its heads.
 
     The defaults are the paper's base model as released by airsplay/lxmert: 9 language layers, 5 object-relation
@@ -46,19 +46,10 @@ class LxmertConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-lxmert"
+    objectives = LXMERT_OBJECTIVES
+    region_mask_style = "lxmert"
     lora_target_modules = ("qkv", "output.dense", "fc_in")
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     num_text_layers: int = 9
     num_visual_layers: int = 5
     num_cross_layers: int = 5
@@ -67,30 +58,15 @@ class LxmertConfig(PreTrainedConfig):
     num_object_labels: int = 1600
     num_attribute_labels: int = 400
     num_qa_labels: int = 9500
-    loss_weights: dict | None = None
-    pad_token_id: int | None = 0
-    tie_word_embeddings: bool = True
     contrastive_loss_weight: float = 0.0
     contrastive_temperature: float = 0.05
 
+    def default_loss_weights(self) -> dict[str, float]:
+        """The original's weights: 1 for the text and cross-modality objectives, 1 / 0.15 for the visual ones."""
+        visual = ("region_feature", "region_object", "region_attribute")
+        return {name: _VISUAL_LOSS_WEIGHT if name in visual else 1.0 for name in LXMERT_OBJECTIVES}
+
     def __post_init__(self, **kwargs):
-        defaults = {
-            "mlm": 1.0,
-            "region_feature": _VISUAL_LOSS_WEIGHT,
-            "region_object": _VISUAL_LOSS_WEIGHT,
-            "region_attribute": _VISUAL_LOSS_WEIGHT,
-            "matching": 1.0,
-            "qa": 1.0,
-        }
-        weights = dict(defaults if self.loss_weights is None else self.loss_weights)
-        unknown = sorted(set(weights) - set(LXMERT_OBJECTIVES))
-        if unknown:
-            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(LXMERT_OBJECTIVES)}")
-        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in LXMERT_OBJECTIVES}
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
         if self.contrastive_loss_weight < 0 or self.contrastive_temperature <= 0:
             raise ValueError(
                 f"contrastive_loss_weight must be >= 0 and contrastive_temperature > 0, got "
@@ -99,7 +75,3 @@ class LxmertConfig(PreTrainedConfig):
         if self.region_box_size not in (4, 5):
             raise ValueError(f"region_box_size must be 4 (x1, y1, x2, y2) or 5 (plus area), got {self.region_box_size}")
         super().__post_init__(**kwargs)
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

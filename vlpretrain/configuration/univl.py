@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 # contrastive = video-text joint (MIL-NCE); mlm = conditioned MLM; frame_feature = conditioned masked frame
 # modelling (NCE); alignment = cross-encoder video-text alignment; reconstruction = language reconstruction.
@@ -10,7 +10,7 @@ UNIVL_OBJECTIVES = ("contrastive", "mlm", "frame_feature", "alignment", "reconst
 _CROSS_OBJECTIVES = ("mlm", "frame_feature", "alignment", "reconstruction")
 
 
-class UnivlConfig(PreTrainedConfig):
+class UnivlConfig(VLPretrainConfig):
     r"""Configuration of [`UnivlModel`] and its heads.
 
     Defaults are the released model (microsoft/UniVL, stage II): a 12-layer BERT-base text encoder, a 6-layer video
@@ -47,19 +47,11 @@ class UnivlConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-univl"
+    objectives = UNIVL_OBJECTIVES
+    modalities = ("frames",)
+    region_mask_style = None
     lora_target_modules = ("qkv", "query", "key_value", "output.dense", "fc_in")
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     num_text_layers: int = 12
     num_visual_layers: int = 6
     num_cross_layers: int = 2
@@ -69,34 +61,26 @@ class UnivlConfig(PreTrainedConfig):
     max_cross_positions: int = 1024
     frame_position_offset: int | None = None
     stage: int = 2
-    loss_weights: dict | None = None
     enhance_visual_probability: float = 0.15
     retrieval_mode: str = "joint"
     retrieval_margin: float = 0.1
     max_caption_length: int = 48
     num_beams: int = 5
-    pad_token_id: int | None = 0
     bos_token_id: int | None = 101
     eos_token_id: int | None = 102
-    tie_word_embeddings: bool = True
+
+    def default_loss_weights(self) -> dict[str, float]:
+        """Every objective at 1 in stage II; stage I trains the joint contrastive objective only."""
+        return {name: 1.0 for name in (UNIVL_OBJECTIVES if self.stage == 2 else ("contrastive",))}
 
     def __post_init__(self, **kwargs):
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 (text + video encoders) or 2 (all four modules), got {self.stage}")
-        defaults = {name: 1.0 for name in (UNIVL_OBJECTIVES if self.stage == 2 else ("contrastive",))}
-        weights = dict(defaults if self.loss_weights is None else self.loss_weights)
-        unknown = sorted(set(weights) - set(UNIVL_OBJECTIVES))
-        if unknown:
-            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(UNIVL_OBJECTIVES)}")
-        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in UNIVL_OBJECTIVES}
+        self.loss_weights = self.checked_loss_weights(self.loss_weights)
         if self.stage == 1:
             needs_cross = [name for name in _CROSS_OBJECTIVES if self.loss_weights[name] > 0]
             if needs_cross:
                 raise ValueError(f"loss_weights: {needs_cross} need the cross encoder/decoder of stage 2, but stage=1")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
         if self.retrieval_mode not in ("joint", "align"):
             raise ValueError(f"retrieval_mode must be 'joint' (FT-Joint) or 'align' (FT-Align), got {self.retrieval_mode!r}")
         if self.retrieval_mode == "align" and self.stage == 1:
@@ -114,7 +98,3 @@ class UnivlConfig(PreTrainedConfig):
                 f"got {self.frame_position_offset}"
             )
         super().__post_init__(**kwargs)
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 VIDEO_BERT_OBJECTIVES = ("mlm", "visual_word", "matching")
 
 
-class VideoBertConfig(PreTrainedConfig):
+class VideoBertConfig(VLPretrainConfig):
     r"""Configuration of [`VideoBertModel`] and its heads.
 
     Defaults are the paper's: BERT-large (24 layers, 1024 wide, 16 heads, FFN 4096), a WordPiece vocabulary of
@@ -51,20 +51,15 @@ class VideoBertConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-videobert"
+    objectives = VIDEO_BERT_OBJECTIVES
+    modalities = ("frames",)
+    region_mask_style = None
     lora_target_modules = ("qkv", "output.dense", "fc_in")
 
-    vocab_size: int = 30522
     hidden_size: int = 1024
     num_hidden_layers: int = 24
     num_attention_heads: int = 16
     intermediate_size: int = 4096
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     frame_feature_size: int = 1024
     num_visual_levels: int = 4
     num_visual_clusters: int = 12
@@ -72,20 +67,8 @@ class VideoBertConfig(PreTrainedConfig):
     cls_token_id: int = 101
     sep_token_id: int = 102
     mask_token_id: int = 103
-    pad_token_id: int | None = 0
-    loss_weights: dict | None = None
-    tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
-        weights = dict({name: 1.0 for name in VIDEO_BERT_OBJECTIVES} if self.loss_weights is None else self.loss_weights)
-        unknown = sorted(set(weights) - set(VIDEO_BERT_OBJECTIVES))
-        if unknown:
-            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(VIDEO_BERT_OBJECTIVES)}")
-        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in VIDEO_BERT_OBJECTIVES}
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
         if self.num_visual_levels < 1 or self.num_visual_clusters < 2:
             raise ValueError(
                 f"num_visual_levels must be >= 1 and num_visual_clusters >= 2, got {self.num_visual_levels} and "
@@ -110,7 +93,3 @@ class VideoBertConfig(PreTrainedConfig):
     def joint_vocab_size(self) -> int:
         """Text + visual words + ``[>]``: the embedding table and MLM softmax size."""
         return self.vocab_size + self.num_visual_words + 1
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

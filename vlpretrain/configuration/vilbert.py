@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 VILBERT_OBJECTIVES = ("mlm", "region_class", "matching")
 
@@ -22,7 +22,7 @@ VILBERT_RELEASED_CONFIGS: dict[str, dict] = {
 }
 
 
-class VilbertConfig(PreTrainedConfig):
+class VilbertConfig(VLPretrainConfig):
     r"""Configuration of [`VilbertModel`] and its heads.
 
     The defaults are the 6-layer release (``bert_base_6layer_6conect.json``): 12 text layers of width 768,
@@ -59,19 +59,9 @@ class VilbertConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-vilbert"
+    objectives = VILBERT_OBJECTIVES
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
     num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     region_feature_size: int = 2048
     v_hidden_size: int = 1024
     v_num_hidden_layers: int = 6
@@ -85,9 +75,6 @@ class VilbertConfig(PreTrainedConfig):
     add_global_image_token: bool = True
     vqa_hidden_size: int = 2048
     vqa_dropout: float = 0.5
-    loss_weights: dict | None = None
-    pad_token_id: int | None = 0
-    tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
         co_layers = min(6, self.num_hidden_layers, self.v_num_hidden_layers)
@@ -97,7 +84,6 @@ class VilbertConfig(PreTrainedConfig):
             self.v_biattention_id = list(range(co_layers))
         self.t_biattention_id = [int(index) for index in self.t_biattention_id]
         self.v_biattention_id = [int(index) for index in self.v_biattention_id]
-        self.loss_weights = _checked_loss_weights(self.loss_weights, VILBERT_OBJECTIVES)
         _check_two_stream_sizes(self, self.bi_hidden_size, self.bi_num_attention_heads)
         super().__post_init__(**kwargs)
 
@@ -107,19 +93,6 @@ class VilbertConfig(PreTrainedConfig):
         if name not in VILBERT_RELEASED_CONFIGS:
             raise ValueError(f"name: expected one of {sorted(VILBERT_RELEASED_CONFIGS)}, got {name!r}")
         return cls(**{**VILBERT_RELEASED_CONFIGS[name], **overrides})
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0
-
-
-def _checked_loss_weights(weights: dict | None, objectives: tuple[str, ...]) -> dict[str, float]:
-    """Fill missing objectives with 0 (all 1 by default) and refuse unknown names."""
-    weights = dict({name: 1.0 for name in objectives} if weights is None else weights)
-    unknown = sorted(set(weights) - set(objectives))
-    if unknown:
-        raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(objectives)}")
-    return {name: float(weights.get(name, 0.0)) for name in objectives}
 
 
 def _check_two_stream_sizes(config, co_size: int, co_heads: int) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from .base import VLPretrainConfig
 
 VL_BERT_OBJECTIVES = ("mlm", "text_mlm", "region_class", "matching")
 
 
-class VlBertConfig(PreTrainedConfig):
+class VlBertConfig(VLPretrainConfig):
     r"""Configuration of [`VlBertModel`] and its heads.
 
     Defaults are the released base model (jackroos/VL-BERT ``cfgs/pretrain/base_prec_4x16G_fp32.yaml``): a
@@ -75,19 +75,10 @@ class VlBertConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-vl-bert"
+    objectives = VL_BERT_OBJECTIVES
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
     num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
     type_vocab_size: int = 3
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
     region_feature_size: int = 2048
     geometry_size: int = 2048
     geometry_wavelength: float = 1000.0
@@ -105,23 +96,14 @@ class VlBertConfig(PreTrainedConfig):
     roi_sampling_ratio: int = 2
     whole_word_masking: bool = True
     text_only_probability: float = 0.5
-    loss_weights: dict | None = None
     vcr_num_object_labels: int = 81
     vcr_object_loss_weight: float = 1.0
-    pad_token_id: int | None = 0
-    tie_word_embeddings: bool = True
+
+    def default_loss_weights(self) -> dict[str, float]:
+        """The released configs' objectives: sentence-image matching is off."""
+        return {"mlm": 1.0, "text_mlm": 1.0, "region_class": 1.0, "matching": 0.0}
 
     def __post_init__(self, **kwargs):
-        defaults = {"mlm": 1.0, "text_mlm": 1.0, "region_class": 1.0, "matching": 0.0}
-        weights = dict(defaults if self.loss_weights is None else self.loss_weights)
-        unknown = sorted(set(weights) - set(VL_BERT_OBJECTIVES))
-        if unknown:
-            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(VL_BERT_OBJECTIVES)}")
-        self.loss_weights = {name: float(weights.get(name, 0.0)) for name in VL_BERT_OBJECTIVES}
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
         if self.geometry_size % 8:
             raise ValueError(f"geometry_size must be a multiple of 8 (4 coordinates x sin/cos), got {self.geometry_size}")
         if self.type_vocab_size < 3:
@@ -135,7 +117,3 @@ class VlBertConfig(PreTrainedConfig):
         if self.vcr_object_loss_weight < 0:
             raise ValueError(f"vcr_object_loss_weight must be 0 or more, got {self.vcr_object_loss_weight}")
         super().__post_init__(**kwargs)
-
-    def objective_enabled(self, name: str) -> bool:
-        """Whether the pretraining objective ``name`` is switched on."""
-        return self.loss_weights.get(name, 0.0) > 0.0

@@ -58,9 +58,6 @@ REGION_MASK_STYLES: dict[str, tuple[float, float]] = {
     "lxmert": (0.8, 0.1),
 }
 
-_VIDEO_MODEL_HINTS = ("univl", "videobert", "hero")
-_BOTH_MODALITIES_HINTS = ("actbert",)
-
 
 def _derive_seed(seed: int, name: str) -> int:
     """Give each named masker its own stream derived from one collator seed."""
@@ -978,20 +975,23 @@ def video_text_collator(
 
 def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: Any) -> MultimodalCollator:
     """Compose the collator of an architecture from its config: the objectives come from ``config.loss_weights``
-    (weight 0 = off), the modalities and the region masking variant from ``config.model_type``, and
-    ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` (and, for ``text_mlm``,
+    (weight 0 = off), the modalities and the region masking variant from the config class (``modalities``,
+    ``region_mask_style``: no guessing from ``model_type``), and ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` (and, for ``text_mlm``,
     ``region_feature_size`` and ``num_object_labels``) from the config when it defines them; a config with
     ``text_from_subtitles`` (HERO) gets ``subtitles=True`` with its ``frame_interval``. ``kwargs`` override any choice."""
     weights = getattr(config, "loss_weights", None)
     if not isinstance(weights, Mapping):
         raise ValueError(f"config.loss_weights must be a mapping of objective name to weight, got {weights!r}")
-    model_type = str(getattr(config, "model_type", "")).lower()
-    is_video = any(hint in model_type for hint in _VIDEO_MODEL_HINTS)
-    is_both = any(hint in model_type for hint in _BOTH_MODALITIES_HINTS)
+    modalities = getattr(config, "modalities", None)
+    if not modalities or not set(modalities) <= {"regions", "frames"}:
+        raise ValueError(
+            f"config.modalities must name the visual inputs ('regions', 'frames' or both), got {modalities!r}; "
+            "configs of the package inherit it from VLPretrainConfig"
+        )
     options: dict[str, Any] = {
-        "regions": not is_video or is_both,
-        "frames": is_video or is_both,
-        "region_mask_style": "lxmert" if "lxmert" in model_type else ("zero" if is_video else "vilbert"),
+        "regions": "regions" in modalities,
+        "frames": "frames" in modalities,
+        "region_mask_style": config.region_mask_style or "zero",
         "seed": seed,
     }
     for field in ("num_regions", "num_frames"):
