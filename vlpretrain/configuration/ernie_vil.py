@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .base import VLPretrainConfig
-
 from .vilbert import _check_two_stream_sizes
 
 ERNIE_VIL_OBJECTIVES = ("mlm", "region_class", "matching", "scene_object", "scene_attribute", "scene_relation")

@@ -61,16 +61,14 @@ def write_model_card(
         "frame_feature_size": getattr(model.config, "frame_feature_size", None),
     }
     description = jinja2.Template(description_path.read_text().strip()).render(**feature_sizes)
-    limitations = [
-        text
-        for size, text in ((feature_sizes["region_feature_size"], _REGION_LIMITATION), (feature_sizes["frame_feature_size"], _FRAME_LIMITATION))
-        if size is not None
-    ]
+    is_video = feature_sizes["frame_feature_size"] is not None
+    limitations = [_REGION_LIMITATION] if feature_sizes["region_feature_size"] is not None else []
+    limitations += [_FRAME_LIMITATION] if is_video else []
     auto_class = type(model).__dict__.get("hub_auto_class") or "AutoModel"
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
-        tags=["vlpretrain", architecture.name, "video-language" if feature_sizes["frame_feature_size"] else "vision-language", "custom_code"],
+        tags=["vlpretrain", architecture.name, "video-language" if is_video else "vision-language", "custom_code"],
         pipeline_tag="visual-question-answering" if "QuestionAnswering" in type(model).__name__ else None,
         datasets=datasets,
         eval_results=eval_results,
