@@ -5,133 +5,24 @@ Importing the package registers every configuration and model with transformers'
 carry flat remote code and load with transformers alone (``trust_remote_code=True``).
 """
 
-from .configuration.lxmert import LxmertConfig
-from .modeling.lxmert import (
-    LxmertForImageTextRetrieval,
-    LxmertForPreTraining,
-    LxmertForQuestionAnswering,
-    LxmertModel,
-)
-from .configuration.vilbert import VilbertConfig
-from .configuration.ernie_vil import ErnieVilConfig
-from .modeling.vilbert import (
-    VilbertForImageTextRetrieval,
-    VilbertForPreTraining,
-    VilbertForQuestionAnswering,
-    VilbertForReferringExpressions,
-    VilbertModel,
-)
-from .modeling.ernie_vil import (
-    ErnieVilForImageTextRetrieval,
-    ErnieVilForPreTraining,
-    ErnieVilForQuestionAnswering,
-    ErnieVilModel,
-)
-from .configuration.image_bert import ImageBertConfig
-from .configuration.vl_bert import VlBertConfig
-from .modeling.image_bert import (
-    ImageBertForImageTextRetrieval,
-    ImageBertForPreTraining,
-    ImageBertForQuestionAnswering,
-    ImageBertModel,
-)
-from .modeling.vl_bert import (
-    VlBertForImageTextRetrieval,
-    VlBertForMultipleChoice,
-    VlBertForPreTraining,
-    VlBertForQuestionAnswering,
-    VlBertForReferringExpressions,
-    VlBertModel,
-)
-from .configuration.hero import HeroConfig
-from .modeling.hero import (
-    HeroForPreTraining,
-    HeroForVideoMomentRetrieval,
-    HeroForVideoQuestionAnswering,
-    HeroForVideoTextRetrieval,
-    HeroModel,
-)
-from .configuration.univl import UnivlConfig
-from .modeling.univl import UnivlForCaptioning, UnivlForPreTraining, UnivlForVideoTextRetrieval, UnivlModel
-from .configuration.actbert import ActBertConfig
-from .modeling.actbert import (
-    ActBertForPreTraining,
-    ActBertForVideoQuestionAnswering,
-    ActBertForVideoTextRetrieval,
-    ActBertModel,
-)
-from .configuration.video_bert import VideoBertConfig
-from .modeling.video_bert import (
-    VideoBertForConditionalGeneration,
-    VideoBertForPreTraining,
-    VideoBertForVideoTextRetrieval,
-    VideoBertModel,
-)
-from .processing.visual_words import VisualWordTokenizer
 from .processing.frames import FrameFeaturizer
 from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
 from .processing.regions import RegionFeaturizer
-from .registry import MODEL_REGISTRY, register_auto_classes
+from .processing.visual_words import VisualWordTokenizer
+from .registry import *  # noqa: F403  (every config and model class, imported once in registry.py)
+from .registry import MODEL_CLASS_NAMES, MODEL_REGISTRY, register_auto_classes
 
 __version__ = "0.1.0"
 
 register_auto_classes()
 
 __all__ = [
-    "ActBertConfig",
-    "ActBertForPreTraining",
-    "ActBertForVideoQuestionAnswering",
-    "ActBertForVideoTextRetrieval",
-    "ActBertModel",
-    "VideoBertConfig",
-    "VideoBertForConditionalGeneration",
-    "VideoBertForPreTraining",
-    "VideoBertForVideoTextRetrieval",
-    "VideoBertModel",
-    "VisualWordTokenizer",
+    *MODEL_CLASS_NAMES,
     "MODEL_REGISTRY",
     "FrameFeaturizer",
     "RegionFeaturizer",
     "VideoLanguageProcessor",
     "VisionLanguageProcessor",
-    "LxmertConfig",
-    "LxmertForImageTextRetrieval",
-    "LxmertForPreTraining",
-    "LxmertForQuestionAnswering",
-    "LxmertModel",
+    "VisualWordTokenizer",
     "register_auto_classes",
-    "VilbertConfig",
-    "VilbertForImageTextRetrieval",
-    "VilbertForPreTraining",
-    "VilbertForQuestionAnswering",
-    "VilbertForReferringExpressions",
-    "VilbertModel",
-    "ErnieVilConfig",
-    "ErnieVilForImageTextRetrieval",
-    "ErnieVilForPreTraining",
-    "ErnieVilForQuestionAnswering",
-    "ErnieVilModel",
-    "ImageBertConfig",
-    "ImageBertForImageTextRetrieval",
-    "ImageBertForPreTraining",
-    "ImageBertForQuestionAnswering",
-    "ImageBertModel",
-    "VlBertConfig",
-    "VlBertForImageTextRetrieval",
-    "VlBertForMultipleChoice",
-    "VlBertForPreTraining",
-    "VlBertForQuestionAnswering",
-    "VlBertForReferringExpressions",
-    "VlBertModel",
-    "UnivlConfig",
-    "UnivlForCaptioning",
-    "UnivlForPreTraining",
-    "UnivlForVideoTextRetrieval",
-    "UnivlModel",
-    "HeroConfig",
-    "HeroForPreTraining",
-    "HeroForVideoMomentRetrieval",
-    "HeroForVideoQuestionAnswering",
-    "HeroForVideoTextRetrieval",
-    "HeroModel",
 ]

@@ -268,6 +268,13 @@ MODEL_REGISTRY: dict[str, Architecture] = {
 }
 
 
+# The config and model classes of every architecture, re-exported by the package's ``__init__``.
+MODEL_CLASS_NAMES: tuple[str, ...] = tuple(
+    sorted({cls.__name__ for arch in MODEL_REGISTRY.values() for cls in (arch.config_class, *arch.models.values())})
+)
+__all__ = [*MODEL_CLASS_NAMES, "MODEL_CLASS_NAMES", "MODEL_REGISTRY", "Architecture"]
+
+
 def get_architecture(name: str) -> Architecture:
     """Look an architecture up by its short name, with an error that lists the known names."""
     if name not in MODEL_REGISTRY:
