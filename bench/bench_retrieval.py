@@ -28,7 +28,7 @@ import torch
 from vlpretrain import LxmertConfig, LxmertForImageTextRetrieval
 from vlpretrain.metrics.retrieval.ranking import positives_from_ids, recall_at_k
 from vlpretrain.pipelines.retrieval_index import RetrievalIndex
-from vlpretrain.training.tasks import default_tokenizer
+from vlpretrain.training.sources import default_tokenizer
 
 VALUES = {
     "colour": ["red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink", "brown"],

@@ -258,7 +258,7 @@ def test_converter_puts_every_tensor_in_place(tmp_path):
 
 def test_processor_aligns_shapes_video_subtitles_for_hero():
     from vlpretrain import VideoLanguageProcessor
-    from vlpretrain.training.tasks import default_tokenizer, load_source
+    from vlpretrain.training.sources import default_tokenizer, load_source
 
     tokenizer = default_tokenizer()
     videos = load_source("shapes-video", "train", 2, seed=0)
@@ -359,7 +359,7 @@ def test_video_qa_answer_and_span_heads_learn_a_fixed_batch():
 
 def test_processor_keeps_the_first_frames_and_aligns_subtitles_to_what_is_kept():
     from vlpretrain import VideoLanguageProcessor
-    from vlpretrain.training.tasks import default_tokenizer
+    from vlpretrain.training.sources import default_tokenizer
 
     processor = VideoLanguageProcessor(default_tokenizer(), max_frames=4)
     subtitles = [{"text": ["first half", "second half", "overlaps both"], "start": [0.0, 2.0, 1.2], "end": [2.0, 4.0, 2.6]}]

@@ -20,7 +20,7 @@ from vlpretrain import HeroForPreTraining, HeroModel
 from vlpretrain.cli import main as cli_main
 from vlpretrain.data.collators import collator_for_config
 from vlpretrain.training.recipes import ModelArguments, build_config
-from vlpretrain.training.tasks import default_tokenizer, load_source, pretraining_examples, source_label_sizes
+from vlpretrain.training.sources import default_tokenizer, load_source, pretraining_examples, source_label_sizes
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

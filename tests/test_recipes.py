@@ -15,7 +15,7 @@ from vlpretrain.cli import main as cli_main
 from vlpretrain.processing.readers import RegionRecord
 from vlpretrain.processing.store import write_feature_store
 from vlpretrain.training.recipes import DataArguments, ModelArguments, finetune, pretrain
-from vlpretrain.training.tasks import load_source
+from vlpretrain.training.sources import load_source
 
 TINY = dict(model="lxmert", model_size="tiny", config_overrides='{"intermediate_size": 64}')
 
@@ -144,7 +144,7 @@ def test_narrow_preset_learns_image_text_matching(one_thread):
     from vlpretrain.data.collators import collator_for_config
     from vlpretrain.registry import get_architecture
     from vlpretrain.training.recipes import build_config
-    from vlpretrain.training.tasks import pretraining_examples, source_label_sizes
+    from vlpretrain.training.sources import pretraining_examples, source_label_sizes
 
     torch.manual_seed(0)
     tokenizer = minilm_tokenizer()

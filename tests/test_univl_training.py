@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from vlpretrain import UnivlForCaptioning, UnivlForPreTraining
 from vlpretrain.cli import main as cli_main
-from vlpretrain.training.tasks import default_tokenizer, load_source
+from vlpretrain.training.sources import default_tokenizer, load_source
 
 OBJECTIVES = ("contrastive", "mlm", "frame_feature", "alignment", "reconstruction")
 

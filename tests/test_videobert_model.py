@@ -70,7 +70,7 @@ def test_visual_word_targets_are_the_words_of_the_unmasked_clips():
 
 
 def test_collator_builds_the_videobert_batch():
-    from vlpretrain.training.tasks import default_tokenizer
+    from vlpretrain.training.sources import default_tokenizer
 
     tokenizer = default_tokenizer()
     config = tiny_videobert_config(vocab_size=len(tokenizer), max_position_embeddings=64)

@@ -12,7 +12,7 @@ from vlpretrain.cli import main as cli_main
 from vlpretrain.data.collators import collator_for_config
 from vlpretrain.registry import get_architecture
 from vlpretrain.training.recipes import ModelArguments, build_config
-from vlpretrain.training.tasks import load_source, pretraining_examples, source_label_sizes
+from vlpretrain.training.sources import load_source, pretraining_examples, source_label_sizes
 
 OBJECTIVES = {
     "vilbert": ("mlm", "region_class", "matching"),

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from vlpretrain import ImageBertForPreTraining, VlBertForPreTraining, VlBertForQuestionAnswering
 from vlpretrain.cli import main as cli_main
 from vlpretrain.data.collators import collator_for_config
-from vlpretrain.training.tasks import default_tokenizer
+from vlpretrain.training.sources import default_tokenizer
 
 VL_BERT_TARGETS = ("labels", "masked_regions", "region_class_targets", "matched_labels", "text_only")
 IMAGE_BERT_TARGETS = ("labels", "masked_regions", "region_object_labels", "region_feature_targets", "matched_labels")

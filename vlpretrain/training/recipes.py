@@ -24,7 +24,7 @@ from ..metrics.retrieval.ranking import retrieval_metrics
 from ..metrics.vqa.accuracy import soft_score_accuracy
 from ..registry import architecture_for_config, get_architecture, model_class_for_name
 from .lora import lora_for_finetuning, write_lora_base
-from .tasks import (
+from .sources import (
     TaskCollator,
     answer_vocabulary,
     caption_examples,
