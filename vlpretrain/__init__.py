@@ -67,6 +67,8 @@ from .modeling.video_bert import (
     VideoBertForVideoTextRetrieval,
     VideoBertModel,
 )
+from .configuration.s3d import S3DConfig
+from .modeling.s3d import S3DModel
 from .processing.visual_words import VisualWordTokenizer
 from .processing.frames import FrameFeaturizer
 from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
@@ -100,6 +102,8 @@ __all__ = [
     "LxmertForQuestionAnswering",
     "LxmertModel",
     "register_auto_classes",
+    "S3DConfig",
+    "S3DModel",
     "VilbertConfig",
     "VilbertForImageTextRetrieval",
     "VilbertForPreTraining",

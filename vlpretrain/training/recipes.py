@@ -28,6 +28,7 @@ from .tasks import (
     TaskCollator,
     answer_vocabulary,
     caption_examples,
+    check_feature_provenance,
     default_tokenizer,
     padding_collator,
     load_source,
@@ -202,6 +203,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     else:
         config = build_config(model_args, source_label_sizes(train_source), tokenizer, len(answers), data_args.max_text_length)
         model = get_architecture(model_args.model).model_class("pretraining")(config)
+    check_feature_provenance(model, data_args.dataset)
     prepare = getattr(model, "prepare_for_training_data", None)
     if prepare is not None:  # data-dependent parts a model fits before training (VideoBERT's visual words)
         prepare(train_source)
@@ -282,6 +284,7 @@ def finetune(task: str, model_args: ModelArguments, data_args: DataArguments, tr
                                           data_args.captions_file, data_args.questions_file, data_args.answers_file)
     answers = answer_vocabulary(train_source) if task == "vqa" else []
     model = _task_model(model_args, task, source_label_sizes(train_source), tokenizer, answers, data_args.max_text_length)
+    check_feature_provenance(model, data_args.dataset)
     if model_args.lora:
         model = lora_for_finetuning(model, model_args)
     seed = training_args.seed + 1000 * training_args.process_index
