@@ -14,9 +14,9 @@ from helpers.fresh_process import run_fresh_process
 from helpers.s3d_factories import BLOCKS, TINY_FEATURE_SIZE, converted_tiny_s3d, release_s3d_state_dict, tiny_s3d_config
 from safetensors.torch import load_file, save_file
 
-from vlpretrain import S3DConfig, S3DModel
 from vlpretrain.cli import main as cli_main
-from vlpretrain.modeling.s3d import s3d_output_size
+from vlpretrain.configuration.s3d import S3DConfig
+from vlpretrain.modeling.s3d import S3DModel, s3d_output_size
 from vlpretrain.processing.featurizer_models import file_sha256
 
 pytestmark = pytest.mark.usefixtures("one_thread")

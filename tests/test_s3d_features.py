@@ -16,14 +16,14 @@ from helpers.s3d_factories import TINY_FEATURE_SIZE, converted_tiny_s3d
 from helpers.univl_hero_factories import original_univl_state_dict, tiny_univl_config
 from transformers import pipeline
 
-from vlpretrain import FrameFeaturizer, S3DModel, UnivlForCaptioning, VideoLanguageProcessor
+from vlpretrain import FrameFeaturizer, UnivlForCaptioning, VideoLanguageProcessor
 from vlpretrain.cli import main as cli_main
 from vlpretrain.hub.export import export_model
+from vlpretrain.modeling.s3d import S3DModel
 from vlpretrain.processing.featurizer_models import file_sha256
 from vlpretrain.processing.frames import decode_video
 from vlpretrain.processing.provenance import provenance_differences
-from vlpretrain.processing.store import read_store_metadata
-from vlpretrain.training.tasks import check_feature_provenance
+from vlpretrain.processing.store import check_feature_provenance, read_store_metadata
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL_FRAMES = {"shortest_edge": 64, "crop_size": 64}  # UniVL's settings at 64 px instead of 224, for speed

@@ -67,8 +67,6 @@ from .modeling.video_bert import (
     VideoBertForVideoTextRetrieval,
     VideoBertModel,
 )
-from .configuration.s3d import S3DConfig
-from .modeling.s3d import S3DModel
 from .processing.visual_words import VisualWordTokenizer
 from .processing.frames import FrameFeaturizer
 from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
@@ -102,8 +100,6 @@ __all__ = [
     "LxmertForQuestionAnswering",
     "LxmertModel",
     "register_auto_classes",
-    "S3DConfig",
-    "S3DModel",
     "VilbertConfig",
     "VilbertForImageTextRetrieval",
     "VilbertForPreTraining",

@@ -270,10 +270,6 @@ MODEL_REGISTRY: dict[str, Architecture] = {
 }
 
 
-# Feature extractors: registered with the Auto classes, but not architectures to pretrain (no processor, no presets).
-FEATURE_EXTRACTORS: tuple[tuple[type, type], ...] = ((S3DConfig, S3DModel),)
-
-
 def get_architecture(name: str) -> Architecture:
     """Look an architecture up by its short name, with an error that lists the known names."""
     if name not in MODEL_REGISTRY:
@@ -297,6 +293,10 @@ def model_class_for_name(class_name: str) -> type:
             if model_class.__name__ == class_name:
                 return model_class
     raise ValueError(f"architectures: {class_name!r} is not a model class of vlpretrain")
+
+
+# Feature extractors: registered with the Auto classes, but not architectures to pretrain (no processor, no presets).
+FEATURE_EXTRACTORS: tuple[tuple[type, type], ...] = ((S3DConfig, S3DModel),)
 
 
 def register_auto_classes() -> None:

@@ -44,8 +44,8 @@ def write_model_card(
     datasets: list[str] | None = None,
     feature_provenance: dict | None = None,
 ) -> Path:
-    """Render ``model_cards/template.md`` for ``model`` into ``folder/README.md``; its "Input features" section names
-    the features in ``model.config.feature_provenance`` (recorded by converters and training), else
+    """Render ``model_cards/template.md`` for ``model`` into ``folder/README.md``, with an "Input features" section
+    naming the features in ``model.config.feature_provenance`` (recorded by converters and training), else
     ``feature_provenance`` (e.g. the processor's featurizer)."""
     architecture = architecture_for_config(model.config)
     description_path = _TEMPLATES / f"{architecture.name}.md"
@@ -78,10 +78,12 @@ def write_model_card(
         config_table=[(key, getattr(model.config, key)) for key in sorted(interesting)],
         training_summary=training_summary,
         evaluation_summary=evaluation_summary,
-        input_features=provenance_markdown(getattr(model.config, "feature_provenance", None) or feature_provenance),
     )
     path = Path(folder) / "README.md"
     card.save(str(path))
+    record = getattr(model.config, "feature_provenance", None) or feature_provenance
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(f"\n## Input features\n\n{provenance_markdown(record)}\n")
     return path
 
 

@@ -19,7 +19,9 @@ crop, pixels / 255 without mean or std, non-overlapping 16-frame clips (one per 
 by black frames, the 1024-d pooled ``mixed_5c`` of the MIL-NCE S3D, L2-normalised and rounded to float16. Use
 them with the converted ``s3d_howto100m.pth`` (``vlpretrain convert --from s3d-howto100m``):
 ``FrameFeaturizer.from_pretrained_model(folder, preset="univl-s3d")``. The original resizes with ffmpeg's ``scale``
-filter; here frames are resized with PIL (bicubic), so pixels differ slightly from ffmpeg's.
+filter, which ffmpeg-python passes in a ``-filter_complex`` graph, where FFmpeg's default scaler was bilinear until
+FFmpeg commit 9f14396 ("lavfi/vf_scale: use default swscale flags", bicubic since; the FFmpeg version UniVL's
+authors used is not recorded). Here frames are resized with PIL (bilinear), so pixels differ slightly.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ FRAME_PRESETS: dict[str, dict] = {
         "rescale_factor": 1.0 / 255.0,
         "image_mean": [0.0, 0.0, 0.0],
         "image_std": [1.0, 1.0, 1.0],
-        "resample": "bicubic",
+        "resample": "bilinear",
         "last_clip_padding": "zeros",
         "l2_normalize": True,
         "half_precision": True,

@@ -22,13 +22,13 @@ from transformers import TrainerCallback, TrainingArguments
 from ..data.collators import MultimodalCollator, collator_for_config
 from ..metrics.retrieval.ranking import retrieval_metrics
 from ..metrics.vqa.accuracy import soft_score_accuracy
+from ..processing.store import check_feature_provenance
 from ..registry import architecture_for_config, get_architecture, model_class_for_name
 from .lora import lora_for_finetuning, write_lora_base
 from .tasks import (
     TaskCollator,
     answer_vocabulary,
     caption_examples,
-    check_feature_provenance,
     default_tokenizer,
     padding_collator,
     load_source,

@@ -23,8 +23,7 @@ import torch
 
 from ..data.collators import MultimodalCollator
 from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, clip_regions, load_dataset_by_name
-from ..processing.provenance import warn_if_features_differ
-from ..processing.store import load_feature_store, read_store_metadata
+from ..processing.store import load_feature_store
 from ..processing.subtitles import non_empty_subtitles
 
 EMBEDDED_IMAGE_TEXT = ("shapes",)
@@ -124,21 +123,6 @@ def load_store_as_source(path: str | os.PathLike) -> datasets.Dataset:
     empty = [name for name in renames if name != "id" and store[0][name] is None]
     store = store.remove_columns(empty).rename_columns({old: new for old, new in renames.items() if old not in empty})
     return store
-
-
-def check_feature_provenance(model, dataset: str) -> None:
-    """Compare the provenance of a feature-store ``dataset`` with the features ``model`` expects
-    (``config.feature_provenance``): warn naming both extractors when they differ; a model without a record
-    takes the store's, so its saved config and model card name the features it was trained on."""
-    path = Path(dataset)
-    if dataset in EMBEDDED_IMAGE_TEXT + EMBEDDED_VIDEO_TEXT or not path.is_dir():
-        return
-    found = read_store_metadata(path).get("provenance")
-    expected = getattr(model.config, "feature_provenance", None)
-    if expected:
-        warn_if_features_differ(expected, found, f"dataset {dataset}")
-    elif found:
-        model.config.feature_provenance = found
 
 
 def attach_annotations(
