@@ -62,6 +62,8 @@ from .modeling.video_bert import (
     VideoBertModel,
 )
 from .processing.processor import VisionLanguageProcessor
+from .configuration.s3d import S3DConfig
+from .modeling.s3d import S3DModel
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,10 @@ def model_class_for_name(class_name: str) -> type:
     raise ValueError(f"architectures: {class_name!r} is not a model class of vlpretrain")
 
 
+# Feature extractors: registered with the Auto classes, but not architectures to pretrain (no processor, no presets).
+FEATURE_EXTRACTORS: tuple[tuple[type, type], ...] = ((S3DConfig, S3DModel),)
+
+
 def register_auto_classes() -> None:
     """Register every config, model and processor with the Auto classes (models: their ``hub_auto_class``).
 
@@ -314,6 +320,9 @@ def register_auto_classes() -> None:
             auto_name = model_class.__dict__.get("hub_auto_class")
             if auto_name:
                 getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
+    for config_class, model_class in FEATURE_EXTRACTORS:
+        transformers.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        getattr(transformers, model_class.hub_auto_class).register(config_class, model_class, exist_ok=True)
     from .pipelines.registration import register_pipelines
 
     register_pipelines()

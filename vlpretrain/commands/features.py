@@ -2,7 +2,7 @@
 
     vlpretrain features import --format tsv|npz|hdf5|lmdb SRC --output-dir DST
     vlpretrain features extract --images DIR --output-dir DST (--processor DIR | --backbone NAME [--detector NAME])
-    vlpretrain features extract --videos DIR --output-dir DST (--processor DIR | --backbone NAME)
+    vlpretrain features extract --videos DIR --output-dir DST (--processor DIR | --backbone NAME [--preset univl-s3d])
 
 The store is written to a temporary folder and moved into place at the end, so an interrupted run leaves
 any previous store intact. ``--skip-corrupt`` logs, counts and skips bad rows, images or videos.
@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--detector", help="Hub id or folder of the object detector (images, instead of --processor)")
     extractor.add_argument("--num-regions", type=int, default=None, help="images: fixed number of regions (default 36; 0 = adaptive 10-100)")
     extractor.add_argument("--skip-corrupt", action="store_true", help="log, count and skip undecodable files instead of stopping")
+    extractor.add_argument("--preset", choices=["univl-s3d"], default=None,
+                           help="videos with --backbone: named frame settings (univl-s3d: UniVL's S3D extraction)")
     extractor.set_defaults(func=run_extract)
 
 
@@ -112,6 +114,7 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
     # Imported here so that building the CLI parser stays fast (no torch / transformers / datasets import).
     from ..processing.frames import FrameFeaturizer
     from ..processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
+    from ..processing.provenance import feature_provenance
     from ..processing.regions import RegionFeaturizer
     from ..processing.store import write_feature_store
 
@@ -120,6 +123,8 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
     if not args.processor and not args.backbone:
         raise ValueError("extract needs --processor DIR or --backbone NAME")
     stats = ReadStats()
+    if args.preset and (args.images or args.processor):
+        raise ValueError("--preset applies to --videos with --backbone only")
     if args.images:
         if args.processor:
             featurizer = VisionLanguageProcessor.from_pretrained(args.processor).region_featurizer
@@ -141,7 +146,7 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
             if featurizer is None:
                 raise ValueError(f"--processor {args.processor}: this processor has no frame featurizer")
         else:
-            featurizer = FrameFeaturizer.from_pretrained_model(args.backbone)
+            featurizer = FrameFeaturizer.from_pretrained_model(args.backbone, preset=args.preset)
         files = _files(args.videos, VIDEO_SUFFIXES, "videos")
         records = _guarded(files, featurizer.featurize_video, args.skip_corrupt, stats)
         kind, fixed = "frames", None
@@ -151,7 +156,11 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
         kind=kind,
         num_regions=fixed,
         skip_corrupt=args.skip_corrupt,
-        metadata={"source": str(Path(args.images or args.videos).absolute()), "featurizer": featurizer.to_dict()},
+        metadata={
+            "source": str(Path(args.images or args.videos).absolute()),
+            "featurizer": featurizer.to_dict(),
+            "provenance": feature_provenance(featurizer, kind),
+        },
         reader_stats=stats,
     )
     print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {summary.path}")

@@ -399,3 +399,13 @@ def _convert_actbert(source: str | os.PathLike, output_dir: str | os.PathLike, *
 
 
 CONVERTERS["actbert"] = _convert_actbert
+
+
+def _convert_s3d_howto100m(source: str | os.PathLike, output_dir: str | os.PathLike, **config_overrides) -> Path:
+    """The MIL-NCE HowTo100M S3D release (``s3d_howto100m.pth``), imported on use."""
+    from .s3d_convert import convert_s3d_howto100m
+
+    return convert_s3d_howto100m(source, output_dir, **config_overrides)
+
+
+CONVERTERS["s3d-howto100m"] = _convert_s3d_howto100m

@@ -11,6 +11,7 @@ import jinja2
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..pipelines.registration import EXPORTED_PIPELINES
+from ..processing.provenance import provenance_markdown
 from ..registry import architecture_for_config, model_class_for_name
 from ..utils.remote_code import auto_map_reference, replace_directory, staging_directory, write_flat_modules
 
@@ -50,8 +51,11 @@ def write_model_card(
     evaluation_summary: str = "Not recorded.",
     eval_results: list | None = None,
     datasets: list[str] | None = None,
+    feature_provenance: dict | None = None,
 ) -> Path:
-    """Render ``model_cards/template.md`` for ``model`` into ``folder/README.md``."""
+    """Render ``model_cards/template.md`` for ``model`` into ``folder/README.md``, with an "Input features" section
+    naming the features in ``model.config.feature_provenance`` (recorded by converters and training), else
+    ``feature_provenance`` (e.g. the processor's featurizer)."""
     architecture = architecture_for_config(model.config)
     description_path = _TEMPLATES / f"{architecture.name}.md"
     if not description_path.exists():
@@ -95,6 +99,9 @@ def write_model_card(
     )
     path = Path(folder) / "README.md"
     card.save(str(path))
+    record = getattr(model.config, "feature_provenance", None) or feature_provenance
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(f"\n## Input features\n\n{provenance_markdown(record)}\n")
     return path
 
 
@@ -130,11 +137,21 @@ def export_model(
         if (source / "README.md").exists():
             shutil.copy2(source / "README.md", staged / "README.md")
         else:
-            write_model_card(model, staged, repo_id, training_summary, evaluation_summary)
+            write_model_card(model, staged, repo_id, training_summary, evaluation_summary,
+                             feature_provenance=_processor_feature_provenance(staged))
         replace_directory(staged, output_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return output_dir
+
+
+def _processor_feature_provenance(folder: Path) -> dict | None:
+    """The provenance of the (first) featurizer recorded in ``folder/processor_config.json``, if any."""
+    config_path = folder / "processor_config.json"
+    if not config_path.exists():
+        return None
+    records = list(json.loads(config_path.read_text()).get("feature_provenance", {}).values())
+    return records[0] if records else None
 
 
 def _save_processor(source: Path, target: Path, model) -> bool:

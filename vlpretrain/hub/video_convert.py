@@ -1,6 +1,7 @@
 """Converters of the video-text checkpoints: UniVL's ``univl.pretrained.bin`` and HERO's ``hero-tv-ht100.pt``.
 
-Both are plain ``torch.save``d state dicts read with ``weights_only=True``. Tied tensors that the originals store
+Both are plain ``torch.save``d state dicts read with ``weights_only=True``. A converted UniVL records the features
+it was trained on (``config.feature_provenance``: the MIL-NCE S3D with UniVL's extraction settings). Tied tensors that the originals store
 several times (word embeddings in the MLM and decoder heads, the decoder's copies of the text tables) are read
 once from their owner and re-tied by the model; ``gamma``/``beta`` names of old checkpoints become
 ``weight``/``bias``.
@@ -19,6 +20,7 @@ from ..configuration.univl import UnivlConfig
 from ..modeling.base import fuse_qkv, rename_bert_layer_key
 from ..modeling.hero import HeroForPreTraining
 from ..modeling.univl import UnivlForPreTraining
+from ..processing.frames import preset_provenance
 from .convert import _write_converted, load_state_dict
 
 _UNIVL_RENAMES: tuple[tuple[str, str], ...] = (
@@ -166,6 +168,7 @@ def convert_univl(source: str | os.PathLike, output_dir: str | os.PathLike, **co
     model = UnivlForPreTraining(config)
     for name in list(model._tied_weights_keys):
         state.setdefault(name, state["univl.embeddings.word_embeddings.weight"])
+    model.config.feature_provenance = preset_provenance("univl-s3d")
     return _write_converted(model, state, output_dir)
 
 

@@ -686,4 +686,7 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
         """Caption token ids (batch, length) starting with ``[CLS]``; keyword arguments go to ``GenerationMixin.generate``."""
         states, mask = self.encode(frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids)
         start = torch.full((states.shape[0], 1), self.generation_config.bos_token_id, dtype=torch.long, device=states.device)
+        # The decoder keeps no key/value cache; a generation config rebuilt from config.json (a folder saved without
+        # generation_config.json, e.g. a converted release) would otherwise ask for one.
+        kwargs.setdefault("use_cache", False)
         return super().generate(start, encoder_hidden_states=states, encoder_attention_mask=mask, **kwargs)

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from transformers import GenerationConfig, Pipeline
 
-from .inputs import visual_processor_kwargs
+from .inputs import check_processor_features, visual_processor_kwargs
 
 # What the pipeline passes on to ``generate``: the GenerationConfig fields, less those that change what it returns.
 _RETURN_FORMAT_ARGUMENTS = {"return_dict_in_generate", "output_scores", "output_logits", "output_attentions",
@@ -70,6 +70,7 @@ class VideoCaptioningPipeline(Pipeline):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         check_captioning_model(self.model)
+        check_processor_features(self.model, self.processor)
 
     def __call__(self, inputs: Any = None, **kwargs) -> list:
         """Caption one video (returns a list of ``{"generated_text"}``) or a list of videos (one list each)."""

@@ -12,7 +12,21 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+from ..processing.provenance import feature_provenance, warn_if_features_differ
+
 RAW_INPUT_NAMES = ("images", "videos")
+
+
+def check_processor_features(model, processor) -> None:
+    """Warn, naming both extractors, when the processor's featurizer of the model's feature kind makes features
+    other than those the model expects (``model.config.feature_provenance``)."""
+    expected = getattr(model.config, "feature_provenance", None)
+    for name in ("frame_featurizer", "region_featurizer"):
+        featurizer = getattr(processor, name, None)
+        if expected and featurizer is not None:
+            found = feature_provenance(featurizer)
+            if found.get("kind") == expected.get("kind"):
+                warn_if_features_differ(expected, found, f"processor {name}")
 
 
 def processor_arguments(processor) -> set[str]:

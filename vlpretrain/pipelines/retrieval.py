@@ -26,7 +26,7 @@ from typing import Any
 
 from transformers import Pipeline
 
-from .inputs import text_batch, visual_processor_kwargs
+from .inputs import check_processor_features, text_batch, visual_processor_kwargs
 from .retrieval_index import RetrievalIndex
 
 _QUERY_MODALITIES = ("text", "visual")
@@ -53,6 +53,7 @@ class CrossModalRetrievalPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        check_processor_features(self.model, self.processor)
         missing = [name for name in self.required_model_methods if not hasattr(self.model, name)]
         if missing:
             raise ValueError(

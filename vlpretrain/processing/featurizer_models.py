@@ -61,7 +61,10 @@ def save_model(model: torch.nn.Module, folder: str | os.PathLike, subfolder: str
     weights = target / WEIGHTS_NAME
     if not weights.is_file():
         raise ValueError(f"{type(model).__name__}.save_pretrained did not write {WEIGHTS_NAME} (sharded weights are not supported here)")
-    return {"source": "saved", "subfolder": subfolder, "sha256": file_sha256(weights), "model_class": type(model).__name__}
+    return {
+        "source": "saved", "subfolder": subfolder, "sha256": file_sha256(weights), "model_class": type(model).__name__,
+        "model_type": getattr(model.config, "model_type", None),
+    }
 
 
 def resolve_saved_folder(base: str | os.PathLike | None, subfolder: str, revision: str | None = None, **hub_kwargs) -> Path:

@@ -30,6 +30,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 from ..utils.remote_code import atomic_write_text, auto_map_reference, move_files_into, staging_directory, write_flat_modules
 from .frames import FrameFeaturizer, FrameRecord, read_frame_features
+from .provenance import provenance_from_config
 from .readers import RegionRecord, normalize_boxes, validate_normalized_boxes
 from .regions import RegionFeaturizer
 from .subtitles import align_subtitles_to_frames, non_empty_subtitles, subtitle_token_layout
@@ -174,6 +175,13 @@ class _SavesFlatModules:
             config_file = staging / PROCESSOR_CONFIG_NAME
             config = json.loads(config_file.read_text(encoding="utf-8"))
             config["auto_map"] = {"AutoProcessor": auto_map_reference(type(self))}
+            provenance = {
+                attribute: provenance_from_config("regions" if "region" in attribute else "frames", saved)
+                for attribute, saved in config.items()
+                if attribute in in_memory_configs and saved
+            }
+            if provenance:
+                config["feature_provenance"] = provenance
             atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
             move_files_into(staging, save_directory)
         except BaseException:

@@ -32,6 +32,7 @@ from datasets.arrow_writer import ArrowWriter
 
 from ..utils.remote_code import atomic_write_text, replace_directory, staging_directory
 from .frames import FrameRecord
+from .provenance import warn_if_features_differ
 from .readers import ReadStats, RegionRecord, validate_record
 
 logger = logging.getLogger(__name__)
@@ -318,6 +319,20 @@ def read_store_metadata(path: str | os.PathLike) -> dict:
     if not metadata_file.is_file():
         raise FileNotFoundError(f"{path} is not a feature store (no {STORE_METADATA_FILE})")
     return json.loads(metadata_file.read_text(encoding="utf-8"))
+
+
+def check_feature_provenance(model, dataset: str | os.PathLike) -> None:
+    """Compare the provenance of a feature store with the features ``model`` expects (``model.config
+    .feature_provenance``): warn naming both extractors when they differ; a model without a record takes the
+    store's, so its saved config and model card name the features it was trained on. Not a store: nothing to do."""
+    if not (Path(dataset) / STORE_METADATA_FILE).is_file():
+        return
+    found = read_store_metadata(dataset).get("provenance")
+    expected = getattr(model.config, "feature_provenance", None)
+    if expected:
+        warn_if_features_differ(expected, found, f"dataset {dataset}")
+    elif found:
+        model.config.feature_provenance = found
 
 
 def load_feature_store(path: str | os.PathLike, streaming: bool = False) -> Dataset | IterableDataset:

@@ -22,6 +22,7 @@ from transformers import TrainerCallback, TrainingArguments
 from ..data.collators import MultimodalCollator, collator_for_config
 from ..metrics.retrieval.ranking import retrieval_metrics
 from ..metrics.vqa.accuracy import soft_score_accuracy
+from ..processing.store import check_feature_provenance
 from ..registry import architecture_for_config, get_architecture, model_class_for_name
 from .lora import lora_for_finetuning, write_lora_base
 from .sources import (
@@ -202,6 +203,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     else:
         config = build_config(model_args, source_label_sizes(train_source), tokenizer, len(answers), data_args.max_text_length)
         model = get_architecture(model_args.model).model_class("pretraining")(config)
+    check_feature_provenance(model, data_args.dataset)
     prepare = getattr(model, "prepare_for_training_data", None)
     if prepare is not None:  # data-dependent parts a model fits before training (VideoBERT's visual words)
         prepare(train_source)
@@ -282,6 +284,7 @@ def finetune(task: str, model_args: ModelArguments, data_args: DataArguments, tr
                                           data_args.captions_file, data_args.questions_file, data_args.answers_file)
     answers = answer_vocabulary(train_source) if task == "vqa" else []
     model = _task_model(model_args, task, source_label_sizes(train_source), tokenizer, answers, data_args.max_text_length)
+    check_feature_provenance(model, data_args.dataset)
     if model_args.lora:
         model = lora_for_finetuning(model, model_args)
     seed = training_args.seed + 1000 * training_args.process_index
