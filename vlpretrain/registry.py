@@ -270,9 +270,16 @@ MODEL_REGISTRY: dict[str, Architecture] = {
 }
 
 
-# The config and model classes of every architecture, re-exported by the package's ``__init__``.
+# Feature extractors (config, model): registered with the Auto classes, but not architectures to pretrain (no
+# processor, no presets).
+FEATURE_EXTRACTORS: tuple[tuple[type, type], ...] = ((S3DConfig, S3DModel),)
+
+# The config and model classes of every architecture and feature extractor, re-exported by the package's ``__init__``.
 MODEL_CLASS_NAMES: tuple[str, ...] = tuple(
-    sorted({cls.__name__ for arch in MODEL_REGISTRY.values() for cls in (arch.config_class, *arch.models.values())})
+    sorted(
+        {cls.__name__ for arch in MODEL_REGISTRY.values() for cls in (arch.config_class, *arch.models.values())}
+        | {cls.__name__ for pair in FEATURE_EXTRACTORS for cls in pair}
+    )
 )
 __all__ = [*MODEL_CLASS_NAMES, "MODEL_CLASS_NAMES", "MODEL_REGISTRY", "Architecture"]
 
@@ -300,10 +307,6 @@ def model_class_for_name(class_name: str) -> type:
             if model_class.__name__ == class_name:
                 return model_class
     raise ValueError(f"architectures: {class_name!r} is not a model class of vlpretrain")
-
-
-# Feature extractors: registered with the Auto classes, but not architectures to pretrain (no processor, no presets).
-FEATURE_EXTRACTORS: tuple[tuple[type, type], ...] = ((S3DConfig, S3DModel),)
 
 
 def register_auto_classes() -> None:
