@@ -126,3 +126,25 @@ def test_pickled_paddle_files_and_foreign_keys_are_refused(tmp_path):
     params["bert.encoder.extra.weight"] = torch.zeros(2, 2)
     with pytest.raises(ValueError, match="keys not in the ActBERT port's layout"):
         convert_actbert_state_dict(params)
+
+
+def test_converted_matching_head_scores_the_port_matched_row_as_matched(tmp_path):
+    """The port labels a matching caption 0 (``RandomCap``: label 1 = a random caption); the package's row 1 =
+    matched, so the converter swaps the rows and converted ActBERT ranks retrieval the right way round."""
+    from vlpretrain import ActBertForVideoTextRetrieval
+
+    config = tiny_actbert_config()
+    params = paddle_parameters(config)
+    params["cls.seq_relationship.weight"][:] = 0.0
+    params["cls.seq_relationship.bias"][:] = [5.0, -5.0]  # port row 0: matched
+    np.savez(tmp_path / "ActBERT.npz", **params)
+    overrides = ('{"num_attention_heads": 4, "v_num_attention_heads": 4, "a_num_attention_heads": 4, '
+                 '"bi_num_attention_heads": 4, "t_ent_attention_id": [1, 2]}')
+    assert cli_main(["convert", "--from", "actbert", str(tmp_path / "ActBERT.npz"), "--output-dir", str(tmp_path / "out"),
+                     "--config-overrides", overrides]) == 0
+    model = ActBertForPreTraining.from_pretrained(tmp_path / "out").eval()
+    batch = actbert_batch(model.config, labels=False)
+    with torch.no_grad():
+        logits = model(**batch).matching_logits
+        scores = ActBertForVideoTextRetrieval.from_pretrained(tmp_path / "out").eval()(**batch).scores
+    assert (logits[:, 1] > logits[:, 0]).all() and (scores > 0).all()
