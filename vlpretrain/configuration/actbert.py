@@ -65,6 +65,9 @@ class ActBertConfig(PreTrainedConfig):
     """
 
     model_type = "vlpretrain-actbert"
+    # (zeroed, swapped) shares of the masked actions: the port's random_action zeroes 90 % and keeps 10 %
+    # (paddlevideo/loader/pipelines/multimodal.py); collators.collator_for_config reads it.
+    frame_mask_style = (0.9, 0.0)
     lora_target_modules = ("qkv", "output.dense", "fc_in")
 
     vocab_size: int = 30522
