@@ -519,3 +519,17 @@ def test_hard_negatives_switch_on_at_the_configured_training_step():
     assert int(scheduled.task_step) == int(plain.task_step) == 2
     torch.testing.assert_close(before[0], before[1])
     assert not torch.allclose(after[0], after[1])
+
+
+def test_vsm_span_loss_is_the_sum_of_the_start_and_end_cross_entropies():
+    """model/pretrain.py: loss_st_ed = lw_st_ed * (loss_st + loss_ed) (video QA averages them instead)."""
+    config = tiny_hero_config(vsm_span_weight=1.0)
+    model = HeroForPreTraining(config).eval()  # evaluation always includes the span loss
+    batch = hero_batch(config, targets=False)
+    frames = batch["frame_features"].shape[1]
+    flat = lambda queries, states, mask: (torch.zeros(queries.shape[0], frames), torch.zeros(queries.shape[0], frames))
+    model.matching_heads.span_logits = flat  # uniform logits: each cross-entropy is log(frames)
+    with_span = model(**batch, task="vsm").vsm_loss
+    model.config.vsm_span_weight = 0.0
+    without = model(**batch, task="vsm").vsm_loss
+    torch.testing.assert_close(with_span - without, torch.tensor(2 * np.log(frames), dtype=torch.float32))

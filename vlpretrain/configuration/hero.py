@@ -43,7 +43,8 @@ class HeroConfig(PreTrainedConfig):
         nce_temperature: temperature of MFM-NCE (1.0).
         vsm_margin / vsm_negative_video_weight / vsm_negative_query_weight: hinge margin (0.1) and weights (8 / 8)
             of the global VSM ranking loss.
-        vsm_span_weight / vsm_span_probability: weight (0.01) of the local start/end loss and the probability
+        vsm_span_weight / vsm_span_probability: weight (0.01) of the local loss (the sum of the start and end
+            cross-entropies, ``model/pretrain.py``; video QA averages them, ``model/videoQA.py``) and the probability
             (0.2 = 1 - drop_svmr_prob) that a VSM step includes it.
         vsm_queries_per_video: queries per video (5): drawn from the subtitles that have aligned frames and, when
             fewer, padded by repeating the last one (``data/vsm.py``); a video without such a subtitle has none.

@@ -668,7 +668,7 @@ class HeroForPreTraining(HeroPreTrainedModel):
         use_span = self.training is False or float(torch.rand((), generator=generator)) < config.vsm_span_probability
         if use_span:
             start_logits, end_logits = self.matching_heads.span_logits(query_vectors, frames[owner], frame_mask[owner])
-            span = (classification_loss(start_logits, starts) + classification_loss(end_logits, ends)) / 2
+            span = classification_loss(start_logits, starts) + classification_loss(end_logits, ends)
             loss = loss + config.vsm_span_weight * span
         return loss
 
@@ -785,7 +785,8 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
 class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
     """Video corpus moment retrieval (``HeroForVcmr``): the global scores of [`HeroForVideoTextRetrieval`] plus start /
     end logits of each query over its own video's frames. ``start_positions`` / ``end_positions`` (B,) add
-    ``vsm_span_weight`` x the mean start/end cross-entropy to the ranking loss (8 / 8)."""
+    ``vsm_span_weight`` x the sum of the start and end cross-entropies (``model/pretrain.py``) to the ranking loss
+    (8 / 8)."""
 
     hub_auto_class = None
 
@@ -819,7 +820,7 @@ class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
         loss = None
         if start_positions is not None and end_positions is not None:
             owner = torch.arange(batch, device=logits.device)
-            span = (classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)) / 2
+            span = classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)
             loss = hinge_ranking_loss(logits, owner, config.vsm_margin, 8.0, 8.0) + config.vsm_span_weight * span
         output = HeroMomentRetrievalOutput(loss=loss, start_logits=start_logits, end_logits=end_logits, logits=logits)
         return_dict = config.return_dict if return_dict is None else return_dict
