@@ -148,3 +148,5 @@ def test_converted_matching_head_scores_the_port_matched_row_as_matched(tmp_path
         logits = model(**batch).matching_logits
         scores = ActBertForVideoTextRetrieval.from_pretrained(tmp_path / "out").eval()(**batch).scores
     assert (logits[:, 1] > logits[:, 0]).all() and (scores > 0).all()
+    embeddings = model.actbert  # the port's embedding LayerNorms use epsilon 1e-12
+    assert embeddings.embeddings.norm.eps == embeddings.action_embeddings.norm.eps == 1e-12

@@ -154,3 +154,4 @@ def test_converted_matching_head_keeps_row_one_as_matched(tmp_path):
     with torch.no_grad():
         logits = run_ours(ours, hf_inputs()).matching_logits
     assert (logits[:, 1] > logits[:, 0]).all()
+    assert ours.lxmert.embeddings.norm.eps == 1e-12  # BertLayerNorm(eps=1e-12) in src/lxrt/modeling.py

@@ -247,6 +247,10 @@ def test_converter_puts_every_tensor_in_place():
     torch.testing.assert_close(state["alignment_head.weight"], original["similarity_dense.weight"])
     torch.testing.assert_close(state["univl.cross_embeddings.token_type_embeddings.weight"], original["cross.embeddings.token_type_embeddings.weight"])
     assert model.decoder_head.decoder.weight is model.univl.embeddings.word_embeddings.weight
+    # microsoft/UniVL's BERT embeddings normalise with eps 1e-12 (HERO's subtitle embeddings: 1e-5).
+    from vlpretrain.hub.video_convert import univl_config_from_state_dict
+
+    assert UnivlForPreTraining(univl_config_from_state_dict(converted)).univl.embeddings.norm.eps == 1e-12
     renamed = {key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value for key, value in original.items()}
     assert set(convert_univl_state_dict(renamed)) == set(convert_univl_state_dict(original))
     with pytest.raises(ValueError, match="no UniVL counterpart"):

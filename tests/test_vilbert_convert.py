@@ -143,6 +143,7 @@ def test_ernie_vil_paddle_parameters_land_in_place_transposed(tmp_path):
     model = ErnieVilModel.from_pretrained(tmp_path / "out")
     ours = model.state_dict()
     assert model.config.num_attention_heads == 4 and model.config.layer_norm_eps == 1e-5
+    assert model.embeddings.norm.eps == model.region_embeddings.norm.eps == 1e-5  # Paddle's layer_norm default
 
     def check(our_name: str, paddle_name: str, transpose: bool) -> None:
         expected = torch.from_numpy(params[paddle_name])
@@ -209,3 +210,4 @@ def test_converted_matching_head_scores_the_original_aligned_row_as_matched(tmp_
         logits = model(**batch).matching_logits
         scores = VilbertForImageTextRetrieval.from_pretrained(tmp_path / "out").eval()(**batch).scores
     assert (logits[:, 1] > logits[:, 0]).all() and (scores > 0).all()
+    assert model.vilbert.embeddings.norm.eps == model.vilbert.region_embeddings.norm.eps == 1e-12  # BertLayerNorm

@@ -137,3 +137,4 @@ def test_converted_relationship_head_keeps_row_one_as_matched(tmp_path):
     with torch.no_grad():
         logits = model(**subset(batch, INPUT_NAMES)).matching_logits
     assert (logits[:2, 1] > logits[:2, 0]).all()  # the image-caption rows (row 2 is text-only)
+    assert model.vl_bert.embeddings.norm.eps == 1e-12  # BertLayerNorm(eps=1e-12) of the original
