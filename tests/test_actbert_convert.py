@@ -88,15 +88,20 @@ def paddle_parameters(config, seed: int = 0) -> dict[str, np.ndarray]:
     return params
 
 
-def test_converted_parameters_are_renamed_transposed_and_fused(tmp_path):
-    config = tiny_actbert_config()
-    params = paddle_parameters(config)
+def convert_with_cli(params: dict[str, np.ndarray], tmp_path) -> ActBertForPreTraining:
+    """Save ``params`` as the port's .npz export, convert it with the CLI into ``tmp_path / "out"`` and load it."""
     np.savez(tmp_path / "ActBERT.npz", **params)
     overrides = ('{"num_attention_heads": 4, "v_num_attention_heads": 4, "a_num_attention_heads": 4, '
                  '"bi_num_attention_heads": 4, "t_ent_attention_id": [1, 2]}')
     assert cli_main(["convert", "--from", "actbert", str(tmp_path / "ActBERT.npz"), "--output-dir", str(tmp_path / "out"),
                      "--config-overrides", overrides]) == 0
-    model = ActBertForPreTraining.from_pretrained(tmp_path / "out").eval()
+    return ActBertForPreTraining.from_pretrained(tmp_path / "out").eval()
+
+
+def test_converted_parameters_are_renamed_transposed_and_fused(tmp_path):
+    config = tiny_actbert_config()
+    params = paddle_parameters(config)
+    model = convert_with_cli(params, tmp_path)
     layer = model.actbert.tangled_layers[1]
     bi = config.bi_hidden_size
     torch.testing.assert_close(layer.text_qkv.weight[:bi], torch.from_numpy(params["bert.encoder.c_layer.1.ent_attention.query2.weight"]).T)
@@ -126,3 +131,22 @@ def test_pickled_paddle_files_and_foreign_keys_are_refused(tmp_path):
     params["bert.encoder.extra.weight"] = torch.zeros(2, 2)
     with pytest.raises(ValueError, match="keys not in the ActBERT port's layout"):
         convert_actbert_state_dict(params)
+
+
+def test_converted_matching_head_scores_the_port_matched_row_as_matched(tmp_path):
+    """The port labels a matching caption 0 (``RandomCap``: label 1 = a random caption); the package's row 1 =
+    matched, so the converter swaps the rows and converted ActBERT ranks retrieval the right way round."""
+    from vlpretrain import ActBertForVideoTextRetrieval
+
+    config = tiny_actbert_config()
+    params = paddle_parameters(config)
+    params["cls.seq_relationship.weight"][:] = 0.0
+    params["cls.seq_relationship.bias"][:] = [5.0, -5.0]  # port row 0: matched
+    model = convert_with_cli(params, tmp_path)
+    batch = actbert_batch(model.config, labels=False)
+    with torch.no_grad():
+        logits = model(**batch).matching_logits
+        scores = ActBertForVideoTextRetrieval.from_pretrained(tmp_path / "out").eval()(**batch).scores
+    assert (logits[:, 1] > logits[:, 0]).all() and (scores > 0).all()
+    embeddings = model.actbert  # the port's embedding LayerNorms use epsilon 1e-12
+    assert embeddings.embeddings.norm.eps == embeddings.action_embeddings.norm.eps == 1e-12

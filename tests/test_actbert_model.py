@@ -90,9 +90,15 @@ def test_video_without_regions_uses_the_global_token_alone():
 def test_masked_actions_enter_as_the_mask_embedding_with_bounded_gradients():
     model = build(ActBertForPreTraining, tiny_actbert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
     batch = actbert_batch(model.config)
-    changed = batch["frame_features"].masked_fill(batch["masked_frames"][..., None], 5.0)
+    embeddings, masked = model.actbert.action_embeddings.eval(), batch["masked_frames"]
+    kept = batch["frame_features"].masked_fill(masked[..., None], 5.0)
     with torch.no_grad():
-        torch.testing.assert_close(model(**{**batch, "frame_features": changed}).loss, model(**batch).loss)
+        # Zeroed masked actions (the port's 90 %) enter as the mask embedding, kept ones (10 %) as themselves.
+        zeroed = embeddings(batch["frame_features"], masked)
+        torch.testing.assert_close(zeroed[masked], embeddings.norm(embeddings.mask_embedding.weight[0]).expand(int(masked.sum()), -1))
+        torch.testing.assert_close(embeddings(kept, masked), embeddings(kept, None))
+        assert not torch.allclose(embeddings(kept, masked)[masked], zeroed[masked])
+    model.train()
     # A zeroed feature through the zero-initialised projection made the LayerNorm input constant: gradient ~1e6.
     model.zero_grad()
     model(**batch).masked_action_loss.backward()
@@ -236,3 +242,24 @@ def test_base_size_builds_on_meta():
         model = ActBertForPreTraining(ActBertConfig())
     assert len(model.actbert.text_layers) == 12 and len(model.actbert.tangled_layers) == 2
     assert model.actbert.tangled_layers[0].text_qkv.weight.shape == (3072, 768)
+
+
+def test_collator_zeroes_90_percent_of_the_masked_actions_and_keeps_10():
+    """The port's random_action: a masked action's feature is zeroed 90 % of the time and kept otherwise."""
+    from helpers.processing import minilm_tokenizer
+
+    from vlpretrain.data.collators import collator_for_config
+
+    collator = collator_for_config(tiny_actbert_config(loss_weights={"masked_action": 1.0}), minilm_tokenizer(), seed=0,
+                                   frame_mask_probability=0.5)
+    generator = torch.Generator().manual_seed(0)
+    examples = [dict(input_ids=[101, 1000, 102], video_id=index, action_label=index % 3,
+                     frame_features=torch.rand(20, 10, generator=generator) + 0.1,
+                     region_features=torch.ones(1, 12), region_boxes=torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+                for index in range(40)]
+    batch = collator(examples)
+    masked = batch["masked_frames"]
+    zeroed = (batch["frame_features"][masked] == 0).all(-1)
+    kept = (batch["frame_features"][masked] == batch["frame_feature_targets"][masked]).all(-1)
+    assert int(masked.sum()) > 300 and bool((zeroed | kept).all())
+    assert abs(float(zeroed.float().mean()) - 0.9) < 0.05

@@ -394,3 +394,142 @@ def test_every_objective_and_the_qa_head_run_under_bfloat16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output = model(**hero_batch(model.config))
     assert all(torch.isfinite(output[f"{name}_loss"].float()) for name in OBJECTIVES)
+
+
+def test_converted_checkpoint_normalises_subtitle_embeddings_with_the_release_eps(tmp_path):
+    """The release's SubEmbeddings use LayerNorm eps 1e-5 while its layers use 1e-12 (model/embed.py)."""
+    from helpers.univl_hero_factories import original_hero_state_dict
+
+    original = original_hero_state_dict(tiny_hero_config())
+    torch.save(original, tmp_path / "hero.pt")
+    assert cli_main(["convert", "--from", "hero", str(tmp_path / "hero.pt"), "--output-dir", str(tmp_path / "out")]) == 0
+    model = HeroForPreTraining.from_pretrained(tmp_path / "out").eval()
+    assert model.config.embedding_layer_norm_eps == 1e-5 and model.config.layer_norm_eps == 1e-12
+    assert model.hero.embeddings.norm.eps == 1e-5
+    assert model.hero.cross_layers[0].ffn.output.norm.eps == 1e-12
+    ids = torch.tensor([[2, 7, 9, 11]])
+    prefix = "v_encoder.f_encoder.embeddings."
+    # Embeddings whose sum has a small spread, where eps 1e-5 and 1e-12 give clearly different outputs.
+    summed = 1e-3 * (original[f"{prefix}word_embeddings.weight"][ids] + original[f"{prefix}position_embeddings.weight"][:4]
+                     + original[f"{prefix}token_type_embeddings.weight"][1])
+    with torch.no_grad():
+        model.hero.embeddings.word_embeddings.weight.mul_(1e-3)
+        model.hero.embeddings.position_embeddings.weight.mul_(1e-3)
+        model.hero.embeddings.token_type_embeddings.weight.mul_(1e-3)
+        ours = model.hero.embeddings(ids, torch.ones_like(ids))
+    weight, bias = original[f"{prefix}LayerNorm.weight"], original[f"{prefix}LayerNorm.bias"]
+    release = torch.nn.functional.layer_norm(summed, (summed.shape[-1],), weight, bias, 1e-5)
+    torch.testing.assert_close(ours, release, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ours, torch.nn.functional.layer_norm(summed, (summed.shape[-1],), weight, bias, 1e-12), atol=1e-3)
+
+
+def test_subtitles_are_the_separator_followed_by_their_words():
+    """The release feeds ``</s> + ids`` per subtitle (data/data.py); the processor and the training examples agree."""
+    from vlpretrain import VideoLanguageProcessor
+    from vlpretrain.training.tasks import default_tokenizer, load_source, pretraining_examples
+
+    tokenizer = default_tokenizer()
+    processor = VideoLanguageProcessor(tokenizer)
+    texts = ["a red circle moves", "then it stops"]
+    encoded = processor.encode_subtitled_videos(
+        [{"text": texts, "start": [0.0, 1.0], "end": [1.0, 2.0]}], [np.ones((4, 12), np.float32)], frame_interval=0.5
+    )
+    words = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    expected = [tokenizer.sep_token_id] + words[0] + [tokenizer.sep_token_id] + words[1]
+    assert encoded["input_ids"][0].tolist() == expected
+    assert encoded["text_subtitle_index"][0].tolist() == [0] * (len(words[0]) + 1) + [1] * (len(words[1]) + 1)
+    short = processor.encode_subtitled_videos(
+        [{"text": texts[:1], "start": [0.0], "end": [1.0]}], [np.ones((4, 12), np.float32)], max_subtitle_length=3
+    )
+    assert short["input_ids"][0].tolist() == [tokenizer.sep_token_id] + words[0][:2]
+    source = load_source("shapes-video", "train", 1, seed=0)
+    example = pretraining_examples(source, tokenizer, 20)[0]
+    for ids, text in zip(example["subtitle_input_ids"], source[0]["subtitles"]["text"]):
+        assert ids == [tokenizer.sep_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_vsm_queries_are_subtitles_with_frames_padded_to_five_per_video():
+    from vlpretrain.modeling.hero import select_vsm_queries
+
+    # Video 0: subtitles 0-3 have tokens, subtitle 1 has no frame. Video 1: subtitles 0-6, all with frames.
+    # Video 2: its only subtitle has no frame (frames unmatched or padded).
+    text_index = torch.tensor([[0, 0, 1, 1, 2, 3, 3, -1], [0, 1, 2, 3, 4, 5, 6, 6], [0, 0, 0, -1, -1, -1, -1, -1]])
+    frame_index = torch.tensor([[0, 2, 2, 3, -1, -1, -1], [0, 1, 2, 3, 4, 5, 6], [-1, -1, -1, -1, -1, -1, -1]])
+    for seed in range(20):
+        queries = select_vsm_queries(text_index, frame_index, 5, torch.Generator().manual_seed(seed))
+        video0 = [sub for row, sub in queries if row == 0]
+        video1 = [sub for row, sub in queries if row == 1]
+        assert [row for row, _ in queries] == [0] * 5 + [1] * 5  # video 2 has no query
+        assert video0[:3] == [0, 2, 3] and video0[3:] == [3, 3]  # never subtitle 1; padded with the last one
+        assert len(set(video1)) == 5 and video1 == sorted(video1)
+    # In the model: the queries start with bos_token_id and the loss is finite and differentiable.
+    config = tiny_hero_config(bos_token_id=1)
+    model = HeroForPreTraining(config).eval()
+    batch = hero_batch(config, targets=False)
+    seen = []
+    model.hero.encode_text_only = lambda ids, mask, original=model.hero.encode_text_only: seen.append(ids) or original(ids, mask)
+    loss = model(**batch, task="vsm").vsm_loss
+    assert torch.isfinite(loss) and loss.requires_grad
+    assert seen[0].shape[0] == 15 and (seen[0][:, 0] == 1).all()
+
+
+def _release_video_level_loss(scores, per_video, margin, pool, weight):
+    """linjieli222/HERO model/pretrain.py get_video_level_loss (use_all_neg, hinge), queries grouped per video."""
+    queries, videos = scores.shape
+    masked = scores.clone()
+    positives = []
+    for video in range(videos):
+        rows = slice(video * per_video, (video + 1) * per_video)
+        positives.append(scores[rows, video])
+        masked[rows, video] = 999
+    positives = torch.stack(positives)  # (V, per_video)
+    negative_videos = masked.sort(dim=1, descending=True).values[:, 1:]
+    loss_ctx = (margin + negative_videos - positives.reshape(queries, 1)).clamp(min=0)
+    negative_queries = masked.T.sort(dim=1, descending=True).values[:, per_video:]
+    loss_q = (margin + negative_queries[:, None, :] - positives[..., None]).clamp(min=0).reshape(queries, -1)
+    for loss in (loss_ctx, loss_q):
+        if pool is not None:
+            weights = torch.full_like(loss, 0.1)
+            weights[:, :pool] = weight
+            loss.mul_(weights)
+    return loss_ctx.mean(1).mean(0), loss_q.mean(1).mean(0)
+
+
+def test_vsm_ranking_loss_matches_the_release_with_and_without_hard_negatives():
+    from vlpretrain.modeling.hero import hinge_ranking_loss
+
+    scores = torch.rand(4 * 5, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    owner = torch.arange(4).repeat_interleave(5)
+    for pool in (None, 2):
+        context, query = _release_video_level_loss(scores, 5, 0.1, pool, 10.0)
+        ours = hinge_ranking_loss(scores, owner, 0.1, 8.0, 8.0, pool, 10.0)
+        torch.testing.assert_close(ours, 8.0 * context + 8.0 * query)
+    assert not torch.allclose(hinge_ranking_loss(scores, owner, 0.1, 8.0, 8.0, 2, 10.0), hinge_ranking_loss(scores, owner, 0.1, 8.0, 8.0))
+
+
+def test_hard_negatives_switch_on_at_the_configured_training_step():
+    values = dict(sample_tasks=False, loss_weights={"vsm": 1.0}, vsm_span_probability=0.0, hidden_dropout_prob=0.0,
+                  attention_probs_dropout_prob=0.0, vsm_hard_negative_pool_size=1, vsm_hard_negative_weight=10.0)
+    scheduled = HeroForPreTraining(tiny_hero_config(vsm_hard_negative_start_step=1, **values)).train()
+    plain = HeroForPreTraining(tiny_hero_config(vsm_hard_negative_start_step=None, **values)).train()
+    plain.load_state_dict(scheduled.state_dict())
+    batch = hero_batch(scheduled.config, targets=False)
+    before = [model(**batch).vsm_loss for model in (scheduled, plain)]  # training forward pass 0
+    after = [model(**batch).vsm_loss for model in (scheduled, plain)]  # pass 1: hard negatives from here on
+    assert int(scheduled.task_step) == int(plain.task_step) == 2
+    torch.testing.assert_close(before[0], before[1])
+    assert not torch.allclose(after[0], after[1])
+
+
+def test_vsm_span_loss_is_the_sum_of_the_start_and_end_cross_entropies():
+    """model/pretrain.py: loss_st_ed = lw_st_ed * (loss_st + loss_ed) (video QA averages them instead)."""
+    config = tiny_hero_config(vsm_span_weight=1.0)
+    model = HeroForPreTraining(config).eval()  # evaluation always includes the span loss
+    batch = hero_batch(config, targets=False)
+    frames = batch["frame_features"].shape[1]
+    flat = lambda queries, states, mask: (torch.zeros(queries.shape[0], frames), torch.zeros(queries.shape[0], frames))
+    model.matching_heads.span_logits = flat  # uniform logits: each cross-entropy is log(frames)
+    with_span = model(**batch, task="vsm").vsm_loss
+    model.config.vsm_span_weight = 0.0
+    without = model(**batch, task="vsm").vsm_loss
+    torch.testing.assert_close(with_span - without, torch.tensor(2 * np.log(frames), dtype=torch.float32))

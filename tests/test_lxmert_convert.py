@@ -138,3 +138,20 @@ def test_unknown_keys_are_reported(tmp_path):
 def test_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such checkpoint file"):
         load_state_dict(tmp_path / "absent.pth")
+
+
+def test_converted_matching_head_keeps_row_one_as_matched(tmp_path):
+    """airsplay/lxmert labels a matched pair 1 (``is_matched``, src/pretrain/lxmert_data.py), as the package does:
+    the converted head scores the original's matched row as matched."""
+    theirs = transformers.LxmertForPreTraining(tiny_hf_config()).eval()
+    original = {"module." + key.replace("lxmert.", "bert.", 1): value.clone() for key, value in theirs.state_dict().items()}
+    original["module.cls.seq_relationship.weight"].zero_()
+    original["module.cls.seq_relationship.bias"].copy_(torch.tensor([-5.0, 5.0]))  # original row 1: matched
+    torch.save(original, tmp_path / "model_LXRT.pth")
+    cli_main(["convert", "--from", "lxmert-original", str(tmp_path / "model_LXRT.pth"), "--output-dir", str(tmp_path / "ours"),
+              "--config-overrides", '{"num_attention_heads": 4}'])
+    ours = LxmertForPreTraining.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        logits = run_ours(ours, hf_inputs()).matching_logits
+    assert (logits[:, 1] > logits[:, 0]).all()
+    assert ours.lxmert.embeddings.norm.eps == 1e-12  # BertLayerNorm(eps=1e-12) in src/lxrt/modeling.py

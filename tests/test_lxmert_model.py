@@ -47,6 +47,9 @@ def test_base_model_outputs_follow_the_naming_table(lxmert_config, image_text_in
     assert len(output.text_hidden_states) == 1 + config.num_text_layers + config.num_cross_layers
     assert len(output.visual_hidden_states) == 1 + config.num_visual_layers + config.num_cross_layers
     assert torch.equal(output.text_hidden_states[-1], output.text_last_hidden_state)
+    # The language and object-relationship encoders' outputs, before the cross-modality layers.
+    assert torch.equal(output.text_encoder_last_hidden_state, output.text_hidden_states[config.num_text_layers])
+    assert torch.equal(output.visual_encoder_last_hidden_state, output.visual_hidden_states[config.num_visual_layers])
     assert len(output.cross_attentions) == config.num_cross_layers
     text_to_visual, visual_to_text = output.cross_attentions[0]
     assert text_to_visual.shape == (batch, config.num_attention_heads, text_length, regions)

@@ -247,7 +247,36 @@ def test_converter_puts_every_tensor_in_place():
     torch.testing.assert_close(state["alignment_head.weight"], original["similarity_dense.weight"])
     torch.testing.assert_close(state["univl.cross_embeddings.token_type_embeddings.weight"], original["cross.embeddings.token_type_embeddings.weight"])
     assert model.decoder_head.decoder.weight is model.univl.embeddings.word_embeddings.weight
+    # microsoft/UniVL's BERT embeddings normalise with eps 1e-12 (HERO's subtitle embeddings: 1e-5).
+    from vlpretrain.hub.video_convert import univl_config_from_state_dict
+
+    assert UnivlForPreTraining(univl_config_from_state_dict(converted)).univl.embeddings.norm.eps == 1e-12
     renamed = {key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value for key, value in original.items()}
     assert set(convert_univl_state_dict(renamed)) == set(convert_univl_state_dict(original))
     with pytest.raises(ValueError, match="no UniVL counterpart"):
         convert_univl_state_dict({**original, "extra.weight": torch.zeros(1)})
+
+
+def test_model_returns_the_encoders_states_and_the_cross_encoders_under_distinct_names(tmp_path):
+    """Stage II: ``text_/visual_encoder_last_hidden_state`` are the text / video encoders' outputs and
+    ``text_/visual_last_hidden_state`` the cross encoder's slices; stage I has no cross encoder, so they coincide."""
+    model = UnivlModel(tiny_univl_config()).eval()
+    batch = {name: value for name, value in video_text_batch(model.config, targets=False).items() if name in INPUTS}
+    with torch.no_grad():
+        output = model(**batch)
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        video = model.encode_video(batch["frame_features"], batch["frame_attention_mask"])
+        joint, _, _ = model.cross_encode(text, batch["attention_mask"], video, batch["frame_attention_mask"])
+    length = batch["input_ids"].shape[1]
+    torch.testing.assert_close(output.text_encoder_last_hidden_state, text)
+    torch.testing.assert_close(output.visual_encoder_last_hidden_state, video)
+    torch.testing.assert_close(output.text_last_hidden_state, joint[:, :length])
+    torch.testing.assert_close(output.visual_last_hidden_state, joint[:, length:])
+    assert not torch.allclose(output.text_last_hidden_state, output.text_encoder_last_hidden_state, atol=1e-3)
+    # UniVL's own text embeddings keep BERT's eps (1e-12); HERO's subtitle embeddings use 1e-5.
+    assert model.embeddings.norm.eps == 1e-12
+    stage_one = UnivlModel(tiny_univl_config(stage=1)).eval()
+    with torch.no_grad():
+        first = stage_one(**batch)
+    assert first.text_last_hidden_state is first.text_encoder_last_hidden_state
+    assert first.visual_last_hidden_state is first.visual_encoder_last_hidden_state and first.last_hidden_state is None

@@ -246,3 +246,58 @@ def test_base_size_builds_on_meta():
         model = VideoBertForPreTraining(VideoBertConfig())
     assert model.video_bert.embeddings.word_embeddings.weight.shape == (51259, 1024)
     assert sum(p.numel() for p in model.parameters()) > 300_000_000
+
+
+def test_a_row_gives_the_same_outputs_whatever_the_other_rows_lengths():
+    """Positions count each row's own tokens (packed), so padding added for longer rows changes nothing."""
+    model = fitted_videobert(VideoBertModel).eval()
+    generator = torch.Generator().manual_seed(3)
+    short_text = torch.tensor([[101, 7, 8, 102]])
+    short_words = torch.randint(0, model.config.num_visual_words, (1, 2), generator=generator)
+    alone = model(input_ids=short_text, visual_word_ids=short_words)
+    long_text = torch.tensor([[101, 9, 10, 11, 12, 13, 14, 102]])
+    long_words = torch.randint(0, model.config.num_visual_words, (1, 5), generator=generator)
+    for first in (True, False):  # the short row first or second in the batch
+        rows = [0, 1] if first else [1, 0]
+        input_ids = torch.cat([torch.nn.functional.pad(short_text, (0, 4)), long_text])[rows]
+        attention_mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0], [1] * 8])[rows]
+        words = torch.cat([torch.nn.functional.pad(short_words, (0, 3)), long_words])[rows]
+        frame_mask = torch.tensor([[1, 1, 0, 0, 0], [1] * 5])[rows]
+        batched = model(input_ids=input_ids, attention_mask=attention_mask, visual_word_ids=words, frame_attention_mask=frame_mask)
+        row = 0 if first else 1
+        torch.testing.assert_close(batched.text_last_hidden_state[row, :4], alone.text_last_hidden_state[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(batched.visual_last_hidden_state[row, :2], alone.visual_last_hidden_state[0], atol=1e-5, rtol=1e-4)
+        # the final [SEP] right after the row's own visual words
+        torch.testing.assert_close(batched.last_hidden_state[row, -1], alone.last_hidden_state[0, -1], atol=1e-5, rtol=1e-4)
+
+
+def test_masked_clips_are_80_percent_mask_10_percent_another_clip_10_percent_kept():
+    from vlpretrain.training.tasks import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    config = tiny_videobert_config(vocab_size=len(tokenizer), max_position_embeddings=64)
+    collator = collator_for_config(config, tokenizer, seed=0, frame_mask_probability=0.5)
+    assert (collator.frame_masker.zero_probability, collator.frame_masker.swap_probability) == (0.8, 0.1)
+    examples = [{"input_ids": [101, 7, 102], "frame_features": clip_features(20, seed=i), "video_id": i} for i in range(40)]
+    batch = collator(examples)
+    masked = batch["masked_frames"]
+    features, originals = batch["frame_features"][masked], batch["frame_feature_targets"][masked]
+    zeroed = (features == 0).all(-1)
+    kept = (features == originals).all(-1)
+    swapped = ~zeroed & ~kept
+    total = int(masked.sum())
+    assert total > 300
+    assert abs(int(zeroed.sum()) / total - 0.8) < 0.06 and abs(int(kept.sum()) / total - 0.1) < 0.05
+    assert abs(int(swapped.sum()) / total - 0.1) < 0.05
+    # Only the zeroed clips become [MASK]; the others enter as the visual word of the feature they carry.
+    model = fitted_videobert(VideoBertModel, config).eval()
+    words = model.quantize(batch["frame_features"])
+    ids, _, _, start = model.joint_sequence(None, None, words, batch["frame_attention_mask"],
+                                            masked & (batch["frame_features"] == 0).all(-1))
+    seen = []
+    model.encode_joint = lambda ids, *args, original=model.encode_joint: seen.append(ids) or original(ids, *args)
+    model(frame_features=batch["frame_features"], frame_attention_mask=batch["frame_attention_mask"], masked_frames=masked)
+    visual = seen[0][:, start : start + words.shape[1]]
+    assert (visual[masked & (batch["frame_features"] == 0).all(-1)] == config.mask_token_id).all()
+    assert torch.equal(visual[masked & ~(batch["frame_features"] == 0).all(-1)], (words + config.vocab_size)[masked & ~(batch["frame_features"] == 0).all(-1)])
+    assert torch.equal(seen[0], ids)

@@ -143,6 +143,7 @@ def test_ernie_vil_paddle_parameters_land_in_place_transposed(tmp_path):
     model = ErnieVilModel.from_pretrained(tmp_path / "out")
     ours = model.state_dict()
     assert model.config.num_attention_heads == 4 and model.config.layer_norm_eps == 1e-5
+    assert model.embeddings.norm.eps == model.region_embeddings.norm.eps == 1e-5  # Paddle's layer_norm default
 
     def check(our_name: str, paddle_name: str, transpose: bool) -> None:
         expected = torch.from_numpy(params[paddle_name])
@@ -190,3 +191,23 @@ def test_ernie_vil_vqa_parameters_from_npz(tmp_path):
     np.savez(tmp_path / "odd.npz", **params)
     with pytest.raises(ValueError, match="no ERNIE-ViL counterpart"):
         cli_main(["convert", "--from", "ernie-vil", str(tmp_path / "odd.npz"), "--output-dir", str(tmp_path / "x")])
+
+
+def test_converted_matching_head_scores_the_original_aligned_row_as_matched(tmp_path):
+    """ViLBERT labels an aligned pair 0; the package's row 1 = matched, so the converter swaps the rows."""
+    from vlpretrain import VilbertForImageTextRetrieval
+
+    config = tiny_vilbert_config()
+    original = original_vilbert_state_dict(config)
+    original["cls.bi_seq_relationship.weight"].zero_()
+    original["cls.bi_seq_relationship.bias"].copy_(torch.tensor([5.0, -5.0]))  # original row 0: aligned
+    torch.save(original, tmp_path / "pretrained_model.bin")
+    assert cli_main(["convert", "--from", "vilbert", str(tmp_path / "pretrained_model.bin"), "--output-dir",
+                     str(tmp_path / "out"), "--config-overrides", json.dumps(HEADS)]) == 0
+    model = VilbertForPreTraining.from_pretrained(tmp_path / "out").eval()
+    batch = two_stream_batch(model.config, labels=False)
+    with torch.no_grad():
+        logits = model(**batch).matching_logits
+        scores = VilbertForImageTextRetrieval.from_pretrained(tmp_path / "out").eval()(**batch).scores
+    assert (logits[:, 1] > logits[:, 0]).all() and (scores > 0).all()
+    assert model.vilbert.embeddings.norm.eps == model.vilbert.region_embeddings.norm.eps == 1e-12  # BertLayerNorm

@@ -121,3 +121,20 @@ def test_end_to_end_backbone_and_unknown_keys_are_rejected():
         convert_vl_bert_state_dict(dict(state, **{"module.image_feature_extractor.backbone.conv1.weight": torch.zeros(1)}))
     with pytest.raises(ValueError, match="no VL-BERT counterpart"):
         convert_vl_bert_state_dict(dict(state, **{"module.final_mlp.0.weight": torch.zeros(1)}))
+
+
+def test_converted_relationship_head_keeps_row_one_as_matched(tmp_path):
+    """jackroos/VL-BERT labels a matching caption 1 (``relationship_label``, pretrain/data/datasets/
+    conceptual_captions.py), as the package does: the rows are copied unchanged."""
+    original = original_state_dict(relationship=True)
+    original["module.vlbert.relationsip_head.caption_image_relationship.weight"].zero_()
+    original["module.vlbert.relationsip_head.caption_image_relationship.bias"].copy_(torch.tensor([-5.0, 5.0]))
+    torch.save({"state_dict": original}, tmp_path / "vl-bert-prec.model")
+    assert cli_main(["convert", "--from", "vl-bert", str(tmp_path / "vl-bert-prec.model"), "--output-dir", str(tmp_path / "out"),
+                     "--config-overrides", '{"num_attention_heads": 4}']) == 0
+    model = VlBertForPreTraining.from_pretrained(tmp_path / "out").eval()
+    batch = single_stream_batch(model.config, labels=False)
+    with torch.no_grad():
+        logits = model(**subset(batch, INPUT_NAMES)).matching_logits
+    assert (logits[:2, 1] > logits[:2, 0]).all()  # the image-caption rows (row 2 is text-only)
+    assert model.vl_bert.embeddings.norm.eps == 1e-12  # BertLayerNorm(eps=1e-12) of the original

@@ -24,14 +24,15 @@ class ActBertConfig(VLPretrainConfig):
       ``value_av``; this package uses ``value_av`` there (the evident intent). The ``actbert`` converter copies the
       port's ``value_at`` into ``value_av`` so a converted checkpoint computes what the port computed.
     - **Actions** are the video's frame/clip features (``frame_features`` (B, F, D), the package's video input).
-      Masked action classification: the collator's ``masked_action`` objective selects 15 % of the frames and zeroes
-      them (the port zeroes 90 % of the selected and keeps 10 %) and gives one ``action_labels`` per video; each
-      masked, valid frame predicts its video's action (the port has one verb label per action slot; ``shapes-video``
-      has one per clip). ``num_action_labels`` defaults to the port's 700.
-      A masked action enters the action stream as a learned ``mask_embedding`` (passed ``masked_frames``), not as
-      the projection of its zeroed feature: the port's zeroed feature becomes the projection's bias, which starts at
-      zero, so the LayerNorm input is constant and its gradient is scaled by 1 / sqrt(``layer_norm_eps``) = 1e6; under
-      the Trainer's gradient clipping that froze every objective. The converter sets ``mask_embedding`` to the port's
+      Masked action classification: the collator's ``masked_action`` objective selects 15 % of the frames, zeroes 90 %
+      of them and keeps 10 %, as the port's ``random_action`` (``frame_mask_style``), and gives one ``action_labels``
+      per video; each masked, valid frame predicts its video's action (the port has one verb label per action slot;
+      ``shapes-video`` has one per clip). ``num_action_labels`` defaults to the port's 700.
+      A zeroed masked action (in ``masked_frames`` with an all-zero feature; a kept one enters as itself) enters the
+      action stream as a learned ``mask_embedding``, not as the projection of its zeroed feature: the port's zeroed
+      feature becomes the projection's bias, which starts at zero, so the LayerNorm input is constant and its
+      gradient is scaled by 1 / sqrt(``layer_norm_eps``) = 1e6; under the Trainer's gradient clipping that froze
+      every objective. The converter sets ``mask_embedding`` to the port's
       bias, so converted weights compute what the port computes. As in the paper (verbs of the narration), the
       caption usually names the action: masked action classification can read it from the words.
       The port's action stream has **no position embedding**, so it cannot tell a clip played forwards from one
@@ -67,6 +68,9 @@ class ActBertConfig(VLPretrainConfig):
     model_type = "vlpretrain-actbert"
     objectives = ACTBERT_OBJECTIVES
     modalities = ("regions", "frames")
+    # (zeroed, swapped) shares of the masked actions: the port's random_action zeroes 90 % and keeps 10 %
+    # (paddlevideo/loader/pipelines/multimodal.py); collators.collator_for_config reads it.
+    frame_mask_style = (0.9, 0.0)
     lora_target_modules = ("qkv", "output.dense", "fc_in")
 
     num_hidden_layers: int = 12

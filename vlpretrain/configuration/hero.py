@@ -21,6 +21,8 @@ class HeroConfig(VLPretrainConfig):
         hidden_size / num_attention_heads / intermediate_size / hidden_act / dropouts / layer_norm_eps /
             initializer_range: shared by the transformer layers.
         head_layer_norm_eps: LayerNorm eps of the frame input, heads and MLPs (1e-5, apex FusedLayerNorm).
+        embedding_layer_norm_eps: LayerNorm eps of the subtitle (text) embeddings: 1e-5 in the release
+            (``model/embed.py`` ``SubEmbeddings``), unlike its transformer layers (``layer_norm_eps``, 1e-12).
         num_cross_layers / num_temporal_layers: 6 / 3.
         frame_feature_size: size D of each frame feature (4352).
         max_frames: frames per video (100); also the frame-order classes and the per-subtitle frame positions.
@@ -34,12 +36,27 @@ class HeroConfig(VLPretrainConfig):
             same task; in evaluation (and with ``sample_tasks=False``) every enabled objective runs.
         task_seed: seed of the task draws.
         frame_feature_loss_type: ``"nce"`` (MFM-NCE, used in the release) or ``"regression"`` (MFFR, L2).
+            MFM-NCE's negatives are the predictions at the valid, unmasked frames of the batch. The release
+            (``model/model.py`` ``forward_mfm``) takes every unmasked slot of its zero-padded frame mask, so the
+            padded slots of shorter videos count as negatives too; here they do not, so a video's loss does not
+            depend on how much padding the other videos of its batch add (equal without padding).
         nce_temperature: temperature of MFM-NCE (1.0).
         vsm_margin / vsm_negative_video_weight / vsm_negative_query_weight: hinge margin (0.1) and weights (8 / 8)
             of the global VSM ranking loss.
-        vsm_span_weight / vsm_span_probability: weight (0.01) of the local start/end loss and the probability
+        vsm_span_weight / vsm_span_probability: weight (0.01) of the local loss (the sum of the start and end
+            cross-entropies, ``model/pretrain.py``; video QA averages them, ``model/videoQA.py``) and the probability
             (0.2 = 1 - drop_svmr_prob) that a VSM step includes it.
-        vsm_queries_per_video: subtitles sampled as queries per video (5).
+        vsm_queries_per_video: queries per video (5): drawn from the subtitles that have aligned frames and, when
+            fewer, padded by repeating the last one (``data/vsm.py``); a video without such a subtitle has none.
+        vsm_hard_negative_start_step / vsm_hard_negative_pool_size / vsm_hard_negative_weight: from training
+            forward pass ``vsm_hard_negative_start_step`` on (the model's ``task_step`` counter; None: never),
+            the ranking loss weights each query's (video's) ``pool_size`` highest-scoring negatives by ``weight``
+            and the others by 0.1 (``model/pretrain.py`` ``get_video_level_loss``). The release switches at
+            optimizer step 20,000 with 2 accumulated batches per step (``config/pretrain-tv-16gpu.json``), its
+            40,000th batch: 40000 / 20 / 10 here.
+        bos_token_id: the token that starts a VSM query (the release's ``<s>``, RoBERTa id 0; the recipes set
+            the tokenizer's ``[CLS]``). A subtitle is the separator token followed by its words (``</s>`` + ids,
+            see ``processing/subtitles.py``); as a query, its separator is replaced by this token.
         qa_span_weight: weight (0.4) of the start / end loss of [`HeroForVideoQuestionAnswering`] next to the answer
             cross-entropy (``lw_st_ed`` of the TVQA / How2QA configs).
     """
@@ -56,6 +73,7 @@ class HeroConfig(VLPretrainConfig):
     vocab_size: int = 50272
     max_position_embeddings: int = 514
     head_layer_norm_eps: float = 1e-5
+    embedding_layer_norm_eps: float = 1e-5
     num_cross_layers: int = 6
     num_temporal_layers: int = 3
     frame_feature_size: int = 4352
@@ -72,8 +90,12 @@ class HeroConfig(VLPretrainConfig):
     vsm_span_weight: float = 0.01
     vsm_span_probability: float = 0.2
     vsm_queries_per_video: int = 5
+    vsm_hard_negative_start_step: int | None = 40000
+    vsm_hard_negative_pool_size: int = 20
+    vsm_hard_negative_weight: float = 10.0
     qa_span_weight: float = 0.4
     pad_token_id: int | None = 1
+    bos_token_id: int | None = 0
 
     def __post_init__(self, **kwargs):
         self.loss_weights = self.checked_loss_weights(self.loss_weights)
@@ -92,5 +114,10 @@ class HeroConfig(VLPretrainConfig):
             raise ValueError(
                 "nce_temperature must be > 0, vsm_span_probability in [0, 1] and vsm_queries_per_video >= 1, got "
                 f"{self.nce_temperature}, {self.vsm_span_probability}, {self.vsm_queries_per_video}"
+            )
+        if self.vsm_hard_negative_pool_size < 1 or self.vsm_hard_negative_weight < 0:
+            raise ValueError(
+                "vsm_hard_negative_pool_size must be >= 1 and vsm_hard_negative_weight >= 0, got "
+                f"{self.vsm_hard_negative_pool_size}, {self.vsm_hard_negative_weight}"
             )
         super().__post_init__(**kwargs)

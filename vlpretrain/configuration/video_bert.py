@@ -33,7 +33,12 @@ class VideoBertConfig(VLPretrainConfig):
       words of the unmasked features; video-only completion over the same softmax) and ``matching``
       (linguistic-visual alignment: Linear(hidden, 2) on the raw final ``[CLS]`` state, as MDSKUL's
       ``vis_lin_align``; the collator's negatives are captions of other videos, where the paper uses another
-      time of the same video). Weights are 1 each; the paper does not give them. 15 % masking, BERT style.
+      time of the same video). Weights are 1 each; the paper does not give them. 15 % of the tokens and of the clips
+      are masked, each BERT style (80 / 10 / 10): a masked clip's feature is zeroed (it enters as ``[MASK]``), replaced
+      by another clip of the batch (it enters as that clip's visual word, the random word) or kept, 80 / 10 / 10
+      (``frame_mask_style``, read by ``collator_for_config``); the target is the word of the original clip.
+    - **Positions**: each sequence is numbered as if packed (positions count the attended tokens only), so a row's
+      outputs do not depend on the padding other rows of its batch add.
     - Visual-word embeddings start at the centroids when the feature size equals the hidden size (paper);
       otherwise they stay N(0, 0.02). The paper freezes the input embeddings; here they are trained.
 
@@ -54,6 +59,8 @@ class VideoBertConfig(VLPretrainConfig):
     objectives = VIDEO_BERT_OBJECTIVES
     modalities = ("frames",)
     region_mask_style = None
+    # (zeroed, swapped) shares of the masked clips; the rest are kept (collators.collator_for_config).
+    frame_mask_style = (0.8, 0.1)
     lora_target_modules = ("qkv", "output.dense", "fc_in")
 
     hidden_size: int = 1024

@@ -519,6 +519,8 @@ class MultimodalCollator:
         mask_probability / whole_word_masking: token masking (span masking uses the same rate).
         region_mask_probability / region_mask_style: region masking rate and variant (``REGION_MASK_STYLES``).
         frame_mask_probability / min_masked_frames / frame_shuffle_probability: frame objectives.
+        frame_mask_style: (zeroed, swapped with another video's frame) shares of the masked frames; the rest keep
+            their features (default: all zeroed).
         negative_probability: share of captions swapped for matching.
         text_only_probability: share of examples turned into text-only rows for ``text_mlm`` (besides examples
             marked ``text_only``); region_feature_size / region_class_size: feature and class-distribution sizes of
@@ -561,6 +563,7 @@ class MultimodalCollator:
         region_mask_probability: float = 0.15,
         region_mask_style: str = "zero",
         frame_mask_probability: float = 0.15,
+        frame_mask_style: tuple[float, float] = (1.0, 0.0),
         min_masked_frames: int = 0,
         frame_shuffle_probability: float = 0.15,
         negative_probability: float = 0.5,
@@ -642,7 +645,7 @@ class MultimodalCollator:
             else None
         )
         self.frame_masker = (
-            FeatureMasker(frame_mask_probability, 1.0, 0.0, min_masked_frames, seed=seed, name="frames")
+            FeatureMasker(frame_mask_probability, *frame_mask_style, min_masked_frames, seed=seed, name="frames")
             if "frames" in kinds
             else None
         )
@@ -978,7 +981,8 @@ def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: An
     (weight 0 = off), the modalities and the region masking variant from the config class (``modalities``,
     ``region_mask_style``: no guessing from ``model_type``), and ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` (and, for ``text_mlm``,
     ``region_feature_size`` and ``num_object_labels``) from the config when it defines them; a config with
-    ``text_from_subtitles`` (HERO) gets ``subtitles=True`` with its ``frame_interval``. ``kwargs`` override any choice."""
+    ``text_from_subtitles`` (HERO) gets ``subtitles=True`` with its ``frame_interval``, one with ``frame_mask_style``
+    (ActBERT, VideoBERT) its split of the masked frames. ``kwargs`` override any choice."""
     weights = getattr(config, "loss_weights", None)
     if not isinstance(weights, Mapping):
         raise ValueError(f"config.loss_weights must be a mapping of objective name to weight, got {weights!r}")
@@ -1004,6 +1008,8 @@ def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: An
     for field in ("whole_word_masking", "text_only_probability"):
         if getattr(config, field, None) is not None:
             options[field] = getattr(config, field)
+    if getattr(config, "frame_mask_style", None) is not None:
+        options["frame_mask_style"] = tuple(config.frame_mask_style)
     if getattr(config, "text_from_subtitles", False):
         options.update(subtitles=True, frame_interval=float(config.frame_interval))
     options.update(kwargs)

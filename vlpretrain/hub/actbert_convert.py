@@ -9,7 +9,9 @@ Export it once where Paddle is installed, as plain arrays::
 and convert the ``.npz`` (read with ``allow_pickle=False``); a safetensors file with the same names works too.
 Paddle's ``nn.Linear`` stores weights as [in, out], so every 2-D weight except the embedding tables and the tied
 ``cls.predictions.decoder_weight`` is transposed. The port's ``value_at`` is copied into ``value_av`` as well (the
-port uses ``value_at`` for both contexts; see ``TangledLayer``), and its unused ``value_av`` is dropped.
+port uses ``value_at`` for both contexts; see ``TangledLayer``), and its unused ``value_av`` is dropped. The matching
+head's two rows are swapped: the port's label 0 means the caption matches the video (``RandomCap`` in
+``paddlevideo/loader/pipelines/multimodal.py``), the package's 1.
 """
 
 from __future__ import annotations
@@ -133,6 +135,9 @@ def convert_actbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
         fused[name] = torch.cat([pieces["query"], pieces["key"], pieces["value"]], dim=0)
     if "mlm_head.decoder.weight" not in fused and "actbert.embeddings.word_embeddings.weight" in fused:
         fused["mlm_head.decoder.weight"] = fused["actbert.embeddings.word_embeddings.weight"]
+    for name in ("matching_head.weight", "matching_head.bias"):
+        if name in fused:  # port: row 0 = matched; package: row 1 = matched
+            fused[name] = fused[name].flip(0).contiguous()
     bias = fused.get("actbert.action_embeddings.feature_proj.bias")
     if bias is not None:  # the port's masked action is its zeroed feature, i.e. the projection's bias
         fused["actbert.action_embeddings.mask_embedding.weight"] = bias[None].clone()

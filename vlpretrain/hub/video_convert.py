@@ -261,7 +261,8 @@ def convert_hero_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 
 def hero_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> HeroConfig:
-    """Infer the sizes of a converted (package-layout) HERO state dict; 64-wide heads are assumed."""
+    """Infer the sizes of a converted (package-layout) HERO state dict (64-wide heads are assumed) and set the
+    release's fixed values (subtitle-embedding eps, RoBERTa's ``<pad>`` / ``<s>`` ids)."""
     words = state["hero.embeddings.word_embeddings.weight"]
     values = {
         "vocab_size": words.shape[0],
@@ -274,6 +275,10 @@ def hero_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> 
         "num_temporal_layers": _layer_count(state, "hero.temporal_layers."),
         "frame_feature_size": state["hero.frame_embeddings.proj.weight"].shape[1],
         "max_frames": state["hero.frame_embeddings.position_embeddings.weight"].shape[0],
+        # the release's subtitle embeddings normalise with eps 1e-5 (model/embed.py SubEmbeddings); RoBERTa ids
+        "embedding_layer_norm_eps": 1e-5,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
     }
     values.update(overrides)
     return HeroConfig(**values)

@@ -122,8 +122,10 @@ class ActionEmbeddings(nn.Module):
     """Action (clip) features -> ``a_hidden_size``: Linear [+ position] -> LayerNorm -> dropout. The port has no
     position embedding; ``config.action_position_embeddings`` adds one.
 
-    A masked action (``masked_frames``) enters as a learned ``mask_embedding`` instead of its projected feature. The
-    port projects the zeroed feature, i.e. uses the projection's bias; with that bias initialised to zero, the
+    A masked action whose feature was zeroed (``masked_frames`` and an all-zero row: 90 % of the masked actions, as the
+    port's ``random_action``; the other 10 % keep their feature and enter as themselves) enters as a learned
+    ``mask_embedding`` instead of its projected feature. The port projects the zeroed feature, i.e. uses the
+    projection's bias; with that bias initialised to zero, the
     LayerNorm input of a masked action is a constant vector and its gradient is scaled by 1 / sqrt(eps) (1e6), which
     swamps the clipped gradient norm of every step. The converter sets ``mask_embedding`` to the port's bias.
     """
@@ -141,7 +143,8 @@ class ActionEmbeddings(nn.Module):
     def forward(self, frame_features: torch.Tensor, masked_frames: torch.Tensor | None = None) -> torch.Tensor:
         embeddings = self.feature_proj(frame_features)
         if masked_frames is not None:
-            embeddings = torch.where(masked_frames.bool()[..., None], self.mask_embedding.weight[0], embeddings)
+            zeroed = masked_frames.bool() & (frame_features == 0).all(-1)
+            embeddings = torch.where(zeroed[..., None], self.mask_embedding.weight[0], embeddings)
         if self.position_embeddings is not None:
             embeddings = embeddings + self.position_embeddings.weight[: frame_features.shape[1]]
         return self.dropout(self.norm(embeddings))

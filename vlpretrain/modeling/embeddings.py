@@ -10,10 +10,11 @@ class TextEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout (BERT).
 
     ``padding_idx`` is applied to all three tables when given, as LXMERT's original code does; BERT
-    itself only pads the word table.
+    itself only pads the word table. ``eps`` overrides ``config.layer_norm_eps`` for the LayerNorm (HERO's
+    subtitle embeddings use 1e-5 while its transformer layers use 1e-12).
     """
 
-    def __init__(self, config, pad_all_tables: bool = False):
+    def __init__(self, config, pad_all_tables: bool = False, eps: float | None = None):
         super().__init__()
         pad = config.pad_token_id
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=pad)
@@ -23,7 +24,7 @@ class TextEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(
             config.type_vocab_size, config.hidden_size, padding_idx=pad if pad_all_tables else None
         )
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps if eps is None else eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(

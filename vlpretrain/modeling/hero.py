@@ -187,7 +187,7 @@ class HeroModel(HeroPreTrainedModel):
     def __init__(self, config: HeroConfig):
         super().__init__(config)
         eps = config.head_layer_norm_eps
-        self.embeddings = TextEmbeddings(config)
+        self.embeddings = TextEmbeddings(config, eps=config.embedding_layer_norm_eps)
         self.frame_embeddings = FrameEmbeddings(
             config.frame_feature_size, config.hidden_size, config.max_frames, eps, config.hidden_dropout_prob,
             input_norm_eps=eps, type_vocab_size=config.type_vocab_size,
@@ -442,20 +442,48 @@ def paired_video_scores(queries: torch.Tensor, frames: torch.Tensor, frame_mask:
     return torch.einsum("bh,bfh->bf", query, frame).masked_fill(frame_mask == 0, -2.0).max(-1).values
 
 
-def hinge_ranking_loss(scores: torch.Tensor, owner: torch.Tensor, margin: float, video_weight: float, query_weight: float) -> torch.Tensor:
+def hinge_ranking_loss(
+    scores: torch.Tensor,
+    owner: torch.Tensor,
+    margin: float,
+    video_weight: float,
+    query_weight: float,
+    hard_pool_size: int | None = None,
+    hard_weight: float = 1.0,
+) -> torch.Tensor:
     """HERO's global VSM loss on (Q, V) scores, ``owner[q]`` = the video of query q: query against every negative video
-    and video against every negative query (queries of other videos), hinge with ``margin``, averaged, weighted."""
-    positive = scores[torch.arange(scores.shape[0], device=scores.device), owner]
+    and video against every negative query (queries of other videos), hinge with ``margin``, averaged, weighted.
+
+    With ``hard_pool_size``, each query's ``hard_pool_size`` highest-scoring negative videos (and each positive pair's
+    highest-scoring negative queries) weigh ``hard_weight`` and the other negatives 0.1 (``model/pretrain.py``)."""
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    positive = scores[rows, owner]
     negative_video = torch.ones_like(scores, dtype=torch.bool)
-    negative_video[torch.arange(scores.shape[0], device=scores.device), owner] = False
-    video_term = nn.functional.relu(margin + scores - positive[:, None])[negative_video]
-    own_scores = scores[:, owner]  # own_scores[q', q] = score(q', video of q)
+    negative_video[rows, owner] = False
+    video_losses = nn.functional.relu(margin + scores - positive[:, None])
+    own_scores = scores[:, owner].T  # own_scores[q, q'] = score(q', video of q)
     negative_query = owner[:, None] != owner[None, :]
-    query_term = nn.functional.relu(margin + own_scores - positive[None, :])[negative_query]
-    zero = scores.sum() * 0.0
-    return video_weight * (video_term.mean() if video_term.numel() else zero) + query_weight * (
-        query_term.mean() if query_term.numel() else zero
-    )
+    query_losses = nn.functional.relu(margin + own_scores - positive[:, None])
+    video_term = _negative_mean(video_losses, scores, negative_video, hard_pool_size, hard_weight)
+    query_term = _negative_mean(query_losses, own_scores, negative_query, hard_pool_size, hard_weight)
+    return video_weight * video_term + query_weight * query_term
+
+
+def _negative_mean(
+    losses: torch.Tensor, scores: torch.Tensor, negative: torch.Tensor, hard_pool_size: int | None, hard_weight: float
+) -> torch.Tensor:
+    """Mean of ``losses`` over the ``negative`` entries; with ``hard_pool_size``, each row's negatives ranked by score
+    weigh ``hard_weight`` (the top ``hard_pool_size``) or 0.1 (the rest). Zero (with gradient) when none."""
+    count = negative.sum()
+    if int(count) == 0:
+        return losses.sum() * 0.0
+    weights = negative.to(losses.dtype)
+    if hard_pool_size is not None:
+        order = scores.detach().masked_fill(~negative, float("-inf")).argsort(dim=1, descending=True)
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+        weights = weights * torch.where(rank < hard_pool_size, hard_weight, 0.1).to(losses.dtype)
+    return (losses * weights).sum() / count
 
 
 class HeroForPreTraining(HeroPreTrainedModel):
@@ -463,8 +491,10 @@ class HeroForPreTraining(HeroPreTrainedModel):
 
     Batches come from the collator: ``labels`` (MLM), ``masked_frames`` + ``frame_feature_targets`` (masked frame
     modelling: NCE or regression), ``frame_order_labels`` (frame order) and, for VSM, nothing extra: the queries are
-    up to ``vsm_queries_per_video`` subtitles of each video, removed from its cross-modal input (only their first
-    token stays), with start / end at their first / last aligned frame. Each objective runs on its own view of the
+    ``vsm_queries_per_video`` subtitles with aligned frames of each video (:func:`select_vsm_queries`), removed from
+    its cross-modal input (only their first token, the separator, stays), started with ``bos_token_id`` as
+    queries, with start / end at their first / last aligned frame; hard negatives from
+    ``vsm_hard_negative_start_step`` on. Each objective runs on its own view of the
     batch (the other objectives' corruptions undone): MLM on masked text and clean frames, MFM on clean text and
     masked frames, FOM and VSM on clean inputs.
 
@@ -539,8 +569,10 @@ class HeroForPreTraining(HeroPreTrainedModel):
             raise ValueError(f"frame_order_labels: expected original frame indices < {frames} or -100")
         if task is not None and task not in HERO_OBJECTIVES:
             raise ValueError(f"task: expected one of {list(HERO_OBJECTIVES)}, got {task!r}")
+        step = int(self.task_step)  # training forward passes before this one
         if task is None and self.training and config.sample_tasks:
-            task = self.sample_task(int(self.task_step))
+            task = self.sample_task(step)
+        if self.training:
             self.task_step += 1
         tasks = [task] if task is not None else [name for name in HERO_OBJECTIVES if config.objective_enabled(name)]
 
@@ -564,7 +596,7 @@ class HeroForPreTraining(HeroPreTrainedModel):
             logits = self.frame_order_head(states[positions])
             losses["frame_order"] = classification_loss(logits, frame_order_labels[positions])
         if "vsm" in tasks:
-            losses["vsm"] = self._vsm_loss(clean_ids, text_index, clean_frames, frame_index, frame_mask)
+            losses["vsm"] = self._vsm_loss(clean_ids, text_index, clean_frames, frame_index, frame_mask, step)
 
         loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
         output = HeroForPreTrainingOutput(
@@ -597,14 +629,13 @@ class HeroForPreTraining(HeroPreTrainedModel):
         frame_features: torch.Tensor,
         frame_index: torch.Tensor,
         frame_mask: torch.Tensor,
+        step: int,
     ) -> torch.Tensor:
         config = self.config
         generator = torch.Generator().manual_seed(config.task_seed * 1_000_003 + int(self.task_step) + 7919)
-        queries: list[tuple[int, int]] = []
-        for row in range(input_ids.shape[0]):
-            subtitles = torch.unique(text_index[row][text_index[row] >= 0]).tolist()
-            chosen = torch.randperm(len(subtitles), generator=generator)[: config.vsm_queries_per_video].tolist()
-            queries += [(row, subtitles[index]) for index in sorted(chosen)]
+        queries = select_vsm_queries(text_index, frame_index, config.vsm_queries_per_video, generator)
+        if not queries:
+            return frame_features.sum() * 0.0
         owner = torch.tensor([row for row, _ in queries], device=input_ids.device)
         width = max(int(((text_index[row] == sub)).sum()) for row, sub in queries)
         query_ids = input_ids.new_full((len(queries), width), config.pad_token_id or 0)
@@ -615,27 +646,50 @@ class HeroForPreTraining(HeroPreTrainedModel):
         for number, (row, sub) in enumerate(queries):
             tokens = (text_index[row] == sub).nonzero().squeeze(-1)
             query_ids[number, : tokens.numel()] = input_ids[row, tokens]
+            if config.bos_token_id is not None:
+                query_ids[number, 0] = config.bos_token_id
             query_mask[number, : tokens.numel()] = 1
             kept_index[row, tokens[1:]] = -1
             aligned = (frame_index[row] == sub).nonzero().squeeze(-1)
-            if aligned.numel():
-                last_valid = int(frame_mask[row].sum()) - 1
-                starts[number] = aligned[0]
-                ends[number] = min(max(int(aligned[0]) + 1, int(aligned[-1])), last_valid)
+            last_valid = int(frame_mask[row].sum()) - 1
+            starts[number] = aligned[0]
+            ends[number] = min(max(int(aligned[0]) + 1, int(aligned[-1])), last_valid)
         query_states = self.hero.encode_text_only(query_ids, query_mask)
         query_vectors = self.matching_heads.query_encoder(query_states, query_mask)
         fused, _ = self.hero.fuse(input_ids, kept_index, frame_features, frame_index)
         frames = self.hero.temporal(fused, frame_mask)
         scores = video_scores(query_vectors, frames, frame_mask)
+        start_step = config.vsm_hard_negative_start_step
+        hard = start_step is not None and step >= start_step
         loss = hinge_ranking_loss(
-            scores, owner, config.vsm_margin, config.vsm_negative_video_weight, config.vsm_negative_query_weight
+            scores, owner, config.vsm_margin, config.vsm_negative_video_weight, config.vsm_negative_query_weight,
+            config.vsm_hard_negative_pool_size if hard else None, config.vsm_hard_negative_weight,
         )
         use_span = self.training is False or float(torch.rand((), generator=generator)) < config.vsm_span_probability
         if use_span:
             start_logits, end_logits = self.matching_heads.span_logits(query_vectors, frames[owner], frame_mask[owner])
-            span = (classification_loss(start_logits, starts) + classification_loss(end_logits, ends)) / 2
+            span = classification_loss(start_logits, starts) + classification_loss(end_logits, ends)
             loss = loss + config.vsm_span_weight * span
         return loss
+
+
+def select_vsm_queries(
+    text_index: torch.Tensor, frame_index: torch.Tensor, per_video: int, generator: torch.Generator
+) -> list[tuple[int, int]]:
+    """(row, subtitle) pairs used as VSM queries, as ``data/vsm.py`` picks them: per video, ``per_video`` subtitles
+    drawn without replacement among those with tokens and at least one aligned frame (``frame_index``, -1 for
+    unmatched and padded frames), in timeline order, then the last one repeated up to ``per_video``; none for a
+    video without such a subtitle."""
+    queries: list[tuple[int, int]] = []
+    for row in range(text_index.shape[0]):
+        with_frames = set(frame_index[row][frame_index[row] >= 0].tolist())
+        candidates = [sub for sub in torch.unique(text_index[row][text_index[row] >= 0]).tolist() if sub in with_frames]
+        if not candidates:
+            continue
+        chosen = sorted(torch.randperm(len(candidates), generator=generator)[:per_video].tolist())
+        picked = [candidates[index] for index in chosen]
+        queries += [(row, sub) for sub in picked + [picked[-1]] * (per_video - len(picked))]
+    return queries
 
 
 class HeroTwoStageScoring:
@@ -731,7 +785,8 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
 class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
     """Video corpus moment retrieval (``HeroForVcmr``): the global scores of [`HeroForVideoTextRetrieval`] plus start /
     end logits of each query over its own video's frames. ``start_positions`` / ``end_positions`` (B,) add
-    ``vsm_span_weight`` x the mean start/end cross-entropy to the ranking loss (8 / 8)."""
+    ``vsm_span_weight`` x the sum of the start and end cross-entropies (``model/pretrain.py``) to the ranking loss
+    (8 / 8)."""
 
     hub_auto_class = None
 
@@ -765,7 +820,7 @@ class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
         loss = None
         if start_positions is not None and end_positions is not None:
             owner = torch.arange(batch, device=logits.device)
-            span = (classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)) / 2
+            span = classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)
             loss = hinge_ranking_loss(logits, owner, config.vsm_margin, 8.0, 8.0) + config.vsm_span_weight * span
         output = HeroMomentRetrievalOutput(loss=loss, start_logits=start_logits, end_logits=end_logits, logits=logits)
         return_dict = config.return_dict if return_dict is None else return_dict

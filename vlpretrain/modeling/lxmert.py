@@ -252,6 +252,8 @@ class LxmertModel(LxmertPreTrainedModel):
             text_attentions=text_attentions,
             visual_attentions=visual_attentions,
             cross_attentions=cross_attentions,
+            text_encoder_last_hidden_state=text.last_hidden_state,
+            visual_encoder_last_hidden_state=visual.last_hidden_state,
         )
 
 

@@ -22,6 +22,9 @@ class TwoStreamModelOutput(ModelOutput):
             every layer of that stream.
         cross_attentions: with ``output_attentions=True``, one (text-to-visual, visual-to-text) pair of
             weights per cross-modality layer.
+        text_encoder_last_hidden_state / visual_encoder_last_hidden_state: final states of the single-modality
+            encoders before any cross-modal layer, for models built of separate encoders (LXMERT's language and
+            object-relationship encoders).
     """
 
     text_last_hidden_state: torch.Tensor | None = None
@@ -32,6 +35,8 @@ class TwoStreamModelOutput(ModelOutput):
     text_attentions: tuple[torch.Tensor, ...] | None = None
     visual_attentions: tuple[torch.Tensor, ...] | None = None
     cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+    text_encoder_last_hidden_state: torch.Tensor | None = None
+    visual_encoder_last_hidden_state: torch.Tensor | None = None
 
 
 @dataclass
@@ -127,14 +132,17 @@ class VideoTextModelOutput(ModelOutput):
     """Outputs of a video-text encoder (UniVL, HERO).
 
     Args:
-        text_last_hidden_state: (batch, text_length, hidden) final text states (after the cross encoder when the
-            model has one).
-        visual_last_hidden_state: (batch, frames, hidden) final frame states.
+        text_last_hidden_state: (batch, text_length, hidden) final text states (the cross encoder's text slice when
+            the model has one).
+        visual_last_hidden_state: (batch, frames, hidden) final frame states (likewise).
         pooled_output: (batch, hidden) pooled representation used by matching / alignment heads.
         text_embeds / visual_embeds: (batch, hidden) pooled single-modality encodings (before any cross encoder),
             as used by dot-product retrieval.
         last_hidden_state: (batch, sequence, hidden) the whole joint sequence, when the model has one.
         attention_mask: (batch, sequence) 0/1 mask of ``last_hidden_state``.
+        text_encoder_last_hidden_state / visual_encoder_last_hidden_state: final states of the separate text and
+            video encoders, before any cross encoder (UniVL; without a cross encoder the same tensors as
+            ``text_last_hidden_state`` / ``visual_last_hidden_state``).
     """
 
     text_last_hidden_state: torch.Tensor | None = None
@@ -144,6 +152,8 @@ class VideoTextModelOutput(ModelOutput):
     visual_embeds: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
+    text_encoder_last_hidden_state: torch.Tensor | None = None
+    visual_encoder_last_hidden_state: torch.Tensor | None = None
 
 
 @dataclass

@@ -161,8 +161,11 @@ def _ones_mask(reference: torch.Tensor, given: torch.Tensor | None) -> torch.Ten
 class UnivlModel(UnivlPreTrainedModel):
     """The UniVL encoders (text, video and, for stage 2, the cross encoder) and the caption decoder.
 
-    ``forward`` returns the mean-pooled unimodal encodings (``text_embeds``: text tokens after ``[CLS]``;
-    ``visual_embeds``: valid frames) and, with the cross encoder, the joint sequence and its ``[CLS]`` pooler.
+    ``forward`` returns the text and video encoders' states (``text_encoder_last_hidden_state`` /
+    ``visual_encoder_last_hidden_state``), their mean-pooled encodings (``text_embeds``: text tokens after ``[CLS]``;
+    ``visual_embeds``: valid frames) and, with the cross encoder (stage II), the joint sequence, its ``[CLS]`` pooler
+    and its text / frame slices as ``text_last_hidden_state`` / ``visual_last_hidden_state`` (the encoders' states
+    in stage I).
     """
 
     hub_auto_class = "AutoModel"
@@ -260,6 +263,8 @@ class UnivlModel(UnivlPreTrainedModel):
             visual_last_hidden_state=video,
             text_embeds=_mean_pool(text[:, 1:], text_mask[:, 1:]),
             visual_embeds=_mean_pool(video, frame_mask),
+            text_encoder_last_hidden_state=text,
+            visual_encoder_last_hidden_state=video,
         )
         if self.has_cross:
             states, mask, pooled = self.cross_encode(text, text_mask, video, frame_mask)

@@ -242,8 +242,13 @@ class VideoBertModel(VideoBertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """The BERT stack over a joint sequence (ids in the joint vocabulary)."""
-        hidden = self.embeddings(ids, types)
+        """The BERT stack over a joint sequence (ids in the joint vocabulary).
+
+        Each token's position is its index among the attended tokens of its row (``mask``), as if every sequence were
+        packed without padding: ``[>]``, the visual words and the final ``[SEP]`` keep their positions whatever padding
+        the other rows of the batch add (padded positions are never attended)."""
+        positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+        hidden = self.embeddings(ids, types, positions)
         key_mask = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation)
         states = (hidden,) if output_hidden_states else None
         attentions = () if output_attentions else None
@@ -271,7 +276,8 @@ class VideoBertModel(VideoBertPreTrainedModel):
         """Encode text (``input_ids`` (B, T) with the tokenizer's ``[CLS]``/``[SEP]``) and video (``frame_features``
         (B, F, D) quantised here, or ``visual_word_ids`` (B, F)); either side may be absent. ``token_type_ids`` are
         derived from the layout (text 0, video 1) and the argument is ignored. ``masked_frames`` (B, F) replaces
-        those visual words by ``[MASK]``."""
+        those visual words by ``[MASK]``; with ``frame_features``, only the masked clips whose features are all zero
+        (the collator's 80 %; the rest of the masked clips are kept or swapped)."""
         self.check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids)
         output = self.encode(
             input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids, masked_frames,
@@ -297,6 +303,10 @@ class VideoBertModel(VideoBertPreTrainedModel):
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         if frame_features is not None:
             visual_word_ids = self.quantize(frame_features)
+            if masked_frames is not None:
+                # The collator zeroes 80 % of the masked clips (they become [MASK]); the others are quantised: 10 %
+                # carry another clip's feature (a random word), 10 % their own (BERT's 80 / 10 / 10).
+                masked_frames = masked_frames.bool() & (frame_features == 0).all(-1)
         ids, mask, types, visual_start = self.joint_sequence(
             input_ids, attention_mask, visual_word_ids, frame_attention_mask, masked_frames
         )

@@ -33,7 +33,7 @@ from .frames import FrameFeaturizer, FrameRecord, read_frame_features
 from .provenance import provenance_from_config
 from .readers import RegionRecord, normalize_boxes, validate_normalized_boxes
 from .regions import RegionFeaturizer
-from .subtitles import align_subtitles_to_frames, non_empty_subtitles, subtitle_token_layout
+from .subtitles import align_subtitles_to_frames, non_empty_subtitles, subtitle_token_layout, tokenize_subtitles
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 IGNORE_INDEX = -100
@@ -566,7 +566,8 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
         frame_interval: float = 1.5,
         max_subtitle_length: int = 60,
     ) -> BatchFeature:
-        """HERO inputs: every video's subtitles tokenized one by one and concatenated, with the subtitle of each token
+        """HERO inputs: every video's subtitles tokenized one by one (each the separator token followed by its words, as
+        the release feeds them: :func:`tokenize_subtitles`) and concatenated, with the subtitle of each token
         (``text_subtitle_index``) and of each frame (``frame_subtitle_index``, -1 = none), aligned from timestamps.
 
         ``subtitles[b]`` holds parallel ``text`` / ``start`` / ``end`` lists (seconds); frame i covers
@@ -581,8 +582,7 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
             texts, starts, ends = non_empty_subtitles(list(entry["text"]), list(entry["start"]), list(entry["end"]))
             if not texts:
                 raise ValueError(f"subtitles[{index}]: no non-empty subtitle; expected at least one line of text")
-            ids = self.tokenizer(texts, truncation=True, max_length=max_subtitle_length)["input_ids"]
-            row, owner = subtitle_token_layout(ids, max_subtitle_length)
+            row, owner = subtitle_token_layout(tokenize_subtitles(self.tokenizer, texts, max_subtitle_length))
             rows.append(row)
             owners.append(owner)
             count = min(len(clip), self.max_frames or len(clip))

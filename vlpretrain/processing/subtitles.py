@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,12 +51,24 @@ def align_subtitles_to_frames(
     return assignment
 
 
+def tokenize_subtitles(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+    """Token ids of each subtitle as HERO's release feeds them (``data/data.py``: ``[SEP] + input_ids``): the
+    tokenizer's separator (RoBERTa ``</s>``, BERT ``[SEP]``) followed by the subtitle's ids without special tokens,
+    ``max_length`` tokens at most in all. Converted checkpoints only ever saw this layout."""
+    separator = tokenizer.sep_token_id
+    if separator is None:
+        raise ValueError("tokenizer: HERO subtitles start with the separator token, and this tokenizer has no sep_token")
+    limit = None if max_length is None else max(max_length - 1, 0)
+    rows = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if len(texts) else []
+    return [[separator] + list(row)[:limit] for row in rows]
+
+
 def subtitle_token_layout(
     subtitle_ids: Sequence[Sequence[int]], max_length: int | None = None
 ) -> tuple[list[int], list[int]]:
     """Concatenate per-subtitle token ids into one row: ``(input_ids, text_subtitle_index)``.
 
-    Each subtitle's ids (already wrapped in its own start/separator tokens by the tokenizer) are truncated to
+    Each subtitle's ids (already starting with the separator, :func:`tokenize_subtitles`) are truncated to
     ``max_length`` tokens; ``text_subtitle_index`` gives each token's subtitle.
     """
     ids: list[int] = []

@@ -87,14 +87,15 @@ def _overrides(text: str) -> dict[str, Any]:
 def build_config(model_args: ModelArguments, data_sizes: dict[str, int], tokenizer, num_answers: int, max_text_length: int):
     """A new config for ``model_args.model``: the size preset, then the values the tokenizer and the data decide.
 
-    Data-decided values use the package-wide config field names (``vocab_size``, ``pad_token_id``,
-    ``max_position_embeddings``, ``region_feature_size``, ``frame_feature_size``, ``num_object_labels``,
+    Data-decided values use the package-wide config field names (``vocab_size``, ``pad_token_id``, ``bos_token_id``
+    (the tokenizer's ``[CLS]``), ``max_position_embeddings``, ``region_feature_size``, ``frame_feature_size``, ``num_object_labels``,
     ``num_attribute_labels``, ``num_qa_labels``) and are set only when the architecture's config declares them.
     """
     architecture = get_architecture(model_args.model)
     fields = {item.name for item in dataclasses.fields(architecture.config_class)}
     decided = dict(data_sizes, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                   num_qa_labels=max(num_answers, 1), max_position_embeddings=max(64, max_text_length))
+                   bos_token_id=tokenizer.cls_token_id, num_qa_labels=max(num_answers, 1),
+                   max_position_embeddings=max(64, max_text_length))
     values: dict[str, Any] = architecture.preset(model_args.model_size)
     values.update({key: value for key, value in decided.items() if key in fields})
     values.update(_overrides(model_args.config_overrides))

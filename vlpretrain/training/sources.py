@@ -24,7 +24,7 @@ import torch
 from ..data.collators import MultimodalCollator
 from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, clip_regions, load_dataset_by_name
 from ..processing.store import load_feature_store
-from ..processing.subtitles import non_empty_subtitles
+from ..processing.subtitles import non_empty_subtitles, tokenize_subtitles
 
 EMBEDDED_IMAGE_TEXT = ("shapes",)
 EMBEDDED_VIDEO_TEXT = ("shapes-video",)
@@ -243,9 +243,10 @@ SUBTITLE_COLUMNS = ("subtitle_input_ids", "subtitle_starts", "subtitle_ends")
 
 
 def _subtitle_columns(tokenizer, subtitles: dict[str, list], max_length: int) -> dict[str, list]:
-    """A video's non-empty subtitles tokenized one by one, with their start / end times (for subtitle collation)."""
+    """A video's non-empty subtitles tokenized one by one (separator + words, :func:`tokenize_subtitles`), with their
+    start / end times (for subtitle collation)."""
     texts, starts, ends = non_empty_subtitles(subtitles["text"], subtitles["start"], subtitles["end"])
-    ids = _tokenize(tokenizer, texts, max_length) if texts else []
+    ids = tokenize_subtitles(tokenizer, texts, max_length)
     return {"subtitle_input_ids": ids, "subtitle_starts": [float(t) for t in starts], "subtitle_ends": [float(t) for t in ends]}
 
 
