@@ -426,7 +426,7 @@ def test_converted_checkpoint_normalises_subtitle_embeddings_with_the_release_ep
 def test_subtitles_are_the_separator_followed_by_their_words():
     """The release feeds ``</s> + ids`` per subtitle (data/data.py); the processor and the training examples agree."""
     from vlpretrain import VideoLanguageProcessor
-    from vlpretrain.training.tasks import default_tokenizer, load_source, pretraining_examples
+    from vlpretrain.training.sources import default_tokenizer, load_source, pretraining_examples
 
     tokenizer = default_tokenizer()
     processor = VideoLanguageProcessor(tokenizer)

@@ -272,7 +272,7 @@ def test_a_row_gives_the_same_outputs_whatever_the_other_rows_lengths():
 
 
 def test_masked_clips_are_80_percent_mask_10_percent_another_clip_10_percent_kept():
-    from vlpretrain.training.tasks import default_tokenizer
+    from vlpretrain.training.sources import default_tokenizer
 
     tokenizer = default_tokenizer()
     config = tiny_videobert_config(vocab_size=len(tokenizer), max_position_embeddings=64)
