@@ -51,6 +51,9 @@ DEFAULT_REGION_CONFIG = {
 }
 
 ImageInput = Image.Image | np.ndarray | str | os.PathLike
+# The short side an image must keep after resizing: below one stride-16 patch, backbones and detectors fail
+# inside their first convolution (a 1x3000 image resizes to 1 pixel high).
+MIN_RESIZED_EDGE = 16
 
 
 def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
@@ -82,6 +85,13 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 
 def load_image(image: ImageInput, where: str) -> Image.Image:
     """Open an image (path, PIL image or HxWx3 uint8 array) as RGB; raise ``ValueError`` naming bad input."""
+    picture = _open_image(image, where)
+    if min(picture.size) < 1:
+        raise ValueError(f"{where}: the image is empty ({picture.size[0]}x{picture.size[1]} pixels)")
+    return picture
+
+
+def _open_image(image: ImageInput, where: str) -> Image.Image:
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
@@ -220,9 +230,17 @@ class RegionFeaturizer:
             scale = self.config["longest_edge"] / max(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
-    def pixel_values(self, image: Image.Image) -> torch.Tensor:
-        """Resize, reorder channels and normalise one RGB image to a (1, 3, H, W) float tensor."""
-        resized = image.resize(self.resized_size(*image.size), Image.BILINEAR)
+    def pixel_values(self, image: Image.Image, where: str = "image") -> torch.Tensor:
+        """Resize, reorder channels and normalise one RGB image to a (1, 3, H, W) float tensor; an image whose short
+        side would end below ``MIN_RESIZED_EDGE`` pixels (an extreme aspect ratio) raises ``ValueError``."""
+        size = self.resized_size(*image.size)
+        if min(size) < MIN_RESIZED_EDGE:
+            raise ValueError(
+                f"{where}: the {image.size[0]}x{image.size[1]} image resizes to {size[0]}x{size[1]} pixels "
+                f"(shortest_edge {self.config['shortest_edge']}, longest_edge {self.config['longest_edge']}); both sides "
+                f"must keep at least {MIN_RESIZED_EDGE} pixels, so crop or pad images this narrow"
+            )
+        resized = image.resize(size, Image.BILINEAR)
         pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy()).permute(2, 0, 1)
         if self.config["colour_order"] == "BGR":
             pixels = pixels.flip(0)
@@ -299,7 +317,7 @@ class RegionFeaturizer:
             raise ValueError(f"{where}: masked_regions {masked} must index the {known_count or 'detected'} regions")
         picture = load_image(image, where)
         width, height = picture.size
-        pixel_values = self.pixel_values(picture)
+        pixel_values = self.pixel_values(picture, where)
         object_ids = object_confidences = probabilities = None
         if boxes is not None:
             normalised = torch.from_numpy(normalize_boxes(boxes, width, height, where=f"{where}: boxes"))

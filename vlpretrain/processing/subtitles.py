@@ -67,7 +67,18 @@ def subtitle_token_layout(
     return ids, owners
 
 
-def non_empty_subtitles(texts: Sequence[str], starts: Sequence[float], ends: Sequence[float]) -> tuple[list[str], list[float], list[float]]:
-    """Drop subtitles whose text is empty or blank (they carry nothing to encode or to query)."""
-    kept = [(text, start, end) for text, start, end in zip(texts, starts, ends) if text and text.strip()]
+def non_empty_subtitles(
+    texts: Sequence[str], starts: Sequence[float], ends: Sequence[float], where: str = "subtitles"
+) -> tuple[list[str], list[float], list[float]]:
+    """Drop subtitles whose text is empty or blank (they carry nothing to encode or to query). Lists of different
+    lengths or a text that is not a string raise ``ValueError`` naming ``where`` (nothing is dropped silently)."""
+    texts, starts, ends = list(texts), list(starts), list(ends)
+    if not len(texts) == len(starts) == len(ends):
+        raise ValueError(
+            f"{where}: {len(texts)} texts, {len(starts)} start times and {len(ends)} end times; expected one of each per subtitle"
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: text[{index}] is a {type(text).__name__}, expected a string")
+    kept = [(text, start, end) for text, start, end in zip(texts, starts, ends) if text.strip()]
     return [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
