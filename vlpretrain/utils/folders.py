@@ -121,7 +121,11 @@ def replace_directory(staged_dir: str | os.PathLike, target_dir: str | os.PathLi
         return
     backup = tempfile.mkdtemp(prefix=f".{target_dir.name}.{_BACKUP_TAG}-{os.getpid()}-", dir=target_dir.parent)
     os.replace(target_dir, backup)
-    os.replace(staged_dir, target_dir)
+    try:
+        os.replace(staged_dir, target_dir)
+    except BaseException:
+        os.replace(backup, target_dir)
+        raise
     shutil.rmtree(backup, ignore_errors=True)
 
 
