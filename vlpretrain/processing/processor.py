@@ -592,7 +592,7 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
             rows.append(row)
             owners.append(owner)
             count = min(len(clip), self.max_frames or len(clip))
-            frame_index.append(align_subtitles_to_frames(starts, ends, count, frame_interval))
+            frame_index.append(align_subtitles_to_frames(starts, ends, count, frame_interval, where=f"subtitles[{index}]"))
         length = max(len(row) for row in rows)
         pad = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
