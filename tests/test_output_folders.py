@@ -138,6 +138,16 @@ def test_stale_staging_of_killed_runs_is_cleaned_by_the_next_run(tmp_path, sourc
     assert hidden_siblings(output) == [live.name] and unrelated.is_dir() and (output / MARKERS[name]).is_file()
 
 
+def test_visual_words_fit_does_not_replace_a_model_folder_holding_visual_words(tmp_path, sources):
+    output = tmp_path / "videobert"
+    assert cli_main(command("visual-words fit", sources, output)) == 0
+    (output / "config.json").write_text(json.dumps({"model_type": "video_bert"}))  # as a VideoBERT folder holds both
+    before = snapshot(output)
+    with pytest.raises(ValueError, match="not empty"):
+        cli_main(command("visual-words fit", sources, output))
+    assert snapshot(output) == before
+
+
 def test_features_extract_refuses_before_loading_anything(tmp_path):
     output = tmp_path / "mine"
     output.mkdir()

@@ -332,5 +332,7 @@ class VisualWordTokenizer:
 
 
 def is_visual_word_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a tokenizer written by :meth:`VisualWordTokenizer.save_pretrained`."""
-    return (folder / VISUAL_WORDS_CONFIG_FILE).is_file()
+    """Whether ``folder`` holds only a tokenizer written by :meth:`VisualWordTokenizer.save_pretrained` (a VideoBERT
+    model folder also holds these files, but is not a tokenizer folder to replace)."""
+    names = {path.name for path in folder.iterdir() if not path.name.startswith(".")}
+    return VISUAL_WORDS_CONFIG_FILE in names and names <= {VISUAL_WORDS_CONFIG_FILE, VISUAL_WORDS_WEIGHTS_FILE}

@@ -49,13 +49,12 @@ def _hidden_sibling(target: Path, tag: str) -> re.Pattern:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+    """Whether process ``pid`` still runs (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:
         return True
     return True
 
@@ -138,6 +137,7 @@ def _link_tree(source: Path, destination: Path) -> None:
 
 
 def _link_or_copy(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """One file (or symlink) of :func:`_link_tree`."""
     if os.path.islink(source):
         os.symlink(os.readlink(source), destination)
         return
