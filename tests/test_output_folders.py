@@ -97,8 +97,10 @@ def test_an_existing_file_is_refused(tmp_path, sources, name):
 def test_a_previous_output_is_replaced_whole_and_a_failed_swap_keeps_it(tmp_path, sources, name, monkeypatch):
     output = tmp_path / "out"
     assert cli_main(command(name, sources, output)) == 0
-    (output / "left_by_the_first_run.txt").write_text("x")
-    before = snapshot(output)
+    extra = name != "visual-words fit"  # a tokenizer folder with any other file is a user's folder
+    if extra:
+        (output / "left_by_the_first_run.txt").write_text("x")
+    before, inode = snapshot(output), output.stat().st_ino
 
     def interrupted(first, second):
         raise OSError("simulated kill at the swap")
@@ -107,10 +109,10 @@ def test_a_previous_output_is_replaced_whole_and_a_failed_swap_keeps_it(tmp_path
         patched.setattr(folders, "_exchange", interrupted)
         with pytest.raises(OSError, match="simulated kill"):
             cli_main(command(name, sources, output))
-    assert snapshot(output) == before and hidden_siblings(output) == []
+    assert snapshot(output) == before and output.stat().st_ino == inode and hidden_siblings(output) == []
     assert cli_main(command(name, sources, output)) == 0
-    assert (output / MARKERS[name]).is_file() and not (output / "left_by_the_first_run.txt").exists()
-    assert hidden_siblings(output) == []
+    assert (output / MARKERS[name]).is_file() and output.stat().st_ino != inode
+    assert not (output / "left_by_the_first_run.txt").exists() and hidden_siblings(output) == []
 
 
 @pytest.mark.parametrize("name", COMMANDS)
