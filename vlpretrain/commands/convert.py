@@ -11,8 +11,6 @@ from .export import MODEL_FOLDER
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..hub.convert import CONVERTERS
-    from ..hub.export import is_model_folder
-    from ..utils.folders import output_directory
 
     parser = subparsers.add_parser(
         "convert",

@@ -71,6 +71,10 @@ class VLPreTrainedModel(PreTrainedModel):
         sibling folder, then swap it in place of ``save_directory`` in one rename (files already there that this
         save does not write are kept), so a kill leaves either the old folder or the new one."""
         self.config.auto_map = self.hub_auto_map()
+        if not kwargs.get("is_main_process", True):
+            # Other ranks only join the collectives of a sharded save; the main rank writes and swaps the folder.
+            super().save_pretrained(save_directory, *args, **kwargs)
+            return
         with staged_save(save_directory) as staging:
             super().save_pretrained(staging, *args, **kwargs)
             write_flat_modules([type(self).__module__, type(self.config).__module__], staging)
