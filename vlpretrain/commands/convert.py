@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import add_overwrite_argument
+from .export import MODEL_FOLDER
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..hub.convert import CONVERTERS
@@ -23,11 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="{}",
         help='JSON object of config values the checkpoint cannot tell, e.g. \'{"num_attention_heads": 12}\'',
     )
+    add_overwrite_argument(parser, MODEL_FOLDER)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, extra_args: list[str]) -> int:
     from ..hub.convert import CONVERTERS
+    from ..hub.export import is_model_folder
+    from ..utils.folders import output_directory
 
     try:
         overrides = json.loads(args.config_overrides)
@@ -35,6 +41,7 @@ def run(args: argparse.Namespace, extra_args: list[str]) -> int:
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r} ({error})") from error
     if not isinstance(overrides, dict):
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r}")
-    output = CONVERTERS[args.source_format](args.source, args.output_dir, **overrides)
-    print(f"converted {args.source} ({args.source_format}) -> {output}")
+    with output_directory(args.output_dir, is_model_folder, MODEL_FOLDER, args.overwrite) as staged:
+        CONVERTERS[args.source_format](args.source, staged, **overrides)
+    print(f"converted {args.source} ({args.source_format}) -> {args.output_dir}")
     return 0

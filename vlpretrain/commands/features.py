@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..processing.readers import PICKLED_INFO_CHOICES, ReadStats, read_regions
+from . import add_overwrite_argument
 
+FEATURE_STORE = "a feature store"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg"}
 
@@ -43,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="npz/LMDB 'info' dicts need unpickling: refuse (error), drop the labels (ignore) or unpickle a trusted file (trust)",
     )
     importer.add_argument("--image-ids", default=None, help="HDF5 only: JSON list (or {id: index}) naming the rows")
+    add_overwrite_argument(importer, FEATURE_STORE)
     importer.set_defaults(func=run_import)
 
     extractor = actions.add_parser("extract", help="extract features from a folder of images or videos into a store")
@@ -57,12 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--skip-corrupt", action="store_true", help="log, count and skip undecodable files instead of stopping")
     extractor.add_argument("--preset", choices=["univl-s3d"], default=None,
                            help="videos with --backbone: named frame settings (univl-s3d: UniVL's S3D extraction)")
+    add_overwrite_argument(extractor, FEATURE_STORE)
     extractor.set_defaults(func=run_extract)
 
 
 def run_import(args: argparse.Namespace, extra_args: list[str]) -> int:
     """Read ``args.source`` with the chosen reader and write a region store."""
-    from ..processing.store import write_feature_store
+    from ..processing.store import is_feature_store, write_feature_store
+    from ..utils.folders import output_directory
 
     options = {}
     if args.source_format in ("npz", "lmdb"):
@@ -72,18 +77,19 @@ def run_import(args: argparse.Namespace, extra_args: list[str]) -> int:
             raise ValueError("--image-ids applies to --format hdf5 only")
         options["image_ids"] = args.image_ids
     stats = ReadStats()
-    records = read_regions(args.source_format, args.source, args.skip_corrupt, stats, args.feature_size, **options)
-    summary = write_feature_store(
-        records,
-        args.output_dir,
-        kind="regions",
-        num_regions=args.num_regions,
-        skip_corrupt=args.skip_corrupt,
-        metadata={"source": str(Path(args.source).absolute()), "source_format": args.source_format},
-        reader_stats=stats,
-        progress=True,
-    )
-    print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {summary.path}")
+    with output_directory(args.output_dir, is_feature_store, FEATURE_STORE, args.overwrite) as staged:
+        records = read_regions(args.source_format, args.source, args.skip_corrupt, stats, args.feature_size, **options)
+        summary = write_feature_store(
+            records,
+            staged,
+            kind="regions",
+            num_regions=args.num_regions,
+            skip_corrupt=args.skip_corrupt,
+            metadata={"source": str(Path(args.source).absolute()), "source_format": args.source_format},
+            reader_stats=stats,
+            progress=True,
+        )
+    print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {args.output_dir}")
     return 0
 
 
@@ -116,8 +122,10 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
     from ..processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
     from ..processing.provenance import feature_provenance
     from ..processing.regions import RegionFeaturizer
-    from ..processing.store import write_feature_store
+    from ..processing.store import is_feature_store, write_feature_store
+    from ..utils.folders import check_output_directory, output_directory
 
+    check_output_directory(args.output_dir, is_feature_store, FEATURE_STORE, args.overwrite, "--output-dir")
     if args.processor and (args.backbone or args.detector):
         raise ValueError("give either --processor or --backbone/--detector, not both")
     if not args.processor and not args.backbone:
@@ -150,18 +158,19 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
         files = _files(args.videos, VIDEO_SUFFIXES, "videos")
         records = _guarded(files, featurizer.featurize_video, args.skip_corrupt, stats)
         kind, fixed = "frames", None
-    summary = write_feature_store(
-        records,
-        args.output_dir,
-        kind=kind,
-        num_regions=fixed,
-        skip_corrupt=args.skip_corrupt,
-        metadata={
-            "source": str(Path(args.images or args.videos).absolute()),
-            "featurizer": featurizer.to_dict(),
-            "provenance": feature_provenance(featurizer, kind),
-        },
-        reader_stats=stats,
-    )
-    print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {summary.path}")
+    with output_directory(args.output_dir, is_feature_store, FEATURE_STORE, args.overwrite) as staged:
+        summary = write_feature_store(
+            records,
+            staged,
+            kind=kind,
+            num_regions=fixed,
+            skip_corrupt=args.skip_corrupt,
+            metadata={
+                "source": str(Path(args.images or args.videos).absolute()),
+                "featurizer": featurizer.to_dict(),
+                "provenance": feature_provenance(featurizer, kind),
+            },
+            reader_stats=stats,
+        )
+    print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {args.output_dir}")
     return 0

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_overwrite_argument
+
+TOKENIZER_FOLDER = "a visual-word tokenizer"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--max-steps", type=int, default=100, help="mini-batch steps per split at most")
     fit.add_argument("--seed", type=int, default=0, help="seed (the fit is deterministic for a seed)")
     fit.add_argument("--num-threads", type=int, default=None, help="torch CPU threads during the fit")
+    add_overwrite_argument(fit, TOKENIZER_FOLDER)
     fit.set_defaults(func=run_fit)
 
 
@@ -49,14 +54,16 @@ def load_clip_features(path: str):
 
 
 def run_fit(args: argparse.Namespace, extra_args: list[str]) -> int:
-    from ..processing.visual_words import VisualWordTokenizer
+    from ..processing.visual_words import VisualWordTokenizer, is_visual_word_folder
+    from ..utils.folders import output_directory
 
-    features = load_clip_features(args.features)
-    tokenizer = VisualWordTokenizer(
-        num_levels=args.num_levels, num_clusters=args.num_clusters, batch_size=args.batch_size,
-        max_steps=args.max_steps, seed=args.seed,
-    )
-    tokenizer.fit(features, progress=lambda level, total: print(f"level {level}/{total} fitted"), num_threads=args.num_threads)
-    tokenizer.save_pretrained(args.output_dir)
+    with output_directory(args.output_dir, is_visual_word_folder, TOKENIZER_FOLDER, args.overwrite) as staged:
+        features = load_clip_features(args.features)
+        tokenizer = VisualWordTokenizer(
+            num_levels=args.num_levels, num_clusters=args.num_clusters, batch_size=args.batch_size,
+            max_steps=args.max_steps, seed=args.seed,
+        )
+        tokenizer.fit(features, progress=lambda level, total: print(f"level {level}/{total} fitted"), num_threads=args.num_threads)
+        tokenizer.save_pretrained(staged)
     print(f"fitted {tokenizer.vocab_size} visual words on {len(features)} clips -> {args.output_dir}")
     return 0

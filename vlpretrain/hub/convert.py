@@ -22,7 +22,8 @@ from ..modeling.embeddings import zero_feature_embedding
 from ..modeling.lxmert import LxmertForPreTraining, LxmertForQuestionAnswering
 from ..configuration.vl_bert import VlBertConfig
 from ..modeling.vl_bert import VlBertForPreTraining
-from ..utils.remote_code import replace_directory, staging_directory
+from ..utils.folders import replace_directory, staged_directory
+from .export import check_model_output_folder
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -245,7 +246,8 @@ def convert_lxmert(
 
 
 def _write_converted(model: torch.nn.Module, state: dict[str, torch.Tensor], output_dir: str | os.PathLike) -> Path:
-    """Load ``state`` into ``model`` strictly (every tensor accounted for) and save it atomically to ``output_dir``."""
+    """Load ``state`` into ``model`` strictly (every tensor accounted for) and save it atomically to ``output_dir``
+    (which must be absent, empty or a model folder of this package)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -255,10 +257,11 @@ def _write_converted(model: torch.nn.Module, state: dict[str, torch.Tensor], out
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise ValueError(f"checkpoint: {name} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}")
     model.load_state_dict(state, strict=True)
-    output_dir = Path(output_dir)
-    staged = staging_directory(output_dir)
-    model.save_pretrained(staged)
-    replace_directory(staged, output_dir)
+    output_dir = check_model_output_folder(output_dir)
+    with staged_directory(output_dir) as staged:
+        model.save_pretrained(staged)
+        check_model_output_folder(output_dir)
+        replace_directory(staged, output_dir)
     return output_dir
 
 

@@ -13,7 +13,8 @@ from huggingface_hub import ModelCard, ModelCardData
 from ..pipelines.registration import EXPORTED_PIPELINES
 from ..processing.provenance import provenance_markdown
 from ..registry import architecture_for_config, model_class_for_name
-from ..utils.remote_code import auto_map_reference, replace_directory, staging_directory, write_flat_modules
+from ..utils.folders import check_output_directory, replace_directory, staged_directory
+from ..utils.remote_code import auto_map_reference, write_flat_modules
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 _REGION_LIMITATION = (
@@ -27,6 +28,23 @@ _FRAME_LIMITATION = (
 # Files of a source folder that an export writes anew rather than copies.
 _REGENERATED_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".py")
 _REGENERATED_NAMES = {"config.json", "model.safetensors.index.json", "README.md"}
+
+
+def is_model_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a model of this package: a ``config.json`` whose ``model_type`` is one of its
+    architectures (what ``export``, ``convert`` and ``save_pretrained`` write)."""
+    config_path = Path(folder) / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+        architecture_for_config(config)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def check_model_output_folder(output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``output_dir`` checked for a model folder to be written (see :func:`check_output_directory`)."""
+    return check_output_directory(output_dir, is_model_folder, "a vlpretrain model folder", overwrite)
 
 
 def load_model_folder(source: str | os.PathLike):
@@ -111,8 +129,10 @@ def export_model(
     repo_id: str | None = None,
     training_summary: str = "Not recorded.",
     evaluation_summary: str = "Not recorded.",
+    overwrite: bool = False,
 ) -> Path:
-    """Write a Hub-ready copy of the model folder ``source`` to ``output_dir`` (atomically replaced).
+    """Write a Hub-ready copy of the model folder ``source`` to ``output_dir`` (atomically replaced; an existing
+    ``output_dir`` must be empty or a model folder of this package unless ``overwrite=True``).
 
     The model is re-saved (safetensors + flat remote code), tokenizer/processor files are carried over, and a
     model card is written unless the source has one.
@@ -123,10 +143,10 @@ def export_model(
     transformers alone: VQA models under ``visual-question-answering``, retrieval and pretraining models with a
     matching head under ``vlpretrain-retrieval``, captioning models under ``vlpretrain-video-captioning``.
     """
-    source, output_dir = Path(source), Path(output_dir)
+    source = Path(source)
+    output_dir = check_model_output_folder(output_dir, overwrite)
     model = load_model_folder(source)
-    staged = staging_directory(output_dir)
-    try:
+    with staged_directory(output_dir) as staged:
         for path in source.iterdir():
             if path.is_file() and path.name not in _REGENERATED_NAMES and not path.name.endswith(_REGENERATED_SUFFIXES):
                 shutil.copy2(path, staged / path.name)
@@ -139,9 +159,8 @@ def export_model(
         else:
             write_model_card(model, staged, repo_id, training_summary, evaluation_summary,
                              feature_provenance=_processor_feature_provenance(staged))
+        check_model_output_folder(output_dir, overwrite)
         replace_directory(staged, output_dir)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
     return output_dir
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,7 +15,8 @@ from transformers import initialization as init
 from .embeddings import RegionEmbeddings
 from .heads import MaskedLanguageModelingHead
 
-from ..utils.remote_code import auto_map_reference, move_files_into, staging_directory, write_flat_modules
+from ..utils.folders import staged_save
+from ..utils.remote_code import auto_map_reference, write_flat_modules
 
 
 class VLPreTrainedModel(PreTrainedModel):
@@ -66,17 +67,21 @@ class VLPreTrainedModel(PreTrainedModel):
         return auto_map
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save weights (safetensors), config and the flat remote code; files are moved into place only when complete."""
-        if os.path.isfile(save_directory):
-            raise ValueError(f"save_directory: {save_directory!r} is a file, expected a folder")
+        """Save weights (safetensors), config, the flat remote code and :meth:`save_extra_files` into a hidden
+        sibling folder, then swap it in place of ``save_directory`` in one rename (files already there that this
+        save does not write are kept), so a kill leaves either the old folder or the new one."""
         self.config.auto_map = self.hub_auto_map()
-        staging = staging_directory(save_directory)
-        try:
+        if not kwargs.get("is_main_process", True):
+            # Other ranks only join the collectives of a sharded save; the main rank writes and swaps the folder.
+            super().save_pretrained(save_directory, *args, **kwargs)
+            return
+        with staged_save(save_directory) as staging:
             super().save_pretrained(staging, *args, **kwargs)
             write_flat_modules([type(self).__module__, type(self.config).__module__], staging)
-            move_files_into(staging, save_directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            self.save_extra_files(staging)
+
+    def save_extra_files(self, folder: Path) -> None:
+        """Files a model writes next to its weights (saved in the same swap); none by default."""
 
     def load_text_encoder_from_bert(self, bert: str | os.PathLike | nn.Module) -> list[str]:
         """Initialise the text embeddings and text layers from a BERT checkpoint (path or ``BertModel``).

@@ -10,8 +10,8 @@ See [`VideoBertConfig`] for the decisions where no code exists.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -116,11 +116,10 @@ class VideoBertPreTrainedModel(VLPreTrainedModel):
         tokenizer = VisualWordTokenizer(self.config.num_visual_levels, self.config.num_visual_clusters)
         self.set_visual_word_tokenizer(tokenizer.fit(frames))
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save the model and, when fitted, its visual-word tokenizer (``visual_words.json`` / ``.safetensors``)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
+    def save_extra_files(self, folder: Path) -> None:
+        """When fitted, the visual-word tokenizer (``visual_words.json`` / ``.safetensors``) next to the weights."""
         if self.config.visual_words_fitted:
-            self.visual_word_tokenizer().save_pretrained(save_directory)
+            self.visual_word_tokenizer().write_files(folder)
 
 
 class VideoBertModel(VideoBertPreTrainedModel):

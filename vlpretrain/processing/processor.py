@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,10 +27,11 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
-from ..utils.remote_code import atomic_write_text, auto_map_reference, move_files_into, staging_directory, write_flat_modules
+from ..utils.folders import atomic_write_text, staged_save
+from ..utils.remote_code import auto_map_reference, write_flat_modules
 from .frames import FrameFeaturizer, FrameRecord, read_frame_features
 from .provenance import provenance_from_config
-from .readers import RegionRecord, normalize_boxes, validate_normalized_boxes
+from .readers import RegionRecord, check_finite, normalize_boxes, validate_normalized_boxes
 from .regions import RegionFeaturizer
 from .subtitles import align_subtitles_to_frames, non_empty_subtitles, subtitle_token_layout, tokenize_subtitles
 
@@ -75,8 +75,12 @@ def _text_batch(text) -> list[str] | None:
     if isinstance(text, str):
         return [text]
     if isinstance(text, Sequence) and all(isinstance(item, str) for item in text):
+        if not text:
+            raise ValueError("text: an empty list; expected at least one string (or text=None)")
         return list(text)
-    raise ValueError(f"text: expected a string or a list of strings, got {type(text).__name__}")
+    bad = next((index for index, item in enumerate(text) if not isinstance(item, str)), None) if isinstance(text, Sequence) else None
+    detail = f" (text[{bad}] is a {type(text[bad]).__name__})" if bad is not None else ""
+    raise ValueError(f"text: expected a string or a list of strings, got {type(text).__name__}{detail}")
 
 
 def _encode_text(tokenizer, texts: list[str], max_length: int | None, tokenizer_kwargs: dict) -> dict:
@@ -112,7 +116,7 @@ def region_records_from_arrays(
     if image_sizes is not None:
         sizes = _per_example(image_sizes, "image_sizes", count, 1)
         for index, size in enumerate(sizes):
-            if size.shape != (2,) or (size <= 0).any():
+            if size.shape != (2,) or not (np.isfinite(size).all() and (size > 0).all()):
                 raise ValueError(f"image_sizes[{index}]: expected a positive (height, width) pair, got {size.tolist()}")
     targets = None if region_class_targets is None else _per_example(region_class_targets, "region_class_targets", count, 2)
     records = []
@@ -130,6 +134,7 @@ def region_records_from_arrays(
             normalised = validate_normalized_boxes(boxes[index], where=f"{where}{normalised_hint}")
         if not np.issubdtype(features[index].dtype, np.floating):
             raise ValueError(f"region_features[{index}]: expected floating point features, got {features[index].dtype}")
+        check_finite(features[index], f"region_features[{index}]", "region")
         if targets is not None and targets[index].shape[0] != features[index].shape[0]:
             raise ValueError(f"region_class_targets[{index}] has {targets[index].shape[0]} rows for {features[index].shape[0]} regions")
         records.append(
@@ -159,34 +164,31 @@ class _SavesFlatModules:
         return {self._featurizer_attribute(): self._featurizer_config_for_save(folder)}
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
-        """Save tokenizer, settings, featurizer weights and remote code; files appear only once all are written."""
+        """Save tokenizer, settings, featurizer weights and remote code into a hidden sibling folder swapped in place of
+        ``save_directory`` in one rename (files already there that this save does not write are kept)."""
         if push_to_hub:
             raise ValueError("save_pretrained(push_to_hub=True) is not supported here; call processor.push_to_hub(repo_id)")
         save_directory = Path(save_directory)
-        staging = staging_directory(save_directory)
         in_memory_configs = {}
         try:
-            for attribute, saved_config in self._featurizer_configs_for_save(staging).items():
-                in_memory_configs[attribute] = getattr(self, attribute)
-                setattr(self, attribute, saved_config)
-            self._auto_class = None  # the flat export below replaces transformers' own copying of this file
-            ProcessorMixin.save_pretrained(self, str(staging), **kwargs)
-            write_flat_modules([type(self).__module__], staging)
-            config_file = staging / PROCESSOR_CONFIG_NAME
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-            config["auto_map"] = {"AutoProcessor": auto_map_reference(type(self))}
-            provenance = {
-                attribute: provenance_from_config("regions" if "region" in attribute else "frames", saved)
-                for attribute, saved in config.items()
-                if attribute in in_memory_configs and saved
-            }
-            if provenance:
-                config["feature_provenance"] = provenance
-            atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
-            move_files_into(staging, save_directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            with staged_save(save_directory) as staging:
+                for attribute, saved_config in self._featurizer_configs_for_save(staging).items():
+                    in_memory_configs[attribute] = getattr(self, attribute)
+                    setattr(self, attribute, saved_config)
+                self._auto_class = None  # the flat export below replaces transformers' own copying of this file
+                ProcessorMixin.save_pretrained(self, str(staging), **kwargs)
+                write_flat_modules([type(self).__module__], staging)
+                config_file = staging / PROCESSOR_CONFIG_NAME
+                config = json.loads(config_file.read_text(encoding="utf-8"))
+                config["auto_map"] = {"AutoProcessor": auto_map_reference(type(self))}
+                provenance = {
+                    attribute: provenance_from_config("regions" if "region" in attribute else "frames", saved)
+                    for attribute, saved in config.items()
+                    if attribute in in_memory_configs and saved
+                }
+                if provenance:
+                    config["feature_provenance"] = provenance
+                atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
         finally:
             for attribute, in_memory_config in in_memory_configs.items():
                 setattr(self, attribute, in_memory_config)
@@ -345,6 +347,8 @@ class VisionLanguageProcessor(_RegionInputs, _SavesFlatModules, ProcessorMixin):
         records = None
         if images is not None:
             images = list(images) if isinstance(images, (list, tuple)) else [images]
+            if not images:
+                raise ValueError("images: an empty list; expected at least one image")
             self._check_batch("images", len(images), batch_size)
             if self._region_featurizer is None:
                 raise ValueError("images= needs a region featurizer; this processor was built without region_featurizer_config")
@@ -387,6 +391,8 @@ class VisionLanguageProcessor(_RegionInputs, _SavesFlatModules, ProcessorMixin):
         for index, record in enumerate(records):
             if record.features.ndim != 2 or record.num_regions == 0:
                 raise ValueError(f"example {index} ({record.image_id!r}): region features must be (R >= 1, D), got {record.features.shape}")
+            check_finite(record.features, f"example {index} ({record.image_id!r}): region features", "region")
+            check_finite(np.asarray(record.boxes, dtype=np.float64), f"example {index} ({record.image_id!r}): region boxes", "region")
             if expected is not None and record.features.shape[1] != expected:
                 raise ValueError(
                     f"example {index} ({record.image_id!r}): region feature size {record.features.shape[1]}, expected {expected}"
@@ -541,6 +547,8 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
         return self._frame_featurizer.featurize_video(path).features
 
     def _pad_frames(self, clips: list[np.ndarray]) -> dict:
+        if not clips:
+            raise ValueError("no videos to process: frame_features / videos is an empty list")
         for index, clip in enumerate(clips):
             if clip.ndim != 2 or clip.shape[0] == 0:
                 raise ValueError(f"frame_features[{index}]: expected (F >= 1, D), got {clip.shape}")
@@ -548,6 +556,7 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
                 raise ValueError(f"frame_features[{index}]: expected floating point features, got {clip.dtype}")
             if self.frame_feature_size is not None and clip.shape[1] != self.frame_feature_size:
                 raise ValueError(f"frame_features[{index}]: feature size {clip.shape[1]}, expected {self.frame_feature_size}")
+            check_finite(clip, f"frame_features[{index}]", "frame")
         sizes = {clip.shape[1] for clip in clips}
         if len(sizes) > 1:
             raise ValueError(f"frame feature sizes differ within the batch: {sorted(sizes)}")
@@ -575,18 +584,23 @@ class VideoLanguageProcessor(_SavesFlatModules, ProcessorMixin):
         clipped, overlaps to the larger IoU, empty subtitles dropped, ``end < start`` an error) are documented in
         :mod:`subtitles`. A video without any non-empty subtitle is an error (HERO needs text per video).
         """
+        if isinstance(subtitles, (str, Mapping)) or not isinstance(subtitles, Sequence) or not subtitles:
+            raise ValueError("subtitles: expected a non-empty list with one {'text', 'start', 'end'} mapping per video")
         clips = _per_example(frame_features, "frame_features", len(subtitles), 2)
         frames = self._pad_frames(clips)
         rows, owners, frame_index = [], [], []
         for index, (entry, clip) in enumerate(zip(subtitles, clips)):
-            texts, starts, ends = non_empty_subtitles(list(entry["text"]), list(entry["start"]), list(entry["end"]))
+            if not isinstance(entry, Mapping) or any(key not in entry for key in ("text", "start", "end")):
+                found = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
+                raise ValueError(f"subtitles[{index}]: expected a mapping with 'text', 'start' and 'end' lists, got {found}")
+            texts, starts, ends = non_empty_subtitles(entry["text"], entry["start"], entry["end"], where=f"subtitles[{index}]")
             if not texts:
                 raise ValueError(f"subtitles[{index}]: no non-empty subtitle; expected at least one line of text")
             row, owner = subtitle_token_layout(tokenize_subtitles(self.tokenizer, texts, max_subtitle_length))
             rows.append(row)
             owners.append(owner)
             count = min(len(clip), self.max_frames or len(clip))
-            frame_index.append(align_subtitles_to_frames(starts, ends, count, frame_interval))
+            frame_index.append(align_subtitles_to_frames(starts, ends, count, frame_interval, where=f"subtitles[{index}]"))
         length = max(len(row) for row in rows)
         pad = self.tokenizer.pad_token_id or 0
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)

@@ -108,8 +108,7 @@ def normalize_boxes(
         raise ValueError(f"{where}: expected pixel boxes of shape (num_boxes, 4), got {pixel_boxes.shape}")
     if not (image_width > 0 and image_height > 0):
         raise ValueError(f"{where}: image size must be positive, got width={image_width}, height={image_height}")
-    if not np.isfinite(pixel_boxes).all():
-        raise ValueError(f"{where}: boxes contain NaN or infinite values")
+    check_finite(pixel_boxes, where, "box")
     x1, y1, x2, y2 = pixel_boxes.T
     if (x2 < x1).any() or (y2 < y1).any():
         row = int(np.flatnonzero((x2 < x1) | (y2 < y1))[0])
@@ -124,13 +123,20 @@ def normalize_boxes(
     return np.clip(pixel_boxes / limits, 0.0, 1.0).astype(np.float32)
 
 
+def check_finite(values: np.ndarray, where: str, unit: str = "row") -> None:
+    """Raise ``ValueError`` naming ``where`` and the first ``unit`` (leading index) holding a NaN or infinite value."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.reshape(len(values), -1).all(axis=1))[0]) if np.ndim(values) else 0
+        raise ValueError(f"{where}: NaN or infinite value in {unit} {row}")
+
+
 def validate_normalized_boxes(boxes: np.ndarray, where: str = "boxes") -> np.ndarray:
     """Check boxes already in [0, 1] corner form and return them as float32 (clipped by the small tolerance)."""
     boxes = np.asarray(boxes, dtype=np.float32)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{where}: expected normalised boxes of shape (num_boxes, 4), got {boxes.shape}")
-    if not np.isfinite(boxes).all():
-        raise ValueError(f"{where}: boxes contain NaN or infinite values")
+    check_finite(boxes, where, "box")
     if ((boxes < -BOX_TOLERANCE_NORMALISED) | (boxes > 1 + BOX_TOLERANCE_NORMALISED)).any():
         row = int(np.flatnonzero(((boxes < -BOX_TOLERANCE_NORMALISED) | (boxes > 1 + BOX_TOLERANCE_NORMALISED)).any(1))[0])
         raise ValueError(f"{where}: box {row} {boxes[row].tolist()} is outside [0, 1]; expected normalised x1, y1, x2, y2")
@@ -149,9 +155,10 @@ def validate_record(record: RegionRecord, where: str, feature_size: int | None =
         raise ValueError(f"{where}: features must be floating point, got {features.dtype}")
     if feature_size is not None and features.shape[1] != feature_size:
         raise ValueError(f"{where}: feature size {features.shape[1]} differs from the expected {feature_size}")
-    if not np.isfinite(features).all():
-        raise ValueError(f"{where}: features contain NaN or infinite values")
     num_regions = features.shape[0]
+    if num_regions == 0:
+        raise ValueError(f"{where}: 0 regions; a row needs at least one region")
+    check_finite(features, f"{where}: features", "region")
     boxes = validate_normalized_boxes(record.boxes, where=f"{where}: boxes")
     if boxes.shape[0] != num_regions:
         raise ValueError(f"{where}: {boxes.shape[0]} boxes for {num_regions} feature rows")
@@ -398,7 +405,7 @@ def _load_npz(source: str | os.PathLike | io.BytesIO, image_id: str, pickled_inf
         if pickled_info == "error":
             raise ValueError(
                 "the 'info' entry (object/attribute labels) is a pickled Python dict; pass pickled_info='trust' "
-                "(CLI: --trust-pickled-info) if you trust this file, or pickled_info='ignore' to read boxes and "
+                "(CLI: --pickled-info trust) if you trust this file, or pickled_info='ignore' to read boxes and "
                 "features only"
             )
         if pickled_info == "trust":
@@ -497,20 +504,27 @@ def read_hdf5(
                     where = f"{path}, group {name!r}"
                     try:
                         yield where, _hdf5_group_record(handle[name], name)
-                    except (ValueError, KeyError, OSError) as error:
-                        yield where, ValueError(str(error))
+                    except (ValueError, KeyError, OSError, IndexError, TypeError, AttributeError) as error:
+                        yield where, ValueError(f"{type(error).__name__}: {error}")
 
     return _guarded(rows(), skip_corrupt, stats, feature_size)
 
 
 def _hdf5_flat_rows(handle, path: Path, ids: list[str] | None) -> Iterator[tuple[str, RegionRecord | Exception]]:
-    features = handle["image_features"]
-    spatial = handle["spatial_features"] if "spatial_features" in handle else None
-    pixel_boxes = handle["image_bb"]
-    if spatial is None:
-        raise ValueError(f"{path}: the bottom-up-attention-vqa layout needs 'spatial_features' for normalised boxes")
+    missing = [name for name in ("image_bb", "spatial_features") if name not in handle]
+    if missing:
+        raise ValueError(
+            f"{path}: the bottom-up-attention-vqa layout (it has 'image_features') also needs the datasets {missing} "
+            "(pixel boxes 'image_bb', normalised boxes in the first 4 columns of 'spatial_features')"
+        )
+    features, pixel_boxes, spatial = handle["image_features"], handle["image_bb"], handle["spatial_features"]
+    for name, dataset, columns in (("image_bb", pixel_boxes, 4), ("spatial_features", spatial, 4)):
+        if dataset.ndim not in (2, 3) or dataset.shape[-1] < columns:
+            raise ValueError(f"{path}: dataset {name!r} has shape {dataset.shape}; expected at least {columns} columns")
     if "pos_boxes" in handle:
         ranges = np.asarray(handle["pos_boxes"])
+        if ranges.ndim != 2 or ranges.shape[1] != 2:
+            raise ValueError(f"{path}: dataset 'pos_boxes' has shape {ranges.shape}; expected (N, 2) row ranges")
     else:
         if features.ndim != 3:
             raise ValueError(f"{path}: image_features has shape {features.shape}; expected (N, R, D) or a pos_boxes dataset")
@@ -542,8 +556,8 @@ def _hdf5_flat_rows(handle, path: Path, ids: list[str] | None) -> Iterator[tuple
                 boxes=normalised[:, :4],
                 features=np.asarray(region_features),
             )
-        except (ValueError, OSError) as error:
-            yield where, ValueError(str(error))
+        except (ValueError, OSError, IndexError, KeyError) as error:
+            yield where, ValueError(f"{type(error).__name__}: {error}")
 
 
 def _hdf5_group_record(group, name: str) -> RegionRecord:

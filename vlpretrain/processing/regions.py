@@ -51,6 +51,9 @@ DEFAULT_REGION_CONFIG = {
 }
 
 ImageInput = Image.Image | np.ndarray | str | os.PathLike
+# The short side an image must keep after resizing: below one stride-16 patch, backbones and detectors fail
+# inside their first convolution (a 1x3000 image resizes to 1 pixel high).
+MIN_RESIZED_EDGE = 16
 
 
 def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
@@ -82,6 +85,13 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 
 def load_image(image: ImageInput, where: str) -> Image.Image:
     """Open an image (path, PIL image or HxWx3 uint8 array) as RGB; raise ``ValueError`` naming bad input."""
+    picture = _open_image(image, where)
+    if min(picture.size) < 1:
+        raise ValueError(f"{where}: the image is empty ({picture.size[0]}x{picture.size[1]} pixels)")
+    return picture
+
+
+def _open_image(image: ImageInput, where: str) -> Image.Image:
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
@@ -220,9 +230,21 @@ class RegionFeaturizer:
             scale = self.config["longest_edge"] / max(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
-    def pixel_values(self, image: Image.Image) -> torch.Tensor:
-        """Resize, reorder channels and normalise one RGB image to a (1, 3, H, W) float tensor."""
-        resized = image.resize(self.resized_size(*image.size), Image.BILINEAR)
+    def _check_resized_size(self, image: Image.Image, where: str) -> tuple[int, int]:
+        """The resized (width, height) of ``image``; ``ValueError`` when a side ends below ``MIN_RESIZED_EDGE``."""
+        size = self.resized_size(*image.size)
+        if min(size) < MIN_RESIZED_EDGE:
+            raise ValueError(
+                f"{where}: the image of width {image.size[0]} and height {image.size[1]} resizes to {size[0]}x{size[1]} "
+                f"pixels (shortest_edge {self.config['shortest_edge']}, longest_edge {self.config['longest_edge']}); both "
+                f"sides must keep at least {MIN_RESIZED_EDGE} pixels, so crop or pad images this narrow"
+            )
+        return size
+
+    def pixel_values(self, image: Image.Image, where: str = "image") -> torch.Tensor:
+        """Resize, reorder channels and normalise one RGB image to a (1, 3, H, W) float tensor; an image whose short
+        side would end below ``MIN_RESIZED_EDGE`` pixels (an extreme aspect ratio) raises ``ValueError``."""
+        resized = image.resize(self._check_resized_size(image, where), Image.BILINEAR)
         pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32).copy()).permute(2, 0, 1)
         if self.config["colour_order"] == "BGR":
             pixels = pixels.flip(0)
@@ -299,7 +321,7 @@ class RegionFeaturizer:
             raise ValueError(f"{where}: masked_regions {masked} must index the {known_count or 'detected'} regions")
         picture = load_image(image, where)
         width, height = picture.size
-        pixel_values = self.pixel_values(picture)
+        pixel_values = self.pixel_values(picture, where)
         object_ids = object_confidences = probabilities = None
         if boxes is not None:
             normalised = torch.from_numpy(normalize_boxes(boxes, width, height, where=f"{where}: boxes"))
@@ -349,20 +371,25 @@ class RegionFeaturizer:
         boxes: Sequence[np.ndarray | None] | None = None,
         masked_regions: Sequence[Sequence[int] | None] | None = None,
     ) -> list[RegionRecord]:
-        """Regions of each image (one at a time, so results never depend on batch composition)."""
+        """Regions of each image (one at a time, so results never depend on batch composition). Every image is
+        opened and its size checked before any model runs, so a bad image fails the batch before compute."""
         count = len(images)
         for name, value in (("image_ids", image_ids), ("boxes", boxes), ("masked_regions", masked_regions)):
             if value is not None and len(value) != count:
                 raise ValueError(f"{name} has {len(value)} entries for {count} images")
+        places = [f"images[{index}]" + (f" ({image})" if isinstance(image, (str, os.PathLike)) else "") for index, image in enumerate(images)]
+        pictures = [load_image(image, where) for image, where in zip(images, places)]
+        for picture, where in zip(pictures, places):
+            self._check_resized_size(picture, where)
         return [
             self.featurize_image(
-                image,
+                picture,
                 image_id=(Path(image).stem if isinstance(image, (str, os.PathLike)) else str(index))
                 if image_ids is None
                 else image_ids[index],
                 boxes=None if boxes is None else boxes[index],
                 masked_regions=None if masked_regions is None else masked_regions[index],
-                where=f"images[{index}]" + (f" ({image})" if isinstance(image, (str, os.PathLike)) else ""),
+                where=where,
             )
-            for index, image in enumerate(images)
+            for index, (image, picture, where) in enumerate(zip(images, pictures, places))
         ]

@@ -30,7 +30,7 @@ import pyarrow as pa
 from datasets import Array2D, Dataset, Features, IterableDataset, List, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
-from ..utils.remote_code import atomic_write_text, replace_directory, staging_directory
+from ..utils.folders import atomic_write_text, check_output_directory, replace_directory, staging_directory
 from .frames import FrameRecord
 from .provenance import warn_if_features_differ
 from .readers import ReadStats, RegionRecord, validate_record
@@ -73,7 +73,8 @@ class FeatureStoreWriter:
     The schema (feature size, optional label columns, class count) is fixed by the first record; a later
     record that disagrees raises ``ValueError`` naming it, or is skipped and counted with ``skip_corrupt``.
     ``num_regions`` makes region arrays fixed-shape (the fastest layout to read); without it each image may
-    have its own number of regions.
+    have its own number of regions. An existing ``output_dir`` is replaced (atomically, on ``close``) only when it
+    is empty or a feature store, or with ``overwrite=True``; a file there is refused.
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class FeatureStoreWriter:
         skip_corrupt: bool = False,
         metadata: dict | None = None,
         rows_per_shard: int | None = None,
+        overwrite: bool = False,
     ) -> None:
         if kind not in ("regions", "frames"):
             raise ValueError(f"kind must be 'regions' or 'frames', got {kind!r}")
@@ -91,14 +93,17 @@ class FeatureStoreWriter:
             raise ValueError(f"num_regions must be a positive int and only applies to region stores, got {num_regions!r}")
         if rows_per_shard is not None and rows_per_shard <= 0:
             raise ValueError(f"rows_per_shard must be positive, got {rows_per_shard}")
-        self.output_dir = Path(output_dir)
+        self.overwrite = overwrite
+        self.output_dir = check_output_directory(output_dir, is_feature_store, "a feature store", overwrite)
         self.kind = kind
         self.num_regions = num_regions
         self.skip_corrupt = skip_corrupt
         self.metadata = dict(metadata or {})
         self.rows_per_shard = rows_per_shard
         self.stats = ReadStats()
-        self._staging = staging_directory(self.output_dir)
+        self._workdir = staging_directory(self.output_dir)
+        self._staging = self._workdir / self.output_dir.name
+        self._staging.mkdir()
         self._features: Features | None = None
         self._writer: ArrowWriter | None = None
         self._rows_in_shard = 0
@@ -159,8 +164,12 @@ class FeatureStoreWriter:
             **self.metadata,
         }
         atomic_write_text(self._staging / STORE_METADATA_FILE, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-        replace_directory(self._staging, self.output_dir)
-        self._closed = True
+        try:
+            check_output_directory(self.output_dir, is_feature_store, "a feature store", self.overwrite)
+            replace_directory(self._staging, self.output_dir)
+        finally:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._closed = True
         return StoreSummary(self.output_dir, self.stats.read, self.stats.skipped, len(self._shards), list(self.stats.errors))
 
     def abort(self) -> None:
@@ -171,7 +180,7 @@ class FeatureStoreWriter:
             except Exception:  # noqa: BLE001 - the writer is being discarded; its own error is irrelevant
                 logger.debug("ignoring an error while discarding a partial shard", exc_info=True)
             self._writer = None
-        shutil.rmtree(self._staging, ignore_errors=True)
+        shutil.rmtree(self._workdir, ignore_errors=True)
         self._closed = True
 
     # ------------------------------------------------------------------ internals
@@ -294,9 +303,11 @@ def write_feature_store(
     reader_stats: ReadStats | None = None,
     rows_per_shard: int | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> StoreSummary:
-    """Write every record of ``records`` into a new store at ``output_dir`` (atomic: all or nothing)."""
-    writer = FeatureStoreWriter(output_dir, kind, num_regions, skip_corrupt, metadata, rows_per_shard)
+    """Write every record of ``records`` into a new store at ``output_dir`` (atomic: all or nothing). An existing
+    ``output_dir`` is replaced only when it is empty or a feature store, or with ``overwrite=True``."""
+    writer = FeatureStoreWriter(output_dir, kind, num_regions, skip_corrupt, metadata, rows_per_shard, overwrite)
     try:
         iterator = records
         if progress:
@@ -311,6 +322,11 @@ def write_feature_store(
     except BaseException:
         writer.abort()
         raise
+
+
+def is_feature_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a store written by :class:`FeatureStoreWriter` (its ``feature_store.json``)."""
+    return (Path(path) / STORE_METADATA_FILE).is_file()
 
 
 def read_store_metadata(path: str | os.PathLike) -> dict:

@@ -24,21 +24,24 @@ import numpy as np
 
 
 def align_subtitles_to_frames(
-    starts: Sequence[float], ends: Sequence[float], num_frames: int, frame_interval: float
+    starts: Sequence[float], ends: Sequence[float], num_frames: int, frame_interval: float, where: str = "subtitles"
 ) -> np.ndarray:
-    """Return ``frame_subtitle_index`` (num_frames,): the subtitle index of each frame, -1 for unmatched frames."""
+    """Return ``frame_subtitle_index`` (num_frames,): the subtitle index of each frame, -1 for unmatched frames;
+    errors name ``where``."""
     if num_frames < 1:
         raise ValueError(f"num_frames: the video has {num_frames} frames (shorter than one clip); expected at least 1")
     if not frame_interval > 0:
         raise ValueError(f"frame_interval: expected seconds per frame > 0, got {frame_interval}")
     if len(starts) != len(ends):
-        raise ValueError(f"subtitles: {len(starts)} start times but {len(ends)} end times")
+        raise ValueError(f"{where}: {len(starts)} start times but {len(ends)} end times")
     length = num_frames * frame_interval
     best_iou = np.zeros(num_frames)
     assignment = np.full(num_frames, -1, dtype=np.int64)
     for index, (start, end) in enumerate(zip(starts, ends)):
+        if not all(isinstance(time, (int, float, np.integer, np.floating)) for time in (start, end)):
+            raise ValueError(f"{where}: subtitle {index} has start {start!r} and end {end!r}; expected numbers of seconds")
         if not (math.isfinite(start) and math.isfinite(end)) or end < start:
-            raise ValueError(f"subtitles: subtitle {index} has start {start} and end {end}; expected 0 <= start <= end")
+            raise ValueError(f"{where}: subtitle {index} has start {start} and end {end}; expected 0 <= start <= end")
         start, end = min(max(start, 0.0), length), min(max(end, 0.0), length)
         first, last = math.floor(start / frame_interval), math.ceil(end / frame_interval) - 1
         for frame in range(max(first, 0), min(last, num_frames - 1) + 1):
@@ -80,7 +83,18 @@ def subtitle_token_layout(
     return ids, owners
 
 
-def non_empty_subtitles(texts: Sequence[str], starts: Sequence[float], ends: Sequence[float]) -> tuple[list[str], list[float], list[float]]:
-    """Drop subtitles whose text is empty or blank (they carry nothing to encode or to query)."""
-    kept = [(text, start, end) for text, start, end in zip(texts, starts, ends) if text and text.strip()]
+def non_empty_subtitles(
+    texts: Sequence[str], starts: Sequence[float], ends: Sequence[float], where: str = "subtitles"
+) -> tuple[list[str], list[float], list[float]]:
+    """Drop subtitles whose text is empty or blank (they carry nothing to encode or to query). Lists of different
+    lengths or a text that is not a string raise ``ValueError`` naming ``where`` (nothing is dropped silently)."""
+    texts, starts, ends = list(texts), list(starts), list(ends)
+    if not len(texts) == len(starts) == len(ends):
+        raise ValueError(
+            f"{where}: {len(texts)} texts, {len(starts)} start times and {len(ends)} end times; expected one of each per subtitle"
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"{where}: text[{index}] is a {type(text).__name__}, expected a string")
+    kept = [(text, start, end) for text, start, end in zip(texts, starts, ends) if text.strip()]
     return [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]

@@ -29,6 +29,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..utils.folders import staged_save
+
 VISUAL_WORDS_CONFIG_FILE = "visual_words.json"
 VISUAL_WORDS_WEIGHTS_FILE = "visual_words.safetensors"
 _FORMAT_VERSION = 1
@@ -274,16 +276,21 @@ class VisualWordTokenizer:
         }
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> list[str]:
-        """Write ``visual_words.json`` and ``visual_words.safetensors`` into the folder; returns the file paths."""
+        """Write ``visual_words.json`` and ``visual_words.safetensors`` into the folder (staged and swapped in
+        whole, other files of the folder kept); returns the file paths."""
         self._check_fitted()
         folder = Path(save_directory)
-        if folder.is_file():
-            raise ValueError(f"save_directory: {folder} is a file, expected a folder")
-        folder.mkdir(parents=True, exist_ok=True)
+        with staged_save(folder) as staging:
+            self.write_files(staging)
+        return [str(folder / VISUAL_WORDS_CONFIG_FILE), str(folder / VISUAL_WORDS_WEIGHTS_FILE)]
+
+    def write_files(self, folder: Path) -> None:
+        """Write the two files into an existing folder (a staging folder of a save)."""
+        self._check_fitted()
         weights = {f"level_{level}": tensor.contiguous() for level, tensor in enumerate(self.level_centroids)}
         save_file(weights, str(folder / VISUAL_WORDS_WEIGHTS_FILE), metadata={"format": "pt"})
         (folder / VISUAL_WORDS_CONFIG_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return [str(folder / VISUAL_WORDS_CONFIG_FILE), str(folder / VISUAL_WORDS_WEIGHTS_FILE)]
+
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> VisualWordTokenizer:
@@ -323,3 +330,10 @@ class VisualWordTokenizer:
             levels.insert(0, levels[0].reshape(-1, num_clusters, levels[0].shape[-1]).mean(1))
         tokenizer.level_centroids = levels
         return tokenizer
+
+
+def is_visual_word_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds only a tokenizer written by :meth:`VisualWordTokenizer.save_pretrained` (a VideoBERT
+    model folder also holds these files, but is not a tokenizer folder to replace)."""
+    names = {path.name for path in folder.iterdir() if not path.name.startswith(".")}
+    return VISUAL_WORDS_CONFIG_FILE in names and names <= {VISUAL_WORDS_CONFIG_FILE, VISUAL_WORDS_WEIGHTS_FILE}

@@ -20,12 +20,12 @@ import importlib
 import importlib.util
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
+
+from .folders import atomic_write_text
 
 PACKAGE_NAME = "vlpretrain"
 
@@ -149,48 +149,3 @@ def write_flat_modules(module_names: Iterable[str], folder: str | os.PathLike) -
 def auto_map_reference(cls: type) -> str:
     """Return the ``auto_map`` value (``flat_module.ClassName``) for a class."""
     return f"{flat_module_name(cls.__module__)}.{cls.__name__}"
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, so readers never see half a file."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def move_files_into(source_dir: str | os.PathLike, target_dir: str | os.PathLike) -> None:
-    """Move every file of ``source_dir`` into ``target_dir`` with ``os.replace`` (atomic per file), then drop ``source_dir``."""
-    source_dir, target_dir = Path(source_dir), Path(target_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(source_dir.rglob("*")):
-        if path.is_dir():
-            continue
-        destination = target_dir / path.relative_to(source_dir)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, destination)
-    shutil.rmtree(source_dir, ignore_errors=True)
-
-
-def staging_directory(target_dir: str | os.PathLike) -> Path:
-    """Create an empty temporary folder next to ``target_dir`` (same file system, so moves are atomic)."""
-    target_dir = Path(target_dir).absolute()
-    target_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.tmp-", dir=target_dir.parent))
-
-
-def replace_directory(staged_dir: str | os.PathLike, target_dir: str | os.PathLike) -> None:
-    """Put a fully written ``staged_dir`` in place of ``target_dir``; the old folder is removed only afterwards."""
-    staged_dir, target_dir = Path(staged_dir), Path(target_dir)
-    backup = None
-    if target_dir.exists():
-        backup = target_dir.with_name(f".{target_dir.name}.old-{os.getpid()}")
-        os.replace(target_dir, backup)
-    os.replace(staged_dir, target_dir)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
