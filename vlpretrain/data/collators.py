@@ -379,29 +379,39 @@ class FrameShuffler(SeededMasker):
 
 
 class CaptionSwapper(SeededMasker):
-    """Image-text matching negatives: with ``probability`` an example's caption is replaced by the caption of
-    an example showing a *different* image (or video). Label 1 = matched, 0 = mismatched. An example whose
-    batch holds no other image keeps its caption and stays matched.
+    """Image-text matching negatives: with ``probability`` an example is paired with the caption of an example
+    showing a *different* image (or video), or, with ``image_probability`` of those negatives, keeps its caption
+    and takes that other example's image (ImageBERT samples negative images for captions as well as negative
+    captions for images). Label 1 = matched, 0 = mismatched. An example whose batch holds no other image keeps
+    its pair and stays matched.
     """
 
     name = "matching"
 
-    def __init__(self, probability: float = 0.5, seed: int = 0):
+    def __init__(self, probability: float = 0.5, seed: int = 0, image_probability: float = 0.0):
         super().__init__(seed)
         self.probability = _check_probability("probability", probability)
+        self.image_probability = _check_probability("image_probability", image_probability)
 
-    def __call__(self, sources: Sequence[Any]) -> tuple[list[int], torch.Tensor]:
-        """Given each example's image (or video) identity, return the caption donor index of every example and
-        the matched labels."""
+    def __call__(self, sources: Sequence[Any]) -> tuple[list[int], torch.Tensor, list[int]]:
+        """Given each example's image (or video) identity, return the caption donor index of every example, the
+        matched labels and the image donor index of every example."""
         donors = list(range(len(sources)))
+        image_donors = list(range(len(sources)))
         matched = torch.ones(len(sources), dtype=torch.long)
         swap = self._uniform((len(sources),)) < self.probability
+        # Drawn only when image negatives are on, so caption-only runs keep their random stream.
+        swap_image = self._uniform((len(sources),)) < self.image_probability if self.image_probability else swap & False
         for index in torch.nonzero(swap).flatten().tolist():
             others = [other for other, source in enumerate(sources) if source != sources[index]]
             if others:
-                donors[index] = others[int(torch.randint(len(others), (1,), generator=self.generator))]
+                donor = others[int(torch.randint(len(others), (1,), generator=self.generator))]
+                if swap_image[index]:
+                    image_donors[index] = donor
+                else:
+                    donors[index] = donor
                 matched[index] = 0
-        return donors, matched
+        return donors, matched, image_donors
 
 
 class AnswerSampler(SeededMasker):
@@ -506,7 +516,9 @@ class MultimodalCollator:
     Inputs per example: ``input_ids`` (with [CLS]/[SEP]), optional ``token_type_ids``; for images
     ``region_features`` (R, D), ``region_boxes`` (R, 4) and the targets the objectives need; for videos
     ``frame_features`` (F, D). ``image_id`` / ``video_id`` identify the visual side for matching and
-    contrastive batches (the example's position is used when absent).
+    contrastive batches; matching with ``negative_probability`` > 0 requires them (with several captions per image,
+    positions alone would let a caption of the same image be drawn as a negative); contrastive batches use the
+    example's position when absent.
 
     Args:
         objectives: names from ``OBJECTIVE_MASKERS``, or a ``loss_weights`` mapping (weight 0 = off).
@@ -522,7 +534,9 @@ class MultimodalCollator:
         mask_probability / whole_word_masking: token masking (span masking uses the same rate).
         region_mask_probability / region_mask_style: region masking rate and variant (``REGION_MASK_STYLES``).
         frame_mask_probability / min_masked_frames / frame_shuffle_probability: frame objectives.
-        negative_probability: share of captions swapped for matching.
+        negative_probability: share of examples made matching negatives; negative_image_probability: share of
+            those negatives that keep their caption and take another example's image (ImageBERT), the rest take
+            another example's caption.
         text_only_probability: share of examples turned into text-only rows for ``text_mlm`` (besides examples
             marked ``text_only``); region_feature_size / region_class_size: feature and class-distribution sizes of
             the placeholder region of text-only examples that carry no regions (taken from the batch when None).
@@ -567,6 +581,7 @@ class MultimodalCollator:
         min_masked_frames: int = 0,
         frame_shuffle_probability: float = 0.15,
         negative_probability: float = 0.5,
+        negative_image_probability: float = 0.0,
         sample_answers: bool = True,
         text_only_probability: float = 0.5,
         region_feature_size: int | None = None,
@@ -612,6 +627,8 @@ class MultimodalCollator:
                 f"subtitles=True aligns subtitles to frames: it needs frames=True and frame_interval > 0 (seconds per "
                 f"frame), got frames={frames}, frame_interval={frame_interval}"
             )
+        if subtitles and negative_image_probability > 0:
+            raise ValueError("negative_image_probability must be 0 with subtitles=True (subtitles are timed to their video)")
         self.subtitles = bool(subtitles)
         self.frame_interval = frame_interval
         self.kinds = kinds
@@ -650,7 +667,11 @@ class MultimodalCollator:
             else None
         )
         self.frame_shuffler = FrameShuffler(frame_shuffle_probability, seed=seed) if "frame_order" in kinds else None
-        self.caption_swapper = CaptionSwapper(negative_probability, seed=seed) if "matching" in kinds else None
+        self.caption_swapper = (
+            CaptionSwapper(negative_probability, seed=seed, image_probability=negative_image_probability)
+            if "matching" in kinds
+            else None
+        )
         self.answer_sampler = AnswerSampler(sample_answers, seed=seed) if "answers" in kinds else None
         self.scene_graph_masker = None
         if "scene_graph" in kinds:
@@ -754,6 +775,15 @@ class MultimodalCollator:
                     f"example {index} is missing {missing} (needed by objectives {list(self.objectives)}); "
                     f"it has {sorted(example)}"
                 )
+
+    @staticmethod
+    def _require_sources(examples: Sequence[Mapping[str, Any]], key: str) -> None:
+        missing = [index for index, example in enumerate(examples) if example.get(key) is None]
+        if missing:
+            raise ValueError(
+                f"{key}: examples {missing[:5]} have none; matching negatives need every example's {key} so that a "
+                f"caption of the same {key.split('_')[0]} is never drawn as a negative (or set negative_probability=0)"
+            )
 
     @staticmethod
     def _source(example: Mapping[str, Any], index: int, key: str) -> Any:
@@ -927,14 +957,19 @@ class MultimodalCollator:
         source_key = "video_id" if self.frames else "image_id"  # regions and frames (ActBERT): the video's regions
         sources = [self._source(example, i, source_key) for i, example in enumerate(examples)]
         donors = list(range(len(examples)))
+        visual = examples
         batch: dict[str, torch.Tensor] = {}
         if self.caption_swapper is not None:
-            donors, batch["matched_labels"] = self.caption_swapper(sources)
+            if self.caption_swapper.probability > 0:
+                self._require_sources(examples, source_key)
+            donors, batch["matched_labels"], image_donors = self.caption_swapper(sources)
+            visual = [examples[d] for d in image_donors]
+            sources = [sources[d] for d in image_donors]
         batch.update(self._pad_tokens(examples, donors))
         if self.regions:
-            self._regions(examples, batch)
+            self._regions(visual, batch)
         if self.frames:
-            self._frames(examples, batch)
+            self._frames(visual, batch)
         if self.subtitles:
             batch["frame_subtitle_index"] = self._frame_subtitle_index(examples, donors, batch["frame_features"].shape[1])
         text_masker = self.token_masker or self.span_masker
@@ -954,7 +989,7 @@ class MultimodalCollator:
             batch["text_only"] = text_only
         if "actions" in self.kinds:
             batch["action_labels"] = torch.tensor(
-                [IGNORE_INDEX if ex.get("action_label") is None else int(ex["action_label"]) for ex in examples],
+                [IGNORE_INDEX if ex.get("action_label") is None else int(ex["action_label"]) for ex in visual],
                 dtype=torch.long,
             )
         if "contrastive" in self.kinds:
@@ -979,7 +1014,8 @@ def video_text_collator(
 def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: Any) -> MultimodalCollator:
     """Compose the collator of an architecture from its config: the objectives come from ``config.loss_weights``
     (weight 0 = off), the modalities and the region masking variant from ``config.model_type``, and
-    ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` (and, for ``text_mlm``,
+    ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` /
+    ``negative_image_probability`` (and, for ``text_mlm``,
     ``region_feature_size`` and ``num_object_labels``) from the config when it defines them; a config with
     ``text_from_subtitles`` (HERO) gets ``subtitles=True`` with its ``frame_interval``. ``kwargs`` override any choice."""
     weights = getattr(config, "loss_weights", None)
@@ -1001,7 +1037,7 @@ def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: An
         options["region_feature_size"] = int(config.region_feature_size)
         if getattr(config, "num_object_labels", None) is not None:
             options["region_class_size"] = int(config.num_object_labels)
-    for field in ("whole_word_masking", "text_only_probability"):
+    for field in ("whole_word_masking", "text_only_probability", "negative_image_probability"):
         if getattr(config, field, None) is not None:
             options[field] = getattr(config, field)
     if getattr(config, "text_from_subtitles", False):
