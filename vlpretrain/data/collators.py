@@ -450,16 +450,30 @@ class AnswerSampler(SeededMasker):
 class TextOnlySampler(SeededMasker):
     """Text-only rows for MLM on a text corpus mixed into image-text batches (VL-BERT's Books/Wikipedia batches).
 
-    An example whose ``text_only`` field is true (e.g. a segment of any text dataset, with or without region
-    fields) stays text-only; any other example becomes text-only with ``probability`` (its caption is then used as
-    plain text and its image is ignored by the model). The batch gets ``text_only`` (B,) booleans.
+    With a ``corpus`` (token id lists), every batch gets one corpus segment per image-text example, as the original
+    pairs each batch of image-caption pairs with an equally large batch of corpus segments (jackroos/VL-BERT
+    ``common/utils/multi_task_dataloader.py``, ``BATCH_IMAGES: [32, 32]``). Segments are drawn at random with
+    replacement (the original reshuffles the corpus each pass), so the generator state alone resumes the stream.
+    An example whose ``text_only`` field is true stays text-only, and with ``probability`` > 0 (off by default)
+    an image-text example becomes text-only (its caption is then used as plain text and its image is ignored by
+    the model). The batch gets ``text_only`` (B,).
     """
 
     name = "text_mlm"
 
-    def __init__(self, probability: float = 0.5, seed: int = 0):
+    def __init__(self, probability: float = 0.0, seed: int = 0, corpus: Sequence[Sequence[int]] | None = None):
         super().__init__(seed)
         self.probability = _check_probability("text_only_probability", probability)
+        if corpus is not None and (isinstance(corpus, str) or len(corpus) == 0):
+            raise ValueError("text_corpus: expected a non-empty list of token id lists (one per segment)")
+        self.corpus = None if corpus is None else [list(map(int, segment)) for segment in corpus]
+
+    def corpus_rows(self, count: int) -> list[dict[str, Any]]:
+        """``count`` text-only examples drawn from the corpus (none without a corpus)."""
+        if self.corpus is None or count == 0:
+            return []
+        picks = torch.randint(len(self.corpus), (count,), generator=self.generator).tolist()
+        return [{"input_ids": self.corpus[pick], "text_only": True} for pick in picks]
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> torch.Tensor:
         """The text-only flag of every example."""
@@ -537,9 +551,12 @@ class MultimodalCollator:
         negative_probability: share of examples made matching negatives; negative_image_probability: share of
             those negatives that keep their caption and take another example's image (ImageBERT), the rest take
             another example's caption.
-        text_only_probability: share of examples turned into text-only rows for ``text_mlm`` (besides examples
-            marked ``text_only``); region_feature_size / region_class_size: feature and class-distribution sizes of
-            the placeholder region of text-only examples that carry no regions (taken from the batch when None).
+        text_corpus: token id lists of text segments (e.g. ``training.tasks.text_corpus_examples``) for ``text_mlm``:
+            each batch gets one text-only segment per image-text example (:class:`TextOnlySampler`).
+        text_only_probability: share of image-text examples turned into text-only rows for ``text_mlm`` (off by
+            default: captions stay multimodal); examples marked ``text_only`` always are. region_feature_size /
+            region_class_size: feature and class-distribution sizes of the placeholder region of text-only
+            examples that carry no regions (taken from the batch when None).
         sample_answers: draw QA labels in proportion to ``answer_scores`` (else the best answer).
         scene_graph_probability / token_strings: ERNIE-ViL scene-graph masking (``scene_object``, ``scene_attribute``,
             ``scene_relation``): the share of each kind of node masked, and the vocabulary (id -> token) used to
@@ -583,7 +600,8 @@ class MultimodalCollator:
         negative_probability: float = 0.5,
         negative_image_probability: float = 0.0,
         sample_answers: bool = True,
-        text_only_probability: float = 0.5,
+        text_only_probability: float = 0.0,
+        text_corpus: Sequence[Sequence[int]] | None = None,
         region_feature_size: int | None = None,
         region_class_size: int | None = None,
         scene_graph_probability: float = 0.3,
@@ -680,7 +698,11 @@ class MultimodalCollator:
             self.scene_graph_masker = SceneGraphMasker(
                 token_strings, mask_token_id, special, scene_graph_probability, seed=seed
             )
-        self.text_only_sampler = TextOnlySampler(text_only_probability, seed=seed) if "text_only" in kinds else None
+        if text_corpus is not None and "text_only" not in kinds:
+            raise ValueError("text_corpus: the collator has no text_mlm objective to train on it")
+        self.text_only_sampler = (
+            TextOnlySampler(text_only_probability, seed=seed, corpus=text_corpus) if "text_only" in kinds else None
+        )
         self.region_feature_size = region_feature_size
         self.region_class_size = region_class_size
 
@@ -778,7 +800,7 @@ class MultimodalCollator:
 
     @staticmethod
     def _require_sources(examples: Sequence[Mapping[str, Any]], key: str) -> None:
-        missing = [index for index, example in enumerate(examples) if example.get(key) is None]
+        missing = [i for i, example in enumerate(examples) if example.get(key) is None and not example.get("text_only")]
         if missing:
             raise ValueError(
                 f"{key}: examples {missing[:5]} have none; matching negatives need every example's {key} so that a "
@@ -944,6 +966,8 @@ class MultimodalCollator:
         """Collate a list of examples into a padded, masked batch."""
         text_only = None
         if self.text_only_sampler is not None and len(examples) and all(isinstance(e, Mapping) for e in examples):
+            image_text = sum(not example.get("text_only") for example in examples)
+            examples = [*examples, *self.text_only_sampler.corpus_rows(image_text)]
             template = next((example for example in examples if example.get("region_features") is not None), None)
             if template is None and self.region_feature_size is not None:
                 template = {"region_features": np.zeros((1, self.region_feature_size), np.float32)}
