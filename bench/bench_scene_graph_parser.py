@@ -35,12 +35,13 @@ def main() -> None:
         print(f"rule parser, {name}: {scores['captions']} captions ({args.gold.name})")
         print(f"{'':10} {'precision':>9} {'recall':>9} {'F1':>9}")
         for kind in ("object", "attribute", "relation"):
-            print(f"{kind:10} {scores[f'{kind}_precision']:9.3f} {scores[f'{kind}_recall']:9.3f} {scores[f'{kind}_f1']:9.3f}")
+            figures = (scores[f"{kind}_{measure}"] for measure in ("precision", "recall", "f1"))
+            print(f"{kind:10}" + "".join(f" {value:9.3f}" for value in figures))
     if args.errors:
         for record in records:
             graph = parse(record["caption"])
             got = graph.as_text() if graph is not None else {"objects": [], "attributes": [], "relations": []}
-            got = {key: [list(item) if isinstance(item, tuple) else item for item in value] for key, value in got.items()}
+            got = {key: [list(item) if isinstance(item, tuple) else item for item in got[key]] for key in got}
             want = {key: record[key] for key in ("objects", "attributes", "relations")}
             if any(sorted(map(str, got[key])) != sorted(map(str, want[key])) for key in want):
                 print(f"\n{record['caption']}\n  got  {got}\n  want {want}")

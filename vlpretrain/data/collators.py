@@ -646,7 +646,9 @@ class MultimodalCollator:
                 f"frame), got frames={frames}, frame_interval={frame_interval}"
             )
         if subtitles and negative_image_probability > 0:
-            raise ValueError("negative_image_probability must be 0 with subtitles=True (subtitles are timed to their video)")
+            raise ValueError(
+                "negative_image_probability must be 0 with subtitles=True (subtitles are timed to their video)"
+            )
         self.subtitles = bool(subtitles)
         self.frame_interval = frame_interval
         self.kinds = kinds

@@ -292,7 +292,8 @@ def _tag(words: Sequence[str]) -> list[str]:
             tags[position] = "NOUN"
         elif tag == "NOUN" and before == "NOUN" and after in ("DET", "NUM"):
             tags[position] = "VERB"
-        elif tag == "VERB" and _is_inflected_verb(word) and at(position - 1) in ("DET", "ADJ", "NUM", None) and after == "NOUN":
+        elif tag == "VERB" and _is_inflected_verb(word) and at(position - 1) in ("DET", "ADJ", "NUM", None) \
+                and after == "NOUN":
             tags[position] = "ADJ"
         elif word == "that" and after in ("COP", "VERB", "ADV"):
             tags[position] = "SKIP"
@@ -372,7 +373,8 @@ def parse_scene_graph(words: Sequence[str]) -> SceneGraph | None:
                     last_verb = (tuple(i for i in predicate if tags[i] == "VERB"), bool(prepositions))
                     verb_objects.add(current)
                     coordinated = (subjects[-1] if subjects else previous, tuple(predicate))
-                elif previous in verb_objects and last_verb is not None and words[prepositions[0]] in VERB_ATTACHED_PREPOSITIONS:
+                elif (previous in verb_objects and last_verb is not None
+                      and words[prepositions[0]] in VERB_ATTACHED_PREPOSITIONS):
                     verbs, had_preposition = last_verb
                     words_used = tuple(predicate) if had_preposition else verbs + tuple(predicate)
                     for source in subjects or [previous]:
@@ -390,12 +392,13 @@ def parse_scene_graph(words: Sequence[str]) -> SceneGraph | None:
                         coordinated = (source, tuple(predicate))
             if current not in prepositional_objects and current not in verb_objects:
                 subjects = subjects + [current] if joining_subject else [current]
-            predicate, predicate_has_verb, pending_adjectives, after_copula, joining_subject = [], False, [], False, False
+            predicate, predicate_has_verb, pending_adjectives = [], False, []
+            after_copula = joining_subject = False
             continue
         if tag == "ADJ":
             if after_copula and objects and not predicate:
                 attributes.append((len(objects) - 1, (index,)))
-            elif objects and index > 0 and tags[index - 1] == "NOUN" and index + 1 < len(tags) and tags[index + 1] == "PREP":
+            elif objects and index > 0 and tags[index - 1] == "NOUN" and tags[index + 1 : index + 2] == ["PREP"]:
                 attributes.append((len(objects) - 1, (index,)))  # "a cart full of groceries"
             else:
                 pending_adjectives.append(index)
@@ -413,9 +416,9 @@ def parse_scene_graph(words: Sequence[str]) -> SceneGraph | None:
             end = _noun_phrase_end(tags, index + 1)
             starts_clause = end is not None and end < len(tags) and tags[end] in ("VERB", "COP")
             last = len(objects) - 1
-            if coordinated is not None and end is not None and not starts_clause and last in prepositional_objects | verb_objects:
-                pass  # "a table with plates and cups": the next noun phrase shares the relation
-            else:
+            # "a table with plates and cups": a noun phrase after "and" shares the relation of the one before it
+            shares = end is not None and not starts_clause and last in prepositional_objects | verb_objects
+            if not shares:
                 coordinated = None
             joining_subject = bool(subjects) and last == subjects[-1] and coordinated is None and end is not None
             if not keep_adjectives:
@@ -456,7 +459,8 @@ def scene_graph_f1(
     captions = 0
     for record in gold:
         graph = parse(record["caption"])
-        predicted = _tuples(graph.as_text() if graph is not None else {"objects": [], "attributes": [], "relations": []})
+        empty = {"objects": [], "attributes": [], "relations": []}
+        predicted = _tuples(graph.as_text() if graph is not None else empty)
         expected = _tuples(record)
         for kind, count in counts.items():
             count[0] += sum((predicted[kind] & expected[kind]).values())

@@ -16,7 +16,9 @@ import numpy as np
 
 # vqaEval.py's ``punct``: each is deleted when it touches a space (or the text has a comma between digits) and
 # replaced by a space otherwise. Apostrophes and colons stay ("girl's", "2:50"); "." is handled by ``_PERIOD``.
-_PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_PUNCTUATION = (
+    ";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!",
+)
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
 # vqaEval.py's ``periodStrip``: a period goes unless a digit follows it (decimals such as "2.5" keep theirs).
 _PERIOD = re.compile(r"\.(?!\d)")
