@@ -190,7 +190,8 @@ def test_caption_swapper_rate_and_different_images():
     swapped = total = 0
     for batch in range(500):
         sources = [f"img{(batch + i) // 2}" for i in range(8)]
-        donors, matched = swapper(sources)
+        donors, matched, image_donors = swapper(sources)
+        assert image_donors == list(range(len(sources)))  # caption negatives only by default
         for index, (donor, label) in enumerate(zip(donors, matched.tolist())):
             if label == 0:
                 assert sources[donor] != sources[index]
@@ -199,8 +200,8 @@ def test_caption_swapper_rate_and_different_images():
         swapped += int((matched == 0).sum())
         total += len(sources)
     assert abs(swapped / total - 0.5) < 0.03
-    donors, matched = swapper(["same"] * 4)
-    assert donors == [0, 1, 2, 3] and bool((matched == 1).all())
+    donors, matched, image_donors = swapper(["same"] * 4)
+    assert donors == image_donors == [0, 1, 2, 3] and bool((matched == 1).all())
 
 
 def test_contrastive_positives_on_diagonal():
@@ -299,6 +300,60 @@ def test_collator_is_reproducible_and_swaps_to_other_images(tokenizer):
         for row in torch.nonzero(batch["matched_labels"] == 0).flatten().tolist():
             caption = tuple(batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist())
             assert caption in captions and caption != tuple(examples[row]["input_ids"])
+
+
+def test_caption_swapper_image_negatives():
+    swapper = CaptionSwapper(0.5, seed=0, image_probability=0.5)
+    image_swaps = caption_swaps = 0
+    for batch in range(300):
+        sources = [f"img{(batch + i) // 2}" for i in range(8)]
+        donors, matched, image_donors = swapper(sources)
+        for index in range(len(sources)):
+            caption, image = donors[index], image_donors[index]
+            if matched[index] == 1:
+                assert caption == image == index
+            else:  # exactly one side comes from an example of another image
+                assert (caption == index) != (image == index)
+                assert sources[caption] != sources[image]
+                image_swaps += image != index
+                caption_swaps += caption != index
+    assert abs(image_swaps / (image_swaps + caption_swaps) - 0.5) < 0.05
+
+
+def test_imagebert_collator_pairs_captions_with_random_images(tokenizer):
+    from vlpretrain.configuration.image_bert import ImageBertConfig
+
+    examples = image_examples(tokenizer, count=8, regions=(3,))
+    config = ImageBertConfig(region_feature_size=5, num_object_labels=3, loss_weights={"matching": 1.0})
+    collator = collator_for_config(config, tokenizer, seed=0)  # no MLM, so captions can be compared
+    assert collator.caption_swapper.image_probability == 0.5
+    features = [torch.from_numpy(example["region_boxes"]).float() for example in examples]
+    image_negatives = caption_negatives = 0
+    for _ in range(20):
+        batch = collator(examples)
+        for row in torch.nonzero(batch["matched_labels"] == 0).flatten().tolist():
+            caption = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+            own_image = torch.equal(batch["region_boxes"][row], features[row])
+            if caption == examples[row]["input_ids"]:  # kept its caption: the image is another example's
+                assert not own_image and any(torch.equal(batch["region_boxes"][row], box) for box in features)
+                image_negatives += 1
+            else:
+                assert own_image
+                caption_negatives += 1
+    assert image_negatives > 10 and caption_negatives > 10
+    lxmert = collator_for_config(LxmertConfig(), tokenizer, seed=0)
+    assert lxmert.caption_swapper.image_probability == 0.0
+
+
+def test_matching_negatives_require_image_ids(tokenizer):
+    # Two captions of one image and no ids: by position they would look like two images.
+    examples = [{k: v for k, v in example.items() if k != "image_id"} for example in image_examples(tokenizer)]
+    with pytest.raises(ValueError, match="image_id: examples \\[0, 1, 2, 3, 4\\] have none"):
+        image_text_collator(tokenizer, ["matching"], seed=0)(examples)
+    batch = image_text_collator(tokenizer, ["matching"], negative_probability=0.0)(examples)
+    assert bool((batch["matched_labels"] == 1).all())
+    with pytest.raises(ValueError, match="negative_image_probability"):
+        video_text_collator(tokenizer, ["matching"], subtitles=True, frame_interval=1.5, negative_image_probability=0.5)
 
 
 def test_answer_sampling_follows_scores(tokenizer):

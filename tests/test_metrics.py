@@ -20,31 +20,75 @@ from vlpretrain.metrics import (
     compute_vqa_metrics,
     corpus_bleu,
     median_rank,
+    normalize_answer,
     positives_from_ids,
     ranks_from_similarity,
     recall_at_k,
     retrieval_metrics,
+    simple_vqa_accuracy,
+    simple_vqa_score,
     soft_score_accuracy,
     tokenize_caption,
     vqa_accuracy,
-    vqa_soft_score,
+    vqa_score,
 )
 from vlpretrain.metrics.loading import METRIC_SCRIPTS, metric_script_path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_vqa_soft_score_convention():
+def test_vqa_score_averages_the_ten_leave_one_out_subsets():
+    # 10 annotators: an answer given by k of them scores (k * min((k-1)/3, 1) + (10-k) * min(k/3, 1)) / 10.
+    for given_by, expected in ((0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)):
+        humans = ["yes"] * given_by + ["no", "maybe", "blue", "red", "2", "3", "4", "5", "6", "7"][: 10 - given_by]
+        assert vqa_score("yes", humans) == pytest.approx(expected), given_by
+        assert simple_vqa_score("yes", humans) == pytest.approx(min(given_by / 3, 1))
     humans = ["yes"] * 2 + ["no"] * 7 + ["maybe"]
-    assert vqa_soft_score("no", humans) == 1.0
-    assert vqa_soft_score("Yes.", humans) == pytest.approx(2 / 3)
-    assert vqa_soft_score("maybe", humans) == pytest.approx(1 / 3)
-    assert vqa_soft_score("two", humans) == 0.0
-    assert vqa_accuracy(["no", "yes"], [humans, humans]) == pytest.approx((1 + 2 / 3) / 2)
+    assert vqa_score("Yes.", humans) == pytest.approx(0.6)
+    assert vqa_accuracy(["no", "yes"], [humans, humans]) == pytest.approx((1 + 0.6) / 2)
+    assert simple_vqa_accuracy(["no", "yes"], [humans, humans]) == pytest.approx((1 + 2 / 3) / 2)
     with pytest.raises(ValueError, match="same length"):
         vqa_accuracy(["no"], [humans, humans])
     with pytest.raises(ValueError, match="human_answers"):
-        vqa_soft_score("no", [])
+        vqa_score("no", [])
+    with pytest.raises(ValueError, match="prediction"):
+        vqa_score(None, humans)
+
+
+@pytest.mark.parametrize(
+    "raw, normalised",
+    [
+        # The VQA evaluation page's worked examples (visualqa.org/evaluation.html) ...
+        ("dont", "don't"),  # a contraction missing its apostrophe gets it back
+        ("100,978", "100978"),  # no space for a comma between digits
+        ("2:50 pm", "2:50 pm"),  # colons stay (times)
+        ("girl's", "girl's"),  # apostrophes stay (possessives)
+        ("2.5", "2.5"),  # periods go except in decimals
+        ("Yes.", "yes"),
+        ("Two", "2"),  # number words to digits
+        ("the dog", "dog"),  # articles go
+        ("an apple", "apple"),
+        # ... and vqaEval.py's punctuation rule: deleted next to a space, a space otherwise
+        ("red/white", "red white"),
+        ("red / white", "red white"),
+        ("(red)", "red"),
+        ("yes!", "yes"),
+        ("none", "0"),
+        (" yes\n", "yes"),
+    ],
+)
+def test_official_answer_normalisation(raw, normalised):
+    assert normalize_answer(raw) == normalised
+
+
+def test_vqa_score_normalises_only_when_the_annotators_disagree():
+    # vqaEval.py normalises prediction and human answers only when the human answers are not all the same.
+    agreeing = ["2"] * 10
+    assert vqa_score("2", agreeing) == 1.0 and vqa_score("two", agreeing) == 0.0
+    disagreeing = ["2"] * 9 + ["3"]
+    assert vqa_score("two", disagreeing) == 1.0
+    assert vqa_score("Two.", ["two"] * 4 + ["three"] * 6) == 1.0  # both sides become "2"
+    assert vqa_score("dont", ["don't"] * 3 + ["no"] * 7) == pytest.approx(0.9)
 
 
 def test_soft_score_accuracy_and_compute_metrics():
@@ -217,7 +261,8 @@ def test_load_metric_offline_in_fresh_process(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["vqa"]["vqa_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    # official: "yes" against (yes, yes, no): (1/3 + 1/3 + 2/3) / 3; "2" against three "2": 2/3 in every subset.
+    assert out["vqa"]["vqa_accuracy"] == pytest.approx((4 / 9 + 2 / 3) / 2)
     assert out["vqa_scores"]["vqa_accuracy"] == pytest.approx(0.65, abs=1e-6)
     assert out["retrieval"] == pytest.approx(retrieval_metrics(SIMILARITY, ks=(1, 2)))
     assert out["bleu"]["bleu"] == pytest.approx(math.exp(-0.2))

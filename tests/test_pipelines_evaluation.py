@@ -39,7 +39,7 @@ def region_size(shapes) -> int:
     return int(np.asarray(shapes[0]["region_features"]).shape[-1])
 
 
-def test_evaluate_vqa_scores_the_top_answers_with_soft_accuracy(tokenizer, shapes):
+def test_evaluate_vqa_scores_the_top_answers_with_official_accuracy(tokenizer, shapes):
     torch.manual_seed(0)
     config = tiny_lxmert_config(vocab_size=len(tokenizer), region_feature_size=region_size(shapes),
                                 id2label=dict(enumerate(ANSWER_NAMES)))
@@ -58,7 +58,8 @@ def test_evaluate_vqa_scores_the_top_answers_with_soft_accuracy(tokenizer, shape
              {"image": None, "question": "q?", "answers": ["red"] * 3 + ["blue"] * 7}]
     assert evaluate_vqa(oracle, human) == {"vqa_accuracy": pytest.approx(vqa_accuracy(["red", "red"], [h["answers"] for h in human])),
                                            "num_examples": 2}
-    assert evaluate_vqa(oracle, human)["vqa_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    # official leave-one-out score: 2 of 3 annotators -> (1/3 + 1/3 + 2/3) / 3; 3 of 10 -> 0.9
+    assert evaluate_vqa(oracle, human)["vqa_accuracy"] == pytest.approx((4 / 9 + 0.9) / 2)
     with pytest.raises(ValueError, match=r"examples\[0\]: has no column 'answers'"):
         evaluate_vqa(oracle, [{"image": None, "question": "q?"}])
     with pytest.raises(ValueError, match="at least one example"):

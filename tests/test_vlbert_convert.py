@@ -112,7 +112,12 @@ def test_every_original_tensor_lands_in_place(tmp_path, relationship):
     converted = convert_vl_bert_state_dict(original)
     assert set(converted) | {"mlm_head.decoder.weight"} == set(ours)
     batch = single_stream_batch(config, labels=False)
-    assert torch.isfinite(model(**subset(batch, INPUT_NAMES)).prediction_logits).all()
+    # The original's whole-image box is (0, 0, W - 1, H - 1) in pixels, so a converted model needs the image sizes.
+    assert config.image_box_style == "pixels"
+    with pytest.raises(ValueError, match="image_sizes"):
+        model(**subset(batch, INPUT_NAMES))
+    sizes = torch.tensor([[480, 640], [375, 500], [600, 800]])
+    assert torch.isfinite(model(**subset(batch, INPUT_NAMES), image_sizes=sizes).prediction_logits).all()
 
 
 def test_end_to_end_backbone_and_unknown_keys_are_rejected():

@@ -291,6 +291,66 @@ def test_end_to_end_backbone_trains_with_the_model_and_masks_pixels():
         VlBertModel(tiny_vl_bert_config(backbone_config=backbone, region_feature_size=7))
 
 
+def test_end_to_end_kept_regions_keep_their_pixels_and_word_embedding():
+    # The original zeroes the pixels (and gives the mask word) of mvrc_ops == 1 regions only; the 10 % "keep"
+    # branch is a target with its pixels intact (jackroos/VL-BERT pretrain/data/datasets/conceptual_captions.py).
+    backbone = {"model_type": "resnet", "embedding_size": 8, "hidden_sizes": [8, 12], "depths": [1, 1],
+                "layer_type": "basic", "out_features": ["stage2"]}
+    torch.manual_seed(0)
+    model = VlBertModel(tiny_vl_bert_config(backbone_config=backbone, region_feature_size=12, roi_output_size=2)).eval()
+    with torch.no_grad():
+        model.embeddings.visual_ln_object.weight.fill_(1.0)
+        model.embeddings.visual_ln_text.weight.fill_(1.0)
+    inputs = subset(single_stream_batch(model.config, regions=3), INPUT_NAMES)
+    inputs.pop("region_features")
+    inputs["pixel_values"] = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    selected = torch.tensor([[True, False, True]] * 3)
+    kept = torch.tensor([[False, False, True]] * 3)
+    with torch.no_grad():
+        with_kept = model(**inputs, masked_regions=selected, kept_regions=kept).last_hidden_state
+        truly_masked = model(**inputs, masked_regions=selected & ~kept).last_hidden_state
+        all_masked = model(**inputs, masked_regions=selected).last_hidden_state
+    torch.testing.assert_close(with_kept, truly_masked)
+    assert not torch.allclose(with_kept, all_masked, atol=1e-4)
+    with pytest.raises(ValueError, match=r"kept_regions: expected shape \(3, 3\)"):
+        model(**inputs, masked_regions=selected, kept_regions=kept[:, :2])
+
+
+def original_coordinate_embedding(pixel_box, width, height, steps):
+    """jackroos/VL-BERT common/utils/bbox.py coordinate_embeddings, written out for one pixel box."""
+    x1, y1, x2, y2 = pixel_box
+    position = torch.tensor([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]) * 100
+    scale = 1000 ** (torch.arange(steps, dtype=torch.float32) / steps)
+    angles = position[:, None] / scale
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).flatten()
+
+
+def test_pixel_image_box_is_the_originals_whole_image_box(config, batch):
+    pixel = tiny_vl_bert_config(image_box_style="pixels")
+    model = VlBertModel(pixel).eval()
+    sizes = torch.tensor([[480, 640], [375, 500], [600, 800]])  # (height, width)
+    inputs = subset(batch, INPUT_NAMES)
+    valid = inputs["region_attention_mask"].bool()
+    _, boxes = model.region_appearance(inputs["region_features"], inputs["region_boxes"], valid, torch.zeros_like(valid), None, sizes)
+    geometry = sinusoidal_box_embedding(boxes[:, :1], pixel.geometry_size, pixel.geometry_wavelength, pixel.geometry_scale)
+    for row, (height, width) in enumerate(sizes.tolist()):
+        expected = original_coordinate_embedding((0.0, 0.0, width - 1.0, height - 1.0), width, height, pixel.geometry_size // 8)
+        torch.testing.assert_close(geometry[row, 0], expected, atol=1e-5, rtol=1e-5)
+    normalized = VlBertModel(config).eval()
+    normalized.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        normalized.embeddings.visual_ln_text.weight.fill_(1.0)
+        model.embeddings.visual_ln_text.weight.fill_(1.0)
+        moved = (model(**inputs, image_sizes=sizes).text_last_hidden_state - normalized(**inputs).text_last_hidden_state).abs().max()
+    assert moved > 1e-3  # box 0 is every token's visual clue
+    with pytest.raises(ValueError, match="image_sizes: expected each image's \\(height, width\\)"):
+        model(**inputs)
+    with pytest.raises(ValueError, match="image_sizes: expected \\(height, width\\) of at least 2 pixels"):
+        model(**inputs, image_sizes=torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="image_box_style must be"):
+        tiny_vl_bert_config(image_box_style="pixel")
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

@@ -56,6 +56,44 @@ def test_collator_mixes_text_only_rows_with_whole_word_masking(tokenizer):
     assert only_text["region_features"].shape == (2, 1, 12) and only_text["text_only"].all()
 
 
+def test_text_corpus_adds_one_segment_per_caption_to_every_batch(tokenizer):
+    config = tiny_vl_bert_config(vocab_size=len(tokenizer))
+    captions = [_example(tokenizer, text, image) for image, text in enumerate(("a red circle", "a blue square", "two dots"))]
+    without_corpus = collator_for_config(config, tokenizer, seed=0)(captions)
+    assert config.text_only_probability == 0.0 and not without_corpus["text_only"].any()  # captions stay multimodal
+    segments = [tokenizer(text)["input_ids"] for text in ("a page of a novel", "an encyclopedia entry", "more prose")]
+    collator = collator_for_config(config, tokenizer, seed=0, text_corpus=segments)
+    state = collator.state_dict()
+    batch = collator(captions)
+    assert batch["text_only"].tolist() == [False] * 3 + [True] * 3  # as many segments as image-caption pairs
+    unmasked = torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])
+    for row in range(3, 6):
+        assert unmasked[row][batch["attention_mask"][row].bool()].tolist() in segments
+    assert not batch["region_attention_mask"][3:, 1:].any()
+    resumed = collator_for_config(config, tokenizer, seed=5, text_corpus=segments)
+    resumed.load_state_dict(state)
+    again = resumed(captions)
+    assert all(torch.equal(value, again[key]) for key, value in batch.items())
+    output = VlBertForPreTraining(config)(**batch)
+    assert torch.isfinite(output.text_mlm_loss) and torch.isfinite(output.mlm_loss)
+    with pytest.raises(ValueError, match="text_corpus: the collator has no text_mlm objective"):
+        collator_for_config(tiny_image_bert_config(), tokenizer, text_corpus=segments)
+
+
+def test_pretraining_without_a_corpus_switches_text_mlm_off(tokenizer, tmp_path):
+    from vlpretrain.training.recipes import DataArguments, _text_corpus
+
+    config = tiny_vl_bert_config(vocab_size=len(tokenizer))
+    assert _text_corpus(DataArguments(), config, tokenizer, "vl-bert") == {}
+    assert config.loss_weights["text_mlm"] == 0.0 and config.loss_weights["mlm"] == 1.0
+    assert collator_for_config(config, tokenizer).text_only_sampler is None
+    (tmp_path / "corpus.txt").write_text("one line of a book\nanother line\n")
+    corpus = _text_corpus(DataArguments(text_corpus=str(tmp_path / "corpus.txt")), tiny_vl_bert_config(), tokenizer, "vl-bert")
+    assert corpus["text_corpus"] == [tokenizer("one line of a book")["input_ids"], tokenizer("another line")["input_ids"]]
+    with pytest.raises(ValueError, match="text_corpus: image-bert has no text_mlm objective"):
+        _text_corpus(DataArguments(text_corpus=str(tmp_path / "corpus.txt")), tiny_image_bert_config(), tokenizer, "image-bert")
+
+
 @pytest.mark.parametrize(
     ("model_class", "config_factory", "targets"),
     [(VlBertForPreTraining, tiny_vl_bert_config, VL_BERT_TARGETS), (ImageBertForPreTraining, tiny_image_bert_config, IMAGE_BERT_TARGETS)],

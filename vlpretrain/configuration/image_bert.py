@@ -26,8 +26,9 @@ class ImageBertConfig(VLPretrainConfig):
     - Masked object classification: cross-entropy to the detector's top label (``region_object_labels``) on the
       masked RoIs only; masked RoIs are zeroed in 90 % of cases and kept in 10 % (the collator's ``vilbert`` style).
     - Masked region feature regression: L2 (mean squared error over feature dims) on the masked RoIs.
-    - Matching: pooled [CLS] (tanh) -> Linear(2), 1 = matched. Negatives replace the caption (the package
-      collator); replacing the image instead is the same pair construction seen from the other side.
+    - Matching: pooled [CLS] (tanh) -> Linear(2), 1 = matched. The paper samples negative captions for images and
+      negative images for captions; the ratio is not given, so half of the negatives replace the image
+      (``negative_image_probability``, read by ``collator_for_config``) and half the caption.
     - Loss mixture: equal weights (``loss_weights``), all four on.
 
     Args:
@@ -38,6 +39,7 @@ class ImageBertConfig(VLPretrainConfig):
         region_feature_size: RoI feature size.
         num_object_labels: detector classes (1600 Visual Genome objects).
         region_position_id / image_segment_id: see above.
+        negative_image_probability: share of matching negatives that replace the image rather than the caption.
         loss_weights: weight per objective (``mlm``, ``region_object``, ``region_feature``, ``matching``); 0 or
             missing switches it off and its head is not built.
         tie_word_embeddings: tie the MLM decoder to the word embeddings.
@@ -51,12 +53,15 @@ class ImageBertConfig(VLPretrainConfig):
     num_object_labels: int = 1600
     region_position_id: int | None = None
     image_segment_id: int = 1
+    negative_image_probability: float = 0.5
 
     def __post_init__(self, **kwargs):
         if self.region_position_id is not None and not 0 <= self.region_position_id < self.max_position_embeddings:
             raise ValueError(
                 f"region_position_id must be in [0, {self.max_position_embeddings}) or None, got {self.region_position_id}"
             )
+        if not 0.0 <= self.negative_image_probability <= 1.0:
+            raise ValueError(f"negative_image_probability must be in [0, 1], got {self.negative_image_probability}")
         if not 0 <= self.image_segment_id < self.type_vocab_size:
             raise ValueError(f"image_segment_id must be in [0, {self.type_vocab_size}), got {self.image_segment_id}")
         super().__post_init__(**kwargs)

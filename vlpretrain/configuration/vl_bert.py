@@ -20,18 +20,25 @@ class VlBertConfig(VLPretrainConfig):
 
     - Boxes are the package's normalised (x1, y1, x2, y2); the geometry uses them times ``geometry_scale``, which
       equals the original's pixel boxes divided by the image size times 100.
-    - ``add_image_box``: the model itself prepends the whole-image box 0 (``[0, 0, 1, 1]``), whose appearance is the
-      mean of the valid, unmasked region features (the original's rule for precomputed features), or its RoI
-      feature in the end-to-end setting. Text tokens take its visual representation as their visual clue.
+    - ``add_image_box``: the model itself prepends the whole-image box 0, whose appearance is the mean of the
+      valid, unmasked region features (the original's rule for precomputed features), or its RoI feature in the
+      end-to-end setting. Text tokens take its visual representation as their visual clue. Its box is
+      ``[0, 0, 1, 1]`` (``image_box_style`` "normalized", for models trained with the package), or the original's
+      (0, 0, W - 1, H - 1) in pixels (``image_box_style`` "pixels", set by the converter: converted checkpoints
+      were trained with it, and their outputs move by up to 0.3 without it); "pixels" needs each image's size
+      (the model's ``image_sizes`` input).
     - A masked RoI (``masked_regions`` with an all-zero feature, i.e. the collator's "masked" branch; its 10 %
       "keep" branch leaves the feature and counts only as a target) gets ``object_mask_word_embedding`` and,
       for precomputed features, ``object_mask_visual_embedding`` in place of its feature. In the end-to-end
-      setting the pixels of every region in ``masked_regions`` are zeroed before the backbone instead
-      (``MASK_RAW_PIXELS``).
+      setting its pixels are zeroed before the backbone instead (``MASK_RAW_PIXELS``); there the regions of the
+      "keep" branch are named by the ``kept_regions`` input (the original's ``mvrc_ops`` 0 with a target): they
+      keep their pixels and word embedding and count only as targets.
     - Text-only MLM (the original's Books/Wikipedia batches): rows flagged by ``text_only`` drop every region and
-      use ``aux_text_visual_embedding`` as the text's visual clue; their MLM loss is ``text_mlm_loss``. The package
-      collator flags examples of any text corpus (``vlpretrain pretrain --text_corpus``) and, with
-      ``text_only_probability``, a share of the captions; text-only examples carry one placeholder region.
+      use ``aux_text_visual_embedding`` as the text's visual clue; their MLM loss is ``text_mlm_loss``. With a text
+      corpus (``vlpretrain pretrain --text_corpus``) the package collator adds one corpus segment per image-caption
+      pair to every batch, as the original; without one, ``vlpretrain pretrain`` switches ``text_mlm`` off and the
+      captions stay multimodal (``text_only_probability`` > 0 would turn captions into text-only rows instead,
+      which the original never does). Text-only examples carry one placeholder region.
 
     Args:
         vocab_size / hidden_size / num_hidden_layers / num_attention_heads / intermediate_size / hidden_act:
@@ -44,6 +51,8 @@ class VlBertConfig(VLPretrainConfig):
         visual_scale_init: initial gain of ``visual_ln_text`` / ``visual_ln_object`` (0.0 in the original).
         add_image_box: prepend the whole-image box 0 (True in every released config; when off, the first given
             region is the text's visual clue).
+        image_box_style: "normalized" (box 0 is [0, 0, 1, 1]) or "pixels" (the original's (0, 0, W - 1, H - 1),
+            which needs ``image_sizes``; set by the converter).
         num_object_labels: detector classes predicted by masked RoI classification (1601 for BUTD).
         mask_token_id / sep_token_id: ids of ``[MASK]`` / ``[SEP]``, appended by the VQA model as the answer slot.
         backbone_config: an ``AutoBackbone`` config as a dict (``{"model_type": "resnet", ...}``) for the
@@ -60,9 +69,9 @@ class VlBertConfig(VLPretrainConfig):
             updated (the BatchNorms stay in eval mode when the model trains).
         roi_output_size / roi_sampling_ratio: RoIAlign settings of the end-to-end setting (the bins are averaged).
         whole_word_masking / text_only_probability: read by the package collator (``collator_for_config``): MLM
-            masks whole words (as the original), and this share of the examples of a batch become text-only rows
-            (the original mixes 32 text-only segments with 32 image-caption pairs per GPU); examples marked
-            ``text_only`` by a text dataset always are.
+            masks whole words (as the original), and this share of the image-caption pairs become text-only rows
+            (0: off, as the original, which mixes 32 corpus segments with 32 image-caption pairs per GPU);
+            examples marked ``text_only`` by a text dataset always are.
         loss_weights: weight per objective; 0 (or missing) switches it off and its head is not built. Keys:
             ``mlm`` (MLM with visual clues), ``text_mlm`` (text-only MLM), ``region_class`` (masked RoI
             classification with linguistic clues, soft targets), ``matching`` (sentence-image relationship; off by
@@ -85,6 +94,7 @@ class VlBertConfig(VLPretrainConfig):
     geometry_scale: float = 100.0
     visual_scale_init: float = 0.0
     add_image_box: bool = True
+    image_box_style: str = "normalized"
     num_object_labels: int = 1601
     mask_token_id: int = 103
     sep_token_id: int = 102
@@ -95,7 +105,7 @@ class VlBertConfig(VLPretrainConfig):
     roi_output_size: int = 14
     roi_sampling_ratio: int = 2
     whole_word_masking: bool = True
-    text_only_probability: float = 0.5
+    text_only_probability: float = 0.0
     vcr_num_object_labels: int = 81
     vcr_object_loss_weight: float = 1.0
 
@@ -112,6 +122,8 @@ class VlBertConfig(VLPretrainConfig):
             raise ValueError(f"backbone_config: expected a dict with a 'model_type' key or None, got {self.backbone_config!r}")
         if self.backbone_config is not None and "model_type" not in self.backbone_config:
             raise ValueError("backbone_config: expected a 'model_type' key (e.g. 'resnet')")
+        if self.image_box_style not in ("normalized", "pixels"):
+            raise ValueError(f"image_box_style must be 'normalized' or 'pixels', got {self.image_box_style!r}")
         if self.backbone_frozen_stages < 0:
             raise ValueError(f"backbone_frozen_stages must be 0 or more (stem = stage 1), got {self.backbone_frozen_stages}")
         if self.vcr_object_loss_weight < 0:

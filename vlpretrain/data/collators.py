@@ -376,29 +376,39 @@ class FrameShuffler(SeededMasker):
 
 
 class CaptionSwapper(SeededMasker):
-    """Image-text matching negatives: with ``probability`` an example's caption is replaced by the caption of
-    an example showing a *different* image (or video). Label 1 = matched, 0 = mismatched. An example whose
-    batch holds no other image keeps its caption and stays matched.
+    """Image-text matching negatives: with ``probability`` an example is paired with the caption of an example
+    showing a *different* image (or video), or, with ``image_probability`` of those negatives, keeps its caption
+    and takes that other example's image (ImageBERT samples negative images for captions as well as negative
+    captions for images). Label 1 = matched, 0 = mismatched. An example whose batch holds no other image keeps
+    its pair and stays matched.
     """
 
     name = "matching"
 
-    def __init__(self, probability: float = 0.5, seed: int = 0):
+    def __init__(self, probability: float = 0.5, seed: int = 0, image_probability: float = 0.0):
         super().__init__(seed)
         self.probability = _check_probability("probability", probability)
+        self.image_probability = _check_probability("image_probability", image_probability)
 
-    def __call__(self, sources: Sequence[Any]) -> tuple[list[int], torch.Tensor]:
-        """Given each example's image (or video) identity, return the caption donor index of every example and
-        the matched labels."""
+    def __call__(self, sources: Sequence[Any]) -> tuple[list[int], torch.Tensor, list[int]]:
+        """Given each example's image (or video) identity, return the caption donor index of every example, the
+        matched labels and the image donor index of every example."""
         donors = list(range(len(sources)))
+        image_donors = list(range(len(sources)))
         matched = torch.ones(len(sources), dtype=torch.long)
         swap = self._uniform((len(sources),)) < self.probability
+        # Drawn only when image negatives are on, so caption-only runs keep their random stream.
+        swap_image = self._uniform((len(sources),)) < self.image_probability if self.image_probability else swap & False
         for index in torch.nonzero(swap).flatten().tolist():
             others = [other for other, source in enumerate(sources) if source != sources[index]]
             if others:
-                donors[index] = others[int(torch.randint(len(others), (1,), generator=self.generator))]
+                donor = others[int(torch.randint(len(others), (1,), generator=self.generator))]
+                if swap_image[index]:
+                    image_donors[index] = donor
+                else:
+                    donors[index] = donor
                 matched[index] = 0
-        return donors, matched
+        return donors, matched, image_donors
 
 
 class AnswerSampler(SeededMasker):
@@ -437,16 +447,30 @@ class AnswerSampler(SeededMasker):
 class TextOnlySampler(SeededMasker):
     """Text-only rows for MLM on a text corpus mixed into image-text batches (VL-BERT's Books/Wikipedia batches).
 
-    An example whose ``text_only`` field is true (e.g. a segment of any text dataset, with or without region
-    fields) stays text-only; any other example becomes text-only with ``probability`` (its caption is then used as
-    plain text and its image is ignored by the model). The batch gets ``text_only`` (B,) booleans.
+    With a ``corpus`` (token id lists), every batch gets one corpus segment per image-text example, as the original
+    pairs each batch of image-caption pairs with an equally large batch of corpus segments (jackroos/VL-BERT
+    ``common/utils/multi_task_dataloader.py``, ``BATCH_IMAGES: [32, 32]``). Segments are drawn at random with
+    replacement (the original reshuffles the corpus each pass), so the generator state alone resumes the stream.
+    An example whose ``text_only`` field is true stays text-only, and with ``probability`` > 0 (off by default)
+    an image-text example becomes text-only (its caption is then used as plain text and its image is ignored by
+    the model). The batch gets ``text_only`` (B,).
     """
 
     name = "text_mlm"
 
-    def __init__(self, probability: float = 0.5, seed: int = 0):
+    def __init__(self, probability: float = 0.0, seed: int = 0, corpus: Sequence[Sequence[int]] | None = None):
         super().__init__(seed)
         self.probability = _check_probability("text_only_probability", probability)
+        if corpus is not None and (isinstance(corpus, str) or len(corpus) == 0):
+            raise ValueError("text_corpus: expected a non-empty list of token id lists (one per segment)")
+        self.corpus = None if corpus is None else [list(map(int, segment)) for segment in corpus]
+
+    def corpus_rows(self, count: int) -> list[dict[str, Any]]:
+        """``count`` text-only examples drawn from the corpus (none without a corpus)."""
+        if self.corpus is None or count == 0:
+            return []
+        picks = torch.randint(len(self.corpus), (count,), generator=self.generator).tolist()
+        return [{"input_ids": self.corpus[pick], "text_only": True} for pick in picks]
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> torch.Tensor:
         """The text-only flag of every example."""
@@ -503,7 +527,9 @@ class MultimodalCollator:
     Inputs per example: ``input_ids`` (with [CLS]/[SEP]), optional ``token_type_ids``; for images
     ``region_features`` (R, D), ``region_boxes`` (R, 4) and the targets the objectives need; for videos
     ``frame_features`` (F, D). ``image_id`` / ``video_id`` identify the visual side for matching and
-    contrastive batches (the example's position is used when absent).
+    contrastive batches; matching with ``negative_probability`` > 0 requires them (with several captions per image,
+    positions alone would let a caption of the same image be drawn as a negative); contrastive batches use the
+    example's position when absent.
 
     Args:
         objectives: names from ``OBJECTIVE_MASKERS``, or a ``loss_weights`` mapping (weight 0 = off).
@@ -521,10 +547,15 @@ class MultimodalCollator:
         frame_mask_probability / min_masked_frames / frame_shuffle_probability: frame objectives.
         frame_mask_style: (zeroed, swapped with another video's frame) shares of the masked frames; the rest keep
             their features (default: all zeroed).
-        negative_probability: share of captions swapped for matching.
-        text_only_probability: share of examples turned into text-only rows for ``text_mlm`` (besides examples
-            marked ``text_only``); region_feature_size / region_class_size: feature and class-distribution sizes of
-            the placeholder region of text-only examples that carry no regions (taken from the batch when None).
+        negative_probability: share of examples made matching negatives; negative_image_probability: share of
+            those negatives that keep their caption and take another example's image (ImageBERT), the rest take
+            another example's caption.
+        text_corpus: token id lists of text segments (e.g. ``training.sources.text_corpus_examples``) for ``text_mlm``:
+            each batch gets one text-only segment per image-text example (:class:`TextOnlySampler`).
+        text_only_probability: share of image-text examples turned into text-only rows for ``text_mlm`` (off by
+            default: captions stay multimodal); examples marked ``text_only`` always are. region_feature_size /
+            region_class_size: feature and class-distribution sizes of the placeholder region of text-only
+            examples that carry no regions (taken from the batch when None).
         sample_answers: draw QA labels in proportion to ``answer_scores`` (else the best answer).
         scene_graph_probability / token_strings: ERNIE-ViL scene-graph masking (``scene_object``, ``scene_attribute``,
             ``scene_relation``): the share of each kind of node masked, and the vocabulary (id -> token) used to
@@ -567,8 +598,10 @@ class MultimodalCollator:
         min_masked_frames: int = 0,
         frame_shuffle_probability: float = 0.15,
         negative_probability: float = 0.5,
+        negative_image_probability: float = 0.0,
         sample_answers: bool = True,
-        text_only_probability: float = 0.5,
+        text_only_probability: float = 0.0,
+        text_corpus: Sequence[Sequence[int]] | None = None,
         region_feature_size: int | None = None,
         region_class_size: int | None = None,
         scene_graph_probability: float = 0.3,
@@ -612,6 +645,10 @@ class MultimodalCollator:
                 f"subtitles=True aligns subtitles to frames: it needs frames=True and frame_interval > 0 (seconds per "
                 f"frame), got frames={frames}, frame_interval={frame_interval}"
             )
+        if subtitles and negative_image_probability > 0:
+            raise ValueError(
+                "negative_image_probability must be 0 with subtitles=True (subtitles are timed to their video)"
+            )
         self.subtitles = bool(subtitles)
         self.frame_interval = frame_interval
         self.kinds = kinds
@@ -650,7 +687,11 @@ class MultimodalCollator:
             else None
         )
         self.frame_shuffler = FrameShuffler(frame_shuffle_probability, seed=seed) if "frame_order" in kinds else None
-        self.caption_swapper = CaptionSwapper(negative_probability, seed=seed) if "matching" in kinds else None
+        self.caption_swapper = (
+            CaptionSwapper(negative_probability, seed=seed, image_probability=negative_image_probability)
+            if "matching" in kinds
+            else None
+        )
         self.answer_sampler = AnswerSampler(sample_answers, seed=seed) if "answers" in kinds else None
         self.scene_graph_masker = None
         if "scene_graph" in kinds:
@@ -659,7 +700,11 @@ class MultimodalCollator:
             self.scene_graph_masker = SceneGraphMasker(
                 token_strings, mask_token_id, special, scene_graph_probability, seed=seed
             )
-        self.text_only_sampler = TextOnlySampler(text_only_probability, seed=seed) if "text_only" in kinds else None
+        if text_corpus is not None and "text_only" not in kinds:
+            raise ValueError("text_corpus: the collator has no text_mlm objective to train on it")
+        self.text_only_sampler = (
+            TextOnlySampler(text_only_probability, seed=seed, corpus=text_corpus) if "text_only" in kinds else None
+        )
         self.region_feature_size = region_feature_size
         self.region_class_size = region_class_size
 
@@ -754,6 +799,15 @@ class MultimodalCollator:
                     f"example {index} is missing {missing} (needed by objectives {list(self.objectives)}); "
                     f"it has {sorted(example)}"
                 )
+
+    @staticmethod
+    def _require_sources(examples: Sequence[Mapping[str, Any]], key: str) -> None:
+        missing = [i for i, example in enumerate(examples) if example.get(key) is None and not example.get("text_only")]
+        if missing:
+            raise ValueError(
+                f"{key}: examples {missing[:5]} have none; matching negatives need every example's {key} so that a "
+                f"caption of the same {key.split('_')[0]} is never drawn as a negative (or set negative_probability=0)"
+            )
 
     @staticmethod
     def _source(example: Mapping[str, Any], index: int, key: str) -> Any:
@@ -914,6 +968,8 @@ class MultimodalCollator:
         """Collate a list of examples into a padded, masked batch."""
         text_only = None
         if self.text_only_sampler is not None and len(examples) and all(isinstance(e, Mapping) for e in examples):
+            image_text = sum(not example.get("text_only") for example in examples)
+            examples = [*examples, *self.text_only_sampler.corpus_rows(image_text)]
             template = next((example for example in examples if example.get("region_features") is not None), None)
             if template is None and self.region_feature_size is not None:
                 template = {"region_features": np.zeros((1, self.region_feature_size), np.float32)}
@@ -927,14 +983,19 @@ class MultimodalCollator:
         source_key = "video_id" if self.frames else "image_id"  # regions and frames (ActBERT): the video's regions
         sources = [self._source(example, i, source_key) for i, example in enumerate(examples)]
         donors = list(range(len(examples)))
+        visual = examples
         batch: dict[str, torch.Tensor] = {}
         if self.caption_swapper is not None:
-            donors, batch["matched_labels"] = self.caption_swapper(sources)
+            if self.caption_swapper.probability > 0:
+                self._require_sources(examples, source_key)
+            donors, batch["matched_labels"], image_donors = self.caption_swapper(sources)
+            visual = [examples[d] for d in image_donors]
+            sources = [sources[d] for d in image_donors]
         batch.update(self._pad_tokens(examples, donors))
         if self.regions:
-            self._regions(examples, batch)
+            self._regions(visual, batch)
         if self.frames:
-            self._frames(examples, batch)
+            self._frames(visual, batch)
         if self.subtitles:
             batch["frame_subtitle_index"] = self._frame_subtitle_index(examples, donors, batch["frame_features"].shape[1])
         text_masker = self.token_masker or self.span_masker
@@ -954,7 +1015,7 @@ class MultimodalCollator:
             batch["text_only"] = text_only
         if "actions" in self.kinds:
             batch["action_labels"] = torch.tensor(
-                [IGNORE_INDEX if ex.get("action_label") is None else int(ex["action_label"]) for ex in examples],
+                [IGNORE_INDEX if ex.get("action_label") is None else int(ex["action_label"]) for ex in visual],
                 dtype=torch.long,
             )
         if "contrastive" in self.kinds:
@@ -979,7 +1040,8 @@ def video_text_collator(
 def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: Any) -> MultimodalCollator:
     """Compose the collator of an architecture from its config: the objectives come from ``config.loss_weights``
     (weight 0 = off), the modalities and the region masking variant from the config class (``modalities``,
-    ``region_mask_style``: no guessing from ``model_type``), and ``num_regions`` / ``num_frames`` / ``whole_word_masking`` / ``text_only_probability`` (and, for ``text_mlm``,
+    ``region_mask_style``: no guessing from ``model_type``), ``num_regions`` / ``num_frames`` / ``whole_word_masking`` /
+    ``text_only_probability`` / ``negative_image_probability`` (and, for ``text_mlm``,
     ``region_feature_size`` and ``num_object_labels``) from the config when it defines them; a config with
     ``text_from_subtitles`` (HERO) gets ``subtitles=True`` with its ``frame_interval``, one with ``frame_mask_style``
     (ActBERT, VideoBERT) its split of the masked frames. ``kwargs`` override any choice."""
@@ -1005,7 +1067,7 @@ def collator_for_config(config: Any, tokenizer: Any, seed: int = 0, **kwargs: An
         options["region_feature_size"] = int(config.region_feature_size)
         if getattr(config, "num_object_labels", None) is not None:
             options["region_class_size"] = int(config.num_object_labels)
-    for field in ("whole_word_masking", "text_only_probability"):
+    for field in ("whole_word_masking", "text_only_probability", "negative_image_probability"):
         if getattr(config, field, None) is not None:
             options[field] = getattr(config, field)
     if getattr(config, "frame_mask_style", None) is not None:

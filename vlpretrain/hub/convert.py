@@ -339,6 +339,8 @@ def vl_bert_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) 
         "type_vocab_size": state["vl_bert.embeddings.token_type_embeddings.weight"].shape[0],
         "region_feature_size": feature_size,
         "geometry_size": state["vl_bert.embeddings.region_projection.weight"].shape[1] - feature_size,
+        # the original's whole-image box is (0, 0, W - 1, H - 1) in pixels; the model then needs image_sizes
+        "image_box_style": "pixels",
     }
     weights = {"mlm": 1.0, "text_mlm": 1.0, "region_class": 0.0, "matching": 0.0}
     if "region_class_head.decoder.weight" in state:

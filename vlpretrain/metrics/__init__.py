@@ -11,7 +11,15 @@ from .retrieval.ranking import (
     recall_at_k,
     retrieval_metrics,
 )
-from .vqa.accuracy import compute_vqa_metrics, normalize_answer, soft_score_accuracy, vqa_accuracy, vqa_soft_score
+from .vqa.accuracy import (
+    compute_vqa_metrics,
+    normalize_answer,
+    simple_vqa_accuracy,
+    simple_vqa_score,
+    soft_score_accuracy,
+    vqa_accuracy,
+    vqa_score,
+)
 
 __all__ = [
     "caption_metrics",
@@ -27,10 +35,12 @@ __all__ = [
     "ranks_from_similarity",
     "recall_at_k",
     "retrieval_metrics",
+    "simple_vqa_accuracy",
+    "simple_vqa_score",
     "soft_score_accuracy",
     "tokenize_caption",
     "vqa_accuracy",
-    "vqa_soft_score",
+    "vqa_score",
 ]
 
 

@@ -312,6 +312,8 @@ class VlBertModel(VlBertPreTrainedModel):
         text_only: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
+        kept_regions: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -323,17 +325,21 @@ class VlBertModel(VlBertPreTrainedModel):
         ``token_type_ids`` (B, T; 0 = text A, 1 = text B), ``region_features`` (B, R, D), ``region_boxes`` (B, R, 4)
         normalised (x1, y1, x2, y2), ``region_attention_mask`` (B, R). Optional: ``masked_regions`` (B, R) masked
         RoIs, ``text_only`` (B,) rows of a text-only corpus, ``token_region_ids`` (B, T) the region each token names
-        (-1 for none; VCR), ``pixel_values`` (B, 3, H, W) instead of ``region_features`` in the end-to-end setting.
-        Invalid inputs raise ``ValueError`` before any compute.
+        (-1 for none; VCR), ``pixel_values`` (B, 3, H, W) instead of ``region_features`` in the end-to-end setting,
+        ``image_sizes`` (B, 2) each image's (height, width) in pixels (required by ``config.image_box_style``
+        "pixels"), ``kept_regions`` (B, R) the regions of ``masked_regions`` that keep their input (the 10 % "keep"
+        branch: targets only; without it, precomputed features count as masked only when zeroed, and in the
+        end-to-end setting every region of ``masked_regions`` is masked). Invalid inputs raise ``ValueError``
+        before any compute.
         """
         self.check_inputs(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds,
+            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, image_sizes, kept_regions,
         )
         output = self.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
             masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, output_attentions,
-            output_hidden_states,
+            output_hidden_states, image_sizes=image_sizes, kept_regions=kept_regions,
         )
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
@@ -351,6 +357,8 @@ class VlBertModel(VlBertPreTrainedModel):
         token_region_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
+        kept_regions: torch.Tensor | None = None,
     ) -> None:
         """Validate every input (shared image-text checks plus VL-BERT's own) before any compute."""
         config = self.config
@@ -377,7 +385,17 @@ class VlBertModel(VlBertPreTrainedModel):
             raise ValueError(f"masked_regions: expected shape ({batch}, {regions}), got {tuple(masked_regions.shape)}")
         if text_only is not None and (tuple(text_only.shape) != (batch,) or text_only.is_floating_point()):
             raise ValueError(f"text_only: expected a boolean tensor of shape ({batch},), got {tuple(text_only.shape)} {text_only.dtype}")
+        if kept_regions is not None and tuple(kept_regions.shape) != (batch, regions):
+            raise ValueError(f"kept_regions: expected shape ({batch}, {regions}) like masked_regions, got {tuple(kept_regions.shape)}")
+        pixel_box = config.add_image_box and config.image_box_style == "pixels"
+        if (pixel_box or image_sizes is not None) and (image_sizes is None or tuple(image_sizes.shape) != (batch, 2)):
+            raise ValueError(
+                f"image_sizes: expected each image's (height, width) in pixels, shape ({batch}, 2) (config.image_box_style "
+                f"'pixels' places the whole-image box as the original does), got {None if image_sizes is None else tuple(image_sizes.shape)}"
+            )
         flags = {}
+        if image_sizes is not None:
+            flags["image_sizes"] = (image_sizes < 2).any()
         if token_region_ids is not None:
             if tuple(token_region_ids.shape) != text_shape or token_region_ids.is_floating_point():
                 raise ValueError(f"token_region_ids: expected integer ids of shape {text_shape}, got {tuple(token_region_ids.shape)}")
@@ -387,6 +405,8 @@ class VlBertModel(VlBertPreTrainedModel):
         failed = dict(zip(flags, torch.stack(list(flags.values())).tolist())) if flags else {}
         if failed.get("token_region_ids"):
             raise ValueError(f"token_region_ids: expected region indices in [-1, {regions}), -1 for none")
+        if failed.get("image_sizes"):
+            raise ValueError("image_sizes: expected (height, width) of at least 2 pixels each")
         if failed.get("token_type_ids"):
             raise ValueError("token_type_ids: expected 0 (text A) or 1 (text B); segment 2 is reserved for regions")
         if text_shape[1] + 2 > config.max_position_embeddings:
@@ -402,11 +422,21 @@ class VlBertModel(VlBertPreTrainedModel):
         valid: torch.Tensor,
         masked_input: torch.Tensor,
         pixel_values: torch.Tensor | None,
+        image_sizes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Appearance features and boxes of every region token, box 0 (the whole image) first when configured."""
+        """Appearance features and boxes of every region token, box 0 (the whole image) first when configured.
+
+        Box 0 is (0, 0, 1, 1), or with ``config.image_box_style`` "pixels" the original's (0, 0, W - 1, H - 1) in
+        pixels (jackroos/VL-BERT ``pretrain/data/datasets/conceptual_captions.py``, ``image_box``) normalised by
+        the image size: (0, 0, 1 - 1 / W, 1 - 1 / H).
+        """
         config = self.config
         batch = region_boxes.shape[0]
         whole = region_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(batch, 1, 4)
+        if config.image_box_style == "pixels":
+            height, width = image_sizes.to(region_boxes.dtype).unbind(-1)
+            corner = torch.stack([1 - 1 / width, 1 - 1 / height], dim=-1)
+            whole = torch.cat([torch.zeros_like(corner), corner], dim=-1)[:, None]
         boxes = torch.cat([whole, region_boxes], dim=1) if config.add_image_box else region_boxes
         if self.backbone is not None:
             return self.pool_regions(pixel_values, boxes, masked_input), boxes
@@ -457,6 +487,8 @@ class VlBertModel(VlBertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         output_positions: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
+        kept_regions: torch.Tensor | None = None,
     ) -> SingleStreamModelOutput:
         """The forward pass on inputs already checked by ``check_inputs`` (used by the task heads).
 
@@ -480,10 +512,14 @@ class VlBertModel(VlBertPreTrainedModel):
             else region_attention_mask.bool()
         )
         masked_input = torch.zeros_like(valid) if masked_regions is None else masked_regions.bool() & valid
-        if self.backbone is None and masked_regions is not None:
+        if kept_regions is not None:
+            masked_input = masked_input & ~kept_regions.bool()
+        elif self.backbone is None and masked_regions is not None:
             masked_input = masked_input & (region_features == 0).all(-1)
         text_only = torch.zeros(batch, dtype=torch.bool, device=device) if text_only is None else text_only.bool()
-        appearance, boxes = self.region_appearance(region_features, region_boxes, valid, masked_input, pixel_values)
+        appearance, boxes = self.region_appearance(
+            region_features, region_boxes, valid, masked_input, pixel_values, image_sizes
+        )
         region_reps = self.embeddings.region_representations(appearance, boxes)
         offset = 1 if config.add_image_box else 0
         if offset:
@@ -593,6 +629,8 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
         text_only: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
+        kept_regions: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -602,7 +640,7 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
         return_dict = config.return_dict if return_dict is None else return_dict
         self.vl_bert.check_inputs(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds,
+            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, image_sizes, kept_regions,
         )
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         batch, text_length = reference.shape[:2]
@@ -638,7 +676,7 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
         encoded = self.vl_bert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
             masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, output_attentions,
-            output_hidden_states, output_positions,
+            output_hidden_states, output_positions, image_sizes=image_sizes, kept_regions=kept_regions,
         )
         losses: dict[str, torch.Tensor] = {}
         if predicted_tokens is not None:
@@ -719,13 +757,14 @@ class VlBertForQuestionAnswering(VlBertPreTrainedModel):
         region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> VisualQuestionAnsweringOutput | tuple:
         config = self.config
         return_dict = config.return_dict if return_dict is None else return_dict
         self.vl_bert.check_inputs(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values,
+            pixel_values=pixel_values, image_sizes=image_sizes,
         )
         batch = input_ids.shape[0]
         check_answer_labels(labels, batch, config.num_labels)
@@ -736,7 +775,7 @@ class VlBertForQuestionAnswering(VlBertPreTrainedModel):
             torch.cat([input_ids, slot], 1),
             torch.cat([attention_mask, torch.ones_like(slot)], 1),
             torch.cat([token_type_ids, torch.ones_like(slot)], 1),
-            region_features, region_boxes, region_attention_mask, pixel_values=pixel_values,
+            region_features, region_boxes, region_attention_mask, pixel_values=pixel_values, image_sizes=image_sizes,
         )
         answer_state = encoded.text_last_hidden_state[:, input_ids.shape[1]]
         logits = self.answer_classifier(self.answer_dropout(self.answer_transform(answer_state)))
@@ -772,18 +811,19 @@ class VlBertForImageTextRetrieval(VlBertPreTrainedModel):
         region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> ImageTextRetrievalOutput | tuple:
         return_dict = self.config.return_dict if return_dict is None else return_dict
         self.vl_bert.check_inputs(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values,
+            pixel_values=pixel_values, image_sizes=image_sizes,
         )
         batch = input_ids.shape[0]
         check_match_labels(labels, batch)
         encoded = self.vl_bert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values,
+            pixel_values=pixel_values, image_sizes=image_sizes,
         )
         logits = self.relationship_head(encoded.pooled_output)
         loss = classification_loss(logits, labels) if labels is not None else None
@@ -816,19 +856,20 @@ class VlBertForReferringExpressions(VlBertPreTrainedModel):
         region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> RegionScoringOutput | tuple:
         return_dict = self.config.return_dict if return_dict is None else return_dict
         self.vl_bert.check_inputs(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values,
+            pixel_values=pixel_values, image_sizes=image_sizes,
         )
         shape = tuple(region_boxes.shape[:2])
         if labels is not None and tuple(labels.shape) != shape:
             raise ValueError(f"labels: expected 0/1 region labels of shape {shape}, got {tuple(labels.shape)}")
         encoded = self.vl_bert.encode(
             input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values,
+            pixel_values=pixel_values, image_sizes=image_sizes,
         )
         logits = self.region_head(encoded.visual_last_hidden_state).squeeze(-1)
         valid = torch.ones_like(logits) if region_attention_mask is None else region_attention_mask.to(logits.dtype)
@@ -885,6 +926,7 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
         labels: torch.Tensor | None = None,
         region_object_labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> VlBertForMultipleChoiceOutput | tuple:
         config = self.config
@@ -912,7 +954,8 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
             flat(input_ids), flat(attention_mask), flat(token_type_ids), per_choice(region_features),
             per_choice(region_boxes), per_choice(region_attention_mask),
         )
-        self.vl_bert.check_inputs(*inputs, token_region_ids=flat(token_region_ids), pixel_values=per_choice(pixel_values))
+        extra = dict(pixel_values=per_choice(pixel_values), image_sizes=per_choice(image_sizes))
+        self.vl_bert.check_inputs(*inputs, token_region_ids=flat(token_region_ids), **extra)
         if region_object_labels is not None:
             if self.region_class_head is None:
                 raise ValueError("region_object_labels: config.vcr_object_loss_weight is 0, so there is no object head")
@@ -929,7 +972,7 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
                 raise ValueError(
                     f"region_object_labels: expected classes in [0, {config.vcr_num_object_labels}) or -100 (ignored)"
                 )
-        encoded = self.vl_bert.encode(*inputs, token_region_ids=flat(token_region_ids), pixel_values=per_choice(pixel_values))
+        encoded = self.vl_bert.encode(*inputs, token_region_ids=flat(token_region_ids), **extra)
         logits = self.classifier(self.dropout(encoded.pooled_output)).view(batch, choices)
         choice_loss = object_loss = object_logits = None
         if labels is not None:

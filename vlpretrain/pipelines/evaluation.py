@@ -15,11 +15,9 @@ import numpy as np
 
 from ..metrics.captioning.scores import caption_metrics
 from ..metrics.retrieval.ranking import median_rank, positives_from_ids, recall_at_k
-from ..metrics.vqa.accuracy import vqa_accuracy
+from ..metrics.vqa.accuracy import VQA_ANNOTATORS, vqa_accuracy
 
 FEATURE_COLUMNS = ("region_features", "region_boxes", "image_sizes", "frame_features")
-# A single reference answer counts as the consensus of the VQA annotators (10), so it scores 1 when matched.
-_CONSENSUS = 10
 
 
 def _rows(examples: Iterable[dict], where: str) -> list[dict]:
@@ -51,11 +49,12 @@ def evaluate_vqa(
     answers_column: str = "answers",
     batch_size: int = 16,
 ) -> dict[str, float]:
-    """VQA soft accuracy of the top answer of ``vqa`` (a ``vlpretrain-vqa`` pipeline) over ``examples``.
+    """Official VQA accuracy of the top answer of ``vqa`` (a ``vlpretrain-vqa`` pipeline) over ``examples``.
 
     Each example has its visual side in ``visual_columns`` (one raw column such as ``image``, or feature columns
-    such as ``region_features`` + ``region_boxes``), a question, and its human answers (a list, scored by
-    ``min(#matching humans / 3, 1)``) or a single reference answer string (counted as every annotator's answer).
+    such as ``region_features`` + ``region_boxes``), a question, and its human answers (a list, scored by the
+    official leave-one-out ``min(#matching humans / 3, 1)`` of ``metrics.vqa.vqa_score``) or a single reference
+    answer string (counted as all ten annotators' answer, so it scores 1 when matched).
     Returns ``{"vqa_accuracy", "num_examples"}``.
     """
     rows = _rows(examples, "examples")
@@ -64,7 +63,7 @@ def evaluate_vqa(
         visuals.append(_visual_item(row, visual_columns, index, "examples"))
         questions.append(_column(row, question_column, index, "examples"))
         answers = _column(row, answers_column, index, "examples")
-        references.append([answers] * _CONSENSUS if isinstance(answers, str) else list(answers))
+        references.append([answers] * VQA_ANNOTATORS if isinstance(answers, str) else list(answers))
     predictions = vqa(visuals, question=questions, top_k=1, batch_size=batch_size)
     return {"vqa_accuracy": vqa_accuracy([ranked[0]["answer"] for ranked in predictions], references), "num_examples": len(rows)}
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback, TrainingArguments
+from transformers.utils import logging
 
 from ..data.collators import MultimodalCollator, collator_for_config
 from ..metrics.retrieval.ranking import retrieval_metrics
@@ -38,6 +39,10 @@ from .sources import (
     vqa_examples,
 )
 from .trainer import VLPretrainingTrainer
+
+logger = logging.get_logger(__name__)
+# Tokens per text-corpus segment (jackroos/VL-BERT general_corpus: SEQ_LEN = MIN_SEQ_LEN = 64).
+TEXT_CORPUS_SEGMENT_LENGTH = 64
 
 COLLATOR_STATE_FILE = "collator_state.safetensors"
 
@@ -215,16 +220,13 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     question_answers = answers if config.loss_weights.get("qa") else None
     train = pretraining_examples(train_source, tokenizer, data_args.max_text_length, question_answers)
     evaluation = pretraining_examples(eval_source, tokenizer, data_args.max_text_length, question_answers)
-    if data_args.text_corpus:
-        if not config.loss_weights.get("text_mlm"):
-            raise ValueError(f"text_corpus: {model_args.model} has no text_mlm objective to train on a text corpus")
-        train = torch.utils.data.ConcatDataset([train, text_corpus_examples(data_args.text_corpus, tokenizer, data_args.max_text_length)])
+    corpus = _text_corpus(data_args, config, tokenizer, model_args.model)
     seed = training_args.seed + 1000 * training_args.process_index
-    collator = ResumableCollator(collator_for_config(config, tokenizer, seed=seed))
+    collator = ResumableCollator(collator_for_config(config, tokenizer, seed=seed, **corpus))
     resume = _resume_path(training_args)
     trainer = VLPretrainingTrainer(
         model=model, args=training_args, train_dataset=train, eval_dataset=evaluation, data_collator=collator,
-        eval_data_collator=collator_for_config(config, tokenizer, seed=training_args.seed),
+        eval_data_collator=collator_for_config(config, tokenizer, seed=training_args.seed, **corpus),
         processing_class=tokenizer, callbacks=[CollatorStateCallback(collator, resume)],
     )
     trainer.train(resume_from_checkpoint=resume)
@@ -232,6 +234,22 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     final = Path(training_args.output_dir) / "final"
     trainer.save_model(str(final))
     return {"metrics": metrics, "model_dir": str(final), "trainer": trainer}
+
+
+def _text_corpus(data_args: DataArguments, config, tokenizer, model_name: str) -> dict[str, Any]:
+    """The collator's ``text_corpus`` for a ``text_mlm`` objective (VL-BERT). Without ``--text_corpus`` the objective
+    is switched off, so captions stay image-text pairs rather than standing in for a text corpus."""
+    if not config.loss_weights.get("text_mlm"):
+        if data_args.text_corpus:
+            raise ValueError(f"text_corpus: {model_name} has no text_mlm objective to train on a text corpus")
+        return {}
+    if not data_args.text_corpus:
+        logger.warning("text_mlm is switched off: it needs a text corpus (--text_corpus FILE.txt or a datasets folder)")
+        config.loss_weights = {**config.loss_weights, "text_mlm": 0.0}
+        return {}
+    # The original's segments are 64 tokens; the model also needs a position for the regions and for [END].
+    length = min(TEXT_CORPUS_SEGMENT_LENGTH, config.max_position_embeddings - 2)
+    return {"text_corpus": text_corpus_examples(data_args.text_corpus, tokenizer, length)["input_ids"]}
 
 
 def _eval_source(data_args: DataArguments, seed: int):

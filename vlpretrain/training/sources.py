@@ -23,6 +23,7 @@ import torch
 
 from ..data.collators import MultimodalCollator
 from ..data.shapes import ANSWER_NAMES, COLOR_NAMES, SHAPE_NAMES, clip_regions, load_dataset_by_name
+from ..metrics.vqa.accuracy import VQA_ANNOTATORS, vqa_score
 from ..processing.store import load_feature_store
 from ..processing.subtitles import non_empty_subtitles, tokenize_subtitles
 
@@ -319,7 +320,9 @@ def text_corpus_examples(path: str | os.PathLike, tokenizer, max_length: int = 6
 
 
 def vqa_examples(source: datasets.Dataset, tokenizer, answers: Sequence[str], max_length: int = 20) -> datasets.Dataset:
-    """One example per question with ``answer_scores``: the VQA soft score of every answer (min(#humans / 3, 1))."""
+    """One example per question with ``answer_scores``: the official VQA score of every answer
+    (``metrics.vqa.vqa_score``: 0.3 / 0.6 / 0.9 / 1 for 1 / 2 / 3 / 4+ of 10 annotators, as LXMERT's and
+    bottom-up-attention's targets). A question with a single answer counts it as all ten annotators' answer."""
     answer_index = {answer: index for index, answer in enumerate(answers)}
 
     def expand(batch: dict[str, list]) -> dict[str, list]:
@@ -329,13 +332,14 @@ def vqa_examples(source: datasets.Dataset, tokenizer, answers: Sequence[str], ma
             questions = batch["questions"][row] if "questions" in batch else []
             for position, question in enumerate(questions):
                 if "answers" in batch:
-                    human_answers = [batch["answers"][row][position]] * 3
+                    human_answers = [batch["answers"][row][position]]
                 else:
                     human_answers = json.loads(batch["answer_lists"][row][position])
+                human_answers = human_answers * VQA_ANNOTATORS if len(human_answers) == 1 else human_answers
                 scores = np.zeros(len(answers), np.float32)
                 for answer in set(human_answers):
                     if answer in answer_index:
-                        scores[answer_index[answer]] = min(human_answers.count(answer) / 3.0, 1.0)
+                        scores[answer_index[answer]] = vqa_score(answer, human_answers)
                 out["input_ids"].append(_tokenize(tokenizer, [question], max_length)[0])
                 out["answer_scores"].append(scores)
                 _copy_media(batch, row, out)

@@ -6,8 +6,10 @@ import evaluate
 from .accuracy import soft_score_accuracy, vqa_accuracy
 
 _DESCRIPTION = (
-    "VQA soft accuracy. With answer strings: min(#humans who gave the predicted answer / 3, 1), averaged. "
-    "With answer ids and per-answer soft-score vectors: the mean score of the predicted answers."
+    "Official VQA accuracy (GT-Vision-Lab/VQA vqaEval.py). With answer strings: answers normalised (punctuation, "
+    "number words, articles, contractions), then min(#humans who gave the predicted answer / 3, 1) averaged over "
+    "the leave-one-out subsets of annotators, averaged over questions. With answer ids and per-answer soft-score "
+    "vectors: the mean score of the predicted answers (official when the vectors hold the official scores)."
 )
 _INPUTS = (
     "predictions: predicted answer strings, or answer ids. "
@@ -16,7 +18,7 @@ _INPUTS = (
 
 
 class VqaAccuracy(evaluate.Metric):
-    """VQA soft accuracy over answer strings or over soft-score vectors."""
+    """Official VQA accuracy over answer strings, or mean score over soft-score vectors."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
