@@ -140,6 +140,7 @@ def test_converted_relationship_head_keeps_row_one_as_matched(tmp_path):
     model = VlBertForPreTraining.from_pretrained(tmp_path / "out").eval()
     batch = single_stream_batch(model.config, labels=False)
     with torch.no_grad():
-        logits = model(**subset(batch, INPUT_NAMES)).matching_logits
+        image_sizes = torch.tensor([[480, 640]] * batch["input_ids"].shape[0])  # converted: the original's pixel box
+        logits = model(**subset(batch, INPUT_NAMES), image_sizes=image_sizes).matching_logits
     assert (logits[:2, 1] > logits[:2, 0]).all()  # the image-caption rows (row 2 is text-only)
     assert model.vl_bert.embeddings.norm.eps == 1e-12  # BertLayerNorm(eps=1e-12) of the original
