@@ -72,12 +72,16 @@ from .processing.frames import FrameFeaturizer
 from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
 from .processing.regions import RegionFeaturizer
 from .registry import MODEL_REGISTRY, register_auto_classes
+from .data.padding import DataCollatorForVisionLanguage
+from .utils.trainer_labels import install as install_trainer_label_names
 
 __version__ = "0.1.0"
 
 register_auto_classes()
+install_trainer_label_names()
 
 __all__ = [
+    "DataCollatorForVisionLanguage",
     "ActBertConfig",
     "ActBertForPreTraining",
     "ActBertForVideoQuestionAnswering",

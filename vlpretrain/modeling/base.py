@@ -39,6 +39,15 @@ class VLPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     # The Auto class under which this class is listed in an export's ``auto_map`` (None: not listed).
     hub_auto_class: str | None = None
+    # The label inputs the Trainer needs in a batch before it asks for the loss (``utils/trainer_labels.py``); None:
+    # transformers' rule (every ``forward`` parameter named like a label). ``...ForPreTraining`` classes declare none:
+    # their loss comes from whichever targets a batch has.
+    trainer_label_names: tuple[str, ...] | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__name__.endswith("ForPreTraining") and "trainer_label_names" not in cls.__dict__:
+            cls.trainer_label_names = ()
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
