@@ -65,6 +65,19 @@ class VLPreTrainedModel(PreTrainedModel):
         elif isinstance(module, RegionEmbeddings) and module.zero_feature_embedding is not None:
             init.zeros_(module.zero_feature_embedding)
 
+    def enable_input_require_grads(self) -> None:
+        """transformers' hook on the word embeddings, plus the same on every other input embedding module (regions,
+        frames, actions: each ``...Embeddings`` module besides the text one). With frozen embeddings (adapters) and
+        reentrant activation checkpointing, a checkpointed layer whose input does not require grad gets no gradient,
+        so without these hooks no visual layer of a stream would train."""
+        super().enable_input_require_grads()
+        hooks = list(getattr(self, "_require_grads_hooks", None) or [])
+        text = {id(module.get_input_embeddings()) for module in self.modules() if isinstance(module, PreTrainedModel)}
+        for module in self.modules():
+            if type(module).__name__.endswith("Embeddings") and not any(id(child) in text for child in module.children()):
+                hooks.append(module.register_forward_hook(_outputs_require_grad))
+        self._require_grads_hooks = hooks
+
     def hub_auto_map(self) -> dict[str, str]:
         """The ``auto_map`` of an export: the config and every class of this model's module with a ``hub_auto_class``."""
         auto_map = {"AutoConfig": auto_map_reference(type(self.config))}
@@ -117,6 +130,13 @@ class VLPreTrainedModel(PreTrainedModel):
     def text_stream_prefix(self) -> dict[str, str]:
         """Where BERT's embeddings and encoder layers live in this model (overridden by architectures)."""
         raise NotImplementedError(f"{type(self).__name__} does not define a text stream to initialise from BERT")
+
+
+def _outputs_require_grad(module: nn.Module, inputs, output) -> None:
+    """Forward hook: make a module's floating-point output(s) require grad (see ``enable_input_require_grads``)."""
+    for tensor in output if isinstance(output, (tuple, list)) else (output,):
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.requires_grad:
+            tensor.requires_grad_(True)
 
 
 _BERT_LAYER_RENAMES = (
