@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="convert an original checkpoint into a vlpretrain model folder",
         description="Convert a checkpoint (safetensors, or a PyTorch file loaded with weights_only=True) into a "
-        "folder that loads with AutoModel*.from_pretrained (and trust_remote_code with transformers alone).",
+        "folder that loads with AutoModel*.from_pretrained where vlpretrain is installed (`vlpretrain export` then "
+        "adds the remote code for transformers alone).",
     )
     parser.add_argument("--from", dest="source_format", required=True, choices=sorted(CONVERTERS), help="checkpoint layout")
     parser.add_argument("source", help="checkpoint file or folder")

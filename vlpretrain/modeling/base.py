@@ -15,7 +15,10 @@ from transformers import initialization as init
 from .embeddings import RegionEmbeddings
 from .heads import MaskedLanguageModelingHead
 
+from ..utils.log import get_logger
 from ..utils.remote_code import auto_map_reference, move_files_into, staging_directory, write_flat_modules
+
+logger = get_logger(__name__)
 
 
 class VLPreTrainedModel(PreTrainedModel):
@@ -78,6 +81,33 @@ class VLPreTrainedModel(PreTrainedModel):
                 hooks.append(module.register_forward_hook(_outputs_require_grad))
         self._require_grads_hooks = hooks
 
+    def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
+        """Summarise an expected head swap in one line instead of transformers' MISSING / UNEXPECTED table.
+
+        A task model started from another class's checkpoint (VQA from pretraining, say) misses exactly its new
+        heads and finds the other class's heads unused. When every missing and unexpected key lies outside the encoder
+        and no size mismatches, one warning names the initialised and the dropped heads, and the keys leave the report
+        (so ``output_loading_info`` no longer lists them). Anything touching the encoder keeps the full report."""
+        super()._adjust_missing_and_unexpected_keys(loading_info)
+        missing, unexpected = set(loading_info.missing_keys), set(loading_info.unexpected_keys)
+        if not (missing or unexpected) or loading_info.mismatched_keys:
+            return
+        encoder = {self.base_model_prefix} if self.base_model is not self else {name for name, _ in self.named_children()}
+        heads = {key: key.split(".")[0] for key in missing | unexpected}
+        if any(head in encoder for head in heads.values()):
+            return
+        source = (getattr(self.config, "architectures", None) or ["the checkpoint"])[0]
+        source_heads = "the pretraining heads" if source.endswith("ForPreTraining") else f"the heads of {source}"
+        parts = []
+        if missing:
+            parts.append(f"initialised the new head(s) {', '.join(sorted({heads[key] for key in missing}))}")
+        if unexpected:
+            parts.append(f"dropped {source_heads} ({', '.join(sorted({heads[key] for key in unexpected}))})")
+        where = getattr(self.config, "_name_or_path", "") or "the checkpoint"
+        logger.warning(f"{type(self).__name__} from {where}: {'; '.join(parts)}")
+        loading_info.missing_keys = set()
+        loading_info.unexpected_keys = set()
+
     def hub_auto_map(self) -> dict[str, str]:
         """The ``auto_map`` of an export: the config and every class of this model's module with a ``hub_auto_class``."""
         auto_map = {"AutoConfig": auto_map_reference(type(self.config))}
@@ -87,18 +117,36 @@ class VLPreTrainedModel(PreTrainedModel):
                 auto_map[value.__dict__["hub_auto_class"]] = auto_map_reference(value)
         return auto_map
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save weights (safetensors), config and the flat remote code; files are moved into place only when complete."""
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, remote_code: bool = False, **kwargs) -> None:
+        """Save weights (safetensors) and config; files are moved into place only when complete.
+
+        ``remote_code=True`` (what ``vlpretrain export``, ``vlpretrain push`` and ``push_to_hub`` use) also writes the
+        flat remote code and the ``auto_map``, so the folder loads with transformers alone (``trust_remote_code``).
+        Without it (Trainer checkpoints, say) the folder loads where the package is installed."""
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory: {save_directory!r} is a file, expected a folder")
-        self.config.auto_map = self.hub_auto_map()
+        remote_code = remote_code or getattr(self, "_pushing_to_hub", False)
+        auto_map = self.config.__dict__.pop("auto_map", None)
+        if remote_code:
+            self.config.auto_map = self.hub_auto_map()
         staging = staging_directory(save_directory)
         try:
             super().save_pretrained(staging, *args, **kwargs)
-            write_flat_modules([type(self).__module__, type(self.config).__module__], staging)
+            if remote_code:
+                write_flat_modules([type(self).__module__, type(self.config).__module__], staging)
             move_files_into(staging, save_directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if auto_map is not None and not remote_code:
+                self.config.auto_map = auto_map
+
+    def push_to_hub(self, *args, **kwargs):
+        """transformers' ``push_to_hub``, with the flat remote code (see ``save_pretrained``)."""
+        self._pushing_to_hub = True
+        try:
+            return super().push_to_hub(*args, **kwargs)
+        finally:
+            del self._pushing_to_hub
 
     def load_text_encoder_from_bert(self, bert: str | os.PathLike | nn.Module) -> list[str]:
         """Initialise the text embeddings and text layers from a BERT checkpoint (path or ``BertModel``).
