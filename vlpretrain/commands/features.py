@@ -11,8 +11,6 @@ any previous store intact. ``--skip-corrupt`` logs, counts and skips bad rows, i
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +18,6 @@ from ..processing.readers import PICKLED_INFO_CHOICES, ReadStats, read_regions
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg"}
-
-logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,9 +92,9 @@ def _files(folder: str, suffixes: set[str], what: str) -> list[Path]:
 
 
 def _guarded(files: list[Path], featurize, skip_corrupt: bool, stats: ReadStats) -> Iterator:
-    from tqdm.auto import tqdm
+    from ..utils.progress import progress_bar
 
-    for path in tqdm(files, desc="extracting", unit="file", file=sys.stderr):
+    for path in progress_bar(files, "extracting", unit="file"):
         try:
             yield featurize(path)
         except ValueError as error:

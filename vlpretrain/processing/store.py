@@ -18,7 +18,6 @@ complete: an interrupted conversion leaves any previous store untouched.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -30,11 +29,13 @@ import pyarrow as pa
 from datasets import Array2D, Dataset, Features, IterableDataset, List, Value, concatenate_datasets
 from datasets.arrow_writer import ArrowWriter
 
+from ..utils.log import get_logger
+from ..utils.progress import progress_bar
 from ..utils.remote_code import atomic_write_text, replace_directory, staging_directory
 from .frames import FrameRecord
 from .readers import ReadStats, RegionRecord, validate_record
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 STORE_METADATA_FILE = "feature_store.json"
 STORE_FORMAT_VERSION = 1
@@ -297,11 +298,7 @@ def write_feature_store(
     """Write every record of ``records`` into a new store at ``output_dir`` (atomic: all or nothing)."""
     writer = FeatureStoreWriter(output_dir, kind, num_regions, skip_corrupt, metadata, rows_per_shard)
     try:
-        iterator = records
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(records, desc=f"writing {kind}", unit="row")
+        iterator = progress_bar(records, f"writing {kind}", unit="row") if progress else records
         for record in iterator:
             writer.write(record)
         if reader_stats is not None:

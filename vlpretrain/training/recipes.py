@@ -23,6 +23,7 @@ from ..data.collators import MultimodalCollator, collator_for_config
 from ..metrics.retrieval.ranking import retrieval_metrics
 from ..metrics.vqa.accuracy import soft_score_accuracy
 from ..registry import architecture_for_config, get_architecture, model_class_for_name
+from ..utils.progress import progress_bar
 from .lora import lora_for_finetuning, write_lora_base
 from .tasks import (
     TaskCollator,
@@ -316,7 +317,7 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
         examples = vqa_examples(source, tokenizer, answers, data_args.max_text_length)
         collator = TaskCollator(padder, "answer_scores")
         logits, scores = [], []
-        for start in range(0, len(examples), batch_size):
+        for start in progress_bar(range(0, len(examples), batch_size), "evaluating VQA", unit="batch"):
             batch = collator([examples[index] for index in range(start, min(start + batch_size, len(examples)))])
             scores.append(batch.pop("labels"))
             logits.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu())
@@ -334,7 +335,7 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
     rows = [gallery[index] for index in range(len(gallery))]
     similarity = np.zeros((len(rows), len(rows)), np.float32)
     pairs = [(text, image) for text in range(len(rows)) for image in range(len(rows))]
-    for start in range(0, len(pairs), batch_size):
+    for start in progress_bar(range(0, len(pairs), batch_size), "scoring gallery pairs", unit="batch"):
         chunk = pairs[start : start + batch_size]
         examples = [dict(rows[image], input_ids=rows[text]["input_ids"]) for text, image in chunk]
         batch = padder(examples)
