@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "adds the remote code for transformers alone).",
     )
     parser.add_argument("--from", dest="source_format", required=True, choices=sorted(CONVERTERS), help="checkpoint layout")
-    parser.add_argument("source", help="checkpoint file or folder")
+    parser.add_argument("source", help="checkpoint file or folder, or a Hub repo id (ORG/NAME)")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit when SOURCE is a Hub repo id")
     parser.add_argument("--output-dir", required=True, help="folder to write (replaced atomically)")
     parser.add_argument(
         "--config-overrides",
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, extra_args: list[str]) -> int:
     from ..hub.convert import CONVERTERS
+    from ..utils.hub_paths import resolve_path
 
     try:
         overrides = json.loads(args.config_overrides)
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace, extra_args: list[str]) -> int:
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r} ({error})") from error
     if not isinstance(overrides, dict):
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r}")
-    output = CONVERTERS[args.source_format](args.source, args.output_dir, **overrides)
+    source = resolve_path(args.source, args.revision, "source")
+    output = CONVERTERS[args.source_format](source, args.output_dir, **overrides)
     print(f"converted {args.source} ({args.source_format}) -> {output}")
     return 0

@@ -10,7 +10,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="write a Hub-ready copy of a model folder (safetensors, flat remote code, processor, model card)",
     )
-    parser.add_argument("source", help="model folder written by save_pretrained or a training run")
+    parser.add_argument("source", help="model folder written by save_pretrained or a training run, or a Hub repo id")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit when SOURCE is a Hub repo id")
     parser.add_argument("--output-dir", required=True, help="folder to write (replaced atomically)")
     parser.add_argument("--repo-id", default=None, help="Hub repository id used in the model card")
     parser.set_defaults(func=run)
@@ -18,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, extra_args: list[str]) -> int:
     from ..hub.export import export_model
+    from ..utils.hub_paths import resolve_path
 
-    output = export_model(args.source, args.output_dir, repo_id=args.repo_id)
+    output = export_model(resolve_path(args.source, args.revision, "source"), args.output_dir, repo_id=args.repo_id)
     print(f"exported {args.source} -> {output}")
     return 0

@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--processor", help="a saved VisionLanguageProcessor / VideoLanguageProcessor whose featurizer to use")
     extractor.add_argument("--backbone", help="Hub id or folder of the backbone (instead of --processor)")
     extractor.add_argument("--detector", help="Hub id or folder of the object detector (images, instead of --processor)")
+    extractor.add_argument("--revision", default=None, help="branch, tag or commit of the Hub repos named by --processor/--backbone/--detector")
     extractor.add_argument("--num-regions", type=int, default=None, help="images: fixed number of regions (default 36; 0 = adaptive 10-100)")
     extractor.add_argument("--skip-corrupt", action="store_true", help="log, count and skip undecodable files instead of stopping")
     extractor.set_defaults(func=run_extract)
@@ -118,14 +119,14 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
     stats = ReadStats()
     if args.images:
         if args.processor:
-            featurizer = VisionLanguageProcessor.from_pretrained(args.processor).region_featurizer
+            featurizer = VisionLanguageProcessor.from_pretrained(args.processor, revision=args.revision).region_featurizer
             if featurizer is None:
                 raise ValueError(f"--processor {args.processor}: this processor has no region featurizer")
         else:
             settings = {}
             if args.num_regions is not None:
                 settings["num_regions"] = args.num_regions or None
-            featurizer = RegionFeaturizer.from_pretrained_models(args.backbone, args.detector, **settings)
+            featurizer = RegionFeaturizer.from_pretrained_models(args.backbone, args.detector, args.revision, **settings)
         files = _files(args.images, IMAGE_SUFFIXES, "images")
         records = _guarded(files, lambda path: featurizer.featurize_image(path, where=str(path)), args.skip_corrupt, stats)
         kind, fixed = "regions", featurizer.config["num_regions"] if featurizer.config["detector"] else None
@@ -133,11 +134,11 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
         if args.detector or args.num_regions is not None:
             raise ValueError("--detector and --num-regions apply to --images only")
         if args.processor:
-            featurizer = VideoLanguageProcessor.from_pretrained(args.processor).frame_featurizer
+            featurizer = VideoLanguageProcessor.from_pretrained(args.processor, revision=args.revision).frame_featurizer
             if featurizer is None:
                 raise ValueError(f"--processor {args.processor}: this processor has no frame featurizer")
         else:
-            featurizer = FrameFeaturizer.from_pretrained_model(args.backbone)
+            featurizer = FrameFeaturizer.from_pretrained_model(args.backbone, args.revision)
         files = _files(args.videos, VIDEO_SUFFIXES, "videos")
         records = _guarded(files, featurizer.featurize_video, args.skip_corrupt, stats)
         kind, fixed = "frames", None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,6 +88,11 @@ def run(args: argparse.Namespace, extra_args: list[str]) -> int:
             extra_args += ["--output_dir", "outputs/evaluate"]
     parsed = parser.parse_args_into_dataclasses(args=extra_args)
     from ..training import recipes
+    from ..utils.hub_paths import REPO_ID, resolve_path
+
+    model_args = parsed[-3]
+    if REPO_ID.fullmatch(model_args.model) and not os.path.exists(model_args.model):
+        model_args.model = str(resolve_path(model_args.model, model_args.revision, "model"))
 
     if args.recipe == "pretrain":
         model_args, data_args, training_args = parsed

@@ -46,7 +46,8 @@ COLLATOR_STATE_FILE = "collator_state.safetensors"
 class ModelArguments:
     """Which model to build or load."""
 
-    model: str = field(metadata={"help": "architecture name (e.g. lxmert) or a model folder to start from"})
+    model: str = field(metadata={"help": "architecture name (e.g. lxmert), a model folder or a Hub repo id to start from"})
+    revision: str | None = field(default=None, metadata={"help": "branch, tag or commit when --model is a Hub repo id"})
     model_size: str = field(default="small", metadata={"help": "preset for a new model: tiny, small or base"})
     config_overrides: str = field(default="{}", metadata={"help": "JSON object of config values"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: bert-base-uncased WordPiece)"})
