@@ -60,7 +60,8 @@ def test_help_all_lists_every_training_argument(capsys):
 
 
 @pytest.mark.parametrize("arguments,expected", [
-    (("finetune", "--task", "caption", "--model", "lxmert"), "vlpretrain finetune: error: argument --task: invalid choice"),
+    (("finetune", "--task", "caption", "--model", "lxmert"), "vlpretrain finetune: error: task: expected 'vqa' or 'retrieval', got 'caption'"),
+    (("finetune", "--max_steps", "many"), "vlpretrain finetune: error: argument --max_steps: invalid int value: 'many'"),
     (("finetune", "--model", "nosuch", "--output-dir", "out"), "vlpretrain finetune: error: model: unknown architecture 'nosuch'"),
     (("export", "missing", "--output_dir", "out"), "vlpretrain export: error: missing: no config.json"),
     (("features", "import", "--format", "csv", "x"), "vlpretrain features import: error: argument --format: invalid choice"),

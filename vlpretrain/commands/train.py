@@ -36,7 +36,7 @@ def _parser(recipe: str):
 
     @dataclass
     class TaskArguments:
-        task: str = field(default="vqa", metadata={"help": "vqa or retrieval", "choices": ["vqa", "retrieval"]})
+        task: str = field(default="vqa", metadata={"help": "vqa or retrieval"})
 
     class RecipeParser(HfArgumentParser):
         error = OneLineErrorParser.error
