@@ -61,9 +61,9 @@ def test_help_all_lists_every_training_argument(capsys):
 
 @pytest.mark.parametrize("arguments,expected", [
     (("finetune", "--task", "caption", "--model", "lxmert"), "vlpretrain finetune: error: task: expected 'vqa' or 'retrieval', got 'caption'"),
-    (("finetune", "--max_steps", "many"), "vlpretrain finetune: error: argument --max_steps: invalid int value: 'many'"),
+    (("finetune", "--max_steps", "many"), "vlpretrain finetune: error: argument --max_steps/--max-steps: invalid int value: 'many'"),
     (("finetune", "--model", "nosuch", "--output-dir", "out"), "vlpretrain finetune: error: model: unknown architecture 'nosuch'"),
-    (("export", "missing", "--output_dir", "out"), "vlpretrain export: error: missing: no config.json"),
+    (("export", "missing", "--output_dir", "out"), "vlpretrain export: error: source: missing is neither an existing"),
     (("features", "import", "--format", "csv", "x"), "vlpretrain features import: error: argument --format: invalid choice"),
 ])
 def test_bad_values_end_with_one_line_and_status_2(arguments, expected, tmp_path, monkeypatch, capsys):
