@@ -203,7 +203,7 @@ FRESH_PROCESS = textwrap.dedent(
 
 def test_fresh_process_loads_with_transformers_alone(tmp_path):
     model = build(ActBertForPreTraining).eval()
-    model.save_pretrained(tmp_path / "model")
+    model.save_pretrained(tmp_path / "model", remote_code=True)
     batch = {k: v.contiguous() for k, v in actbert_batch(model.config).items()}
     for name in ("masked_frames", "masked_regions"):
         batch[name] = batch[name].long()

@@ -143,7 +143,7 @@ def test_frames_need_a_region_featurizer_unless_regions_are_given(tokenizer, vid
 
 def test_save_and_load_round_trip(tmp_path, processor, video):
     expected = processor(text=["a photo"], videos=[video], return_region_class_targets=True)
-    processor.save_pretrained(tmp_path / "saved")
+    processor.save_pretrained(tmp_path / "saved", remote_code=True)
     config = json.loads((tmp_path / "saved" / "processor_config.json").read_text())
     assert config["auto_map"] == {"AutoProcessor": "processing_video_regions.VideoRegionLanguageProcessor"}
     assert config["frame_featurizer_config"]["backbone"]["source"] == "saved"
@@ -176,7 +176,7 @@ print("remote ok", type(processor).__name__)
 
 def test_remote_code_load_in_a_fresh_process(tmp_path, processor):
     video = make_video(tmp_path / "clip.mp4", seconds=2.0, fps=8)
-    processor.save_pretrained(tmp_path / "saved")
+    processor.save_pretrained(tmp_path / "saved", remote_code=True)
     expected = processor(text=["cook"], videos=[video], return_region_class_targets=True)
     script = tmp_path / "remote_load.py"
     script.write_text(textwrap.dedent(REMOTE_SCRIPT))

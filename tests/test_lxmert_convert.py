@@ -7,6 +7,7 @@ import collections
 import pytest
 import torch
 import transformers
+from helpers.factories import tiny_lxmert_config
 
 from vlpretrain import LxmertForPreTraining, LxmertForQuestionAnswering
 from vlpretrain.cli import main as cli_main
@@ -155,3 +156,77 @@ def test_converted_matching_head_keeps_row_one_as_matched(tmp_path):
         logits = run_ours(ours, hf_inputs()).matching_logits
     assert (logits[:, 1] > logits[:, 0]).all()
     assert ours.lxmert.embeddings.norm.eps == 1e-12  # BertLayerNorm(eps=1e-12) in src/lxrt/modeling.py
+
+
+def hf_keyword_inputs(inputs: dict) -> dict:
+    return dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                token_type_ids=inputs["token_type_ids"], visual_feats=inputs["features"], visual_pos=inputs["boxes"],
+                visual_attention_mask=torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]))
+
+
+def test_transformers_lxmert_names_are_accepted_and_returned(tmp_path):
+    """Code written for transformers' LXMERT (visual_feats=, visual_pos=, obj_labels=, language_output, ...) runs on
+    the converted model and reads the same values."""
+    torch.manual_seed(4)
+    theirs = transformers.LxmertForPreTraining(tiny_hf_config()).eval()
+    theirs.save_pretrained(tmp_path / "hf")
+    cli_main(["convert", "--from", "lxmert-hf", str(tmp_path / "hf"), "--output-dir", str(tmp_path / "ours")])
+    ours = LxmertForPreTraining.from_pretrained(tmp_path / "ours").eval()
+    inputs = hf_keyword_inputs(hf_inputs(2))
+    with torch.no_grad():
+        expected = theirs(**inputs, output_attentions=True, output_hidden_states=True)
+        encoded = theirs.lxmert(**inputs)
+        actual = ours(**inputs, output_attentions=True, output_hidden_states=True, return_transformers_output=True)
+        base = ours.lxmert(**inputs, return_transformers_output=True)
+        plain = ours.lxmert(**inputs)
+    assert type(actual) is transformers.models.lxmert.modeling_lxmert.LxmertForPreTrainingOutput
+    assert type(base) is transformers.models.lxmert.modeling_lxmert.LxmertModelOutput
+    for name in ("prediction_logits", "cross_relationship_score", "question_answering_score"):
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=0, msg=name)
+    for name in ("language_output", "vision_output", "pooled_output"):
+        torch.testing.assert_close(base[name], encoded[name], atol=1e-5, rtol=0, msg=name)
+    torch.testing.assert_close(base.vision_output, plain.visual_last_hidden_state)
+    for mine, reference in zip(actual.cross_encoder_attentions, expected.cross_encoder_attentions):
+        torch.testing.assert_close(mine, reference, atol=1e-5, rtol=0)
+    assert len(actual.cross_encoder_attentions) == 3 and isinstance(ours.lxmert(**inputs, return_dict=False,
+                                                                              return_transformers_output=True), tuple)
+
+
+def test_transformers_lxmert_target_names_give_the_same_losses():
+    ours = LxmertForPreTraining(tiny_lxmert_config(vocab_size=99, region_feature_size=16, num_object_labels=11,
+                                                   num_attribute_labels=7, num_qa_labels=5)).eval()
+    inputs = hf_inputs(3)
+    generator = torch.Generator().manual_seed(0)
+    objects = torch.randint(0, 11, (2, 4), generator=generator)
+    attributes = torch.randint(0, 7, (2, 4), generator=generator)
+    weights = torch.rand(2, 4, generator=generator)
+    mask = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
+    labels = torch.full((2, 6), -100).index_fill(1, torch.tensor([2]), 5)
+    theirs_names = dict(hf_keyword_inputs(inputs), labels=labels, matched_label=torch.tensor([1, 0]), ans=torch.tensor([2, 1]),
+                        obj_labels={"obj": (objects, weights), "attr": (attributes, weights), "feat": (inputs["features"], mask)})
+    our_names = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                     token_type_ids=inputs["token_type_ids"], region_features=inputs["features"],
+                     region_boxes=inputs["boxes"], region_attention_mask=theirs_names["visual_attention_mask"],
+                     labels=labels, matched_labels=torch.tensor([1, 0]), answer_labels=torch.tensor([2, 1]),
+                     region_object_labels=objects, region_object_confidences=weights, region_attribute_labels=attributes,
+                     region_attribute_confidences=weights, region_feature_targets=inputs["features"], masked_regions=mask.bool())
+    with torch.no_grad():
+        aliased, direct = ours(**theirs_names), ours(**our_names)
+    for name in ("loss", "mlm_loss", "region_object_loss", "region_attribute_loss", "region_feature_loss", "matching_loss", "qa_loss"):
+        assert direct[name] is not None and torch.equal(aliased[name], direct[name]), name
+    with pytest.raises(ValueError, match="region_features: given twice"):
+        ours(**theirs_names, region_features=inputs["features"])
+
+
+def test_transformers_lxmert_names_for_question_answering(tmp_path):
+    torch.manual_seed(5)
+    theirs = transformers.LxmertForQuestionAnswering(tiny_hf_config(num_qa_labels=4)).eval()
+    theirs.save_pretrained(tmp_path / "hf")
+    cli_main(["convert", "--from", "lxmert-hf", str(tmp_path / "hf"), "--output-dir", str(tmp_path / "ours")])
+    ours = LxmertForQuestionAnswering.from_pretrained(tmp_path / "ours").eval()
+    inputs = hf_keyword_inputs(hf_inputs(4))
+    with torch.no_grad():
+        expected = theirs(**inputs).question_answering_score
+        actual = ours(**inputs, return_transformers_output=True)
+    assert type(actual) is transformers.models.lxmert.modeling_lxmert.LxmertForQuestionAnsweringOutput
+    torch.testing.assert_close(actual.question_answering_score, expected, atol=1e-5, rtol=0)

@@ -182,3 +182,38 @@ def test_lora_needs_a_pretrained_folder(tmp_path):
     data = DataArguments(dataset="shapes", num_images=16, eval_images=8, max_text_length=12)
     with pytest.raises(ValueError, match="--lora needs a pretrained model folder"):
         finetune("vqa", ModelArguments(model="lxmert", model_size="tiny", lora=True), data, training_arguments(tmp_path))
+
+
+FAMILY_BASES = [(name, "base") for name in sorted(vlpretrain.MODEL_REGISTRY)]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name,task", FAMILY_BASES)
+def test_lora_with_reentrant_checkpointing_trains_every_stream(name, task):
+    """With frozen embeddings, reentrant activation checkpointing backpropagates into a checkpointed layer only if its
+    input requires grad: the hooks of enable_input_require_grads must cover the region / frame / action embeddings too,
+    so every LoRA matrix (text, visual and cross layers) gets a gradient."""
+    architecture = vlpretrain.MODEL_REGISTRY[name]
+    config = tiny_config(architecture)
+    model = architecture.model_class(task)(config)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    adapted = add_lora(model, rank=2)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter_name, parameter in adapted.named_parameters():
+            if "lora_B" in parameter_name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    adapted.train()
+    ran = set()
+    for module_name, module in adapted.named_modules():
+        if hasattr(module, "lora_A") and not module_name.endswith(("lora_A", "lora_B")):
+            module.register_forward_hook(lambda module, args, output, module_name=module_name: ran.add(module_name))
+    inputs = model_inputs(model, config, task)
+    outputs = adapted(**inputs)
+    total = sum(value.float().pow(2).mean() for value in float_outputs(outputs).values() if value.requires_grad)
+    total.backward()
+    lora = {key: parameter for key, parameter in adapted.named_parameters()
+            if "lora_" in key and key.split(".lora_")[0] in ran}
+    assert len(ran) >= 4 and len(lora) == 2 * len(ran)
+    without = sorted(key for key, parameter in lora.items() if parameter.grad is None or not parameter.grad.abs().sum() > 0)
+    assert not without, f"{len(without)} of {len(lora)} LoRA matrices got no gradient, e.g. {without[:4]}"

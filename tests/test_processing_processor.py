@@ -116,7 +116,7 @@ def test_video_processor_outputs_and_errors(tmp_path, tokenizer):
 def test_local_save_and_load_round_trip(tmp_path, vision_processor, tokenizer):
     image = random_image(seed=3)
     expected = vision_processor(text=["a photo"], images=[image], return_region_class_targets=True)
-    vision_processor.save_pretrained(tmp_path / "vl")
+    vision_processor.save_pretrained(tmp_path / "vl", remote_code=True)
     config = json.loads((tmp_path / "vl" / "processor_config.json").read_text())
     assert config["auto_map"] == {"AutoProcessor": "processing_processor.VisionLanguageProcessor"}
     provenance = config["region_featurizer_config"]
@@ -147,7 +147,7 @@ assert type(vision).__module__.startswith("transformers_modules."), type(vision)
 image = np.load(folder + "/image.npy")
 outputs = dict(vision(text=["a photo", "b"], images=[image, image[:30]], return_region_class_targets=True))
 outputs.update({"video_" + key: value for key, value in video(text=["cook"], videos=[folder + "/clip.mp4"]).items()})
-vision.save_pretrained(folder + "/vl_again")
+vision.save_pretrained(folder + "/vl_again", remote_code=True)
 again = AutoProcessor.from_pretrained(folder + "/vl_again", trust_remote_code=True)
 outputs["again_region_features"] = again(text=["a photo"], images=[image])["region_features"]
 torch.save(outputs, folder + "/remote_outputs.pt")
@@ -161,8 +161,8 @@ def test_remote_code_load_in_a_fresh_process(tmp_path, vision_processor, tokeniz
     video = make_video(tmp_path / "clip.mp4", seconds=2.0, fps=8)
     frame_featurizer = FrameFeaturizer.from_model(tiny_frame_model(), decode_fps=4, clip_seconds=1.0, shortest_edge=32, crop_size=32)
     video_processor = VideoLanguageProcessor.from_featurizer(tokenizer, frame_featurizer, max_frames=8)
-    vision_processor.save_pretrained(tmp_path / "vl")
-    video_processor.save_pretrained(tmp_path / "video")
+    vision_processor.save_pretrained(tmp_path / "vl", remote_code=True)
+    video_processor.save_pretrained(tmp_path / "video", remote_code=True)
     expected = dict(vision_processor(text=["a photo", "b"], images=[image, image[:30]], return_region_class_targets=True))
     expected.update({"video_" + key: value for key, value in video_processor(text=["cook"], videos=[video]).items()})
     script = tmp_path / "remote_load.py"

@@ -44,7 +44,7 @@ FRESH_PROCESS = textwrap.dedent(
             if result.get(key) is not None:
                 outputs[f"{auto_name}.{key}"] = result[key].contiguous()
         if auto_name == "AutoModelForPreTraining":
-            model.save_pretrained(resaved_dir)
+            model.save_pretrained(resaved_dir, remote_code=True)
     again = transformers.AutoModelForPreTraining.from_pretrained(resaved_dir, trust_remote_code=True).eval()
     with torch.no_grad():
         outputs["resaved.prediction_logits"] = again(**inputs).prediction_logits.contiguous()
@@ -60,7 +60,7 @@ def test_exported_folder_loads_with_transformers_alone(tmp_path):
     pretraining.save_pretrained(tmp_path / "trained")
     assert cli_main(["export", str(tmp_path / "trained"), "--output-dir", str(tmp_path / "export")]) == 0
     vqa = LxmertForQuestionAnswering(tiny_lxmert_config(id2label={0: "yes", 1: "no", 2: "red"})).eval()
-    vqa.save_pretrained(tmp_path / "vqa")
+    vqa.save_pretrained(tmp_path / "vqa", remote_code=True)
 
     files = sorted(os.listdir(tmp_path / "export"))
     assert {"config.json", "model.safetensors", "README.md", "modeling_lxmert.py", "configuration_lxmert.py"} <= set(files)
@@ -123,3 +123,56 @@ def test_save_into_an_existing_folder_keeps_other_files_and_replaces_weights(tmp
     assert not [name for name in os.listdir(tmp_path.parent) if name.startswith(f".{tmp_path.name}.tmp")]
     reloaded = LxmertForPreTraining.from_pretrained(tmp_path)
     torch.testing.assert_close(reloaded.lxmert.pooler.dense.weight, second.lxmert.pooler.dense.weight)
+
+
+def test_remote_code_is_written_only_when_asked(tmp_path, lxmert_config):
+    """Plain save_pretrained (Trainer checkpoints) writes weights and config only; remote_code=True and export add the
+    flat modules and the auto_map; a folder loaded from remote code and re-saved plainly drops its stale auto_map."""
+    from transformers import BertTokenizerFast
+
+    from vlpretrain import VisionLanguageProcessor
+
+    model = LxmertForPreTraining(lxmert_config)
+    model.save_pretrained(tmp_path / "plain")
+    assert not [name for name in os.listdir(tmp_path / "plain") if name.endswith(".py")]
+    assert "auto_map" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    model.save_pretrained(tmp_path / "asked", remote_code=True)
+    assert {"modeling_lxmert.py", "configuration_lxmert.py"} <= set(os.listdir(tmp_path / "asked"))
+    LxmertForPreTraining.from_pretrained(tmp_path / "asked").save_pretrained(tmp_path / "again")
+    assert "auto_map" not in json.loads((tmp_path / "again" / "config.json").read_text())
+    assert cli_main(["export", str(tmp_path / "plain"), "--output_dir", str(tmp_path / "export")]) == 0
+    assert "AutoModelForPreTraining" in json.loads((tmp_path / "export" / "config.json").read_text())["auto_map"]
+    assert "modeling_lxmert.py" in os.listdir(tmp_path / "export")
+
+    vocabulary = tmp_path / "vocab.txt"
+    vocabulary.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]) + "\n")
+    processor = VisionLanguageProcessor(BertTokenizerFast(vocab_file=str(vocabulary)))
+    processor.save_pretrained(tmp_path / "processor")
+    assert not [name for name in os.listdir(tmp_path / "processor") if name.endswith(".py")]
+    assert "auto_map" not in json.loads((tmp_path / "processor" / "processor_config.json").read_text())
+    processor.save_pretrained(tmp_path / "processor_remote", remote_code=True)
+    assert "processing_processor.py" in os.listdir(tmp_path / "processor_remote")
+
+
+def test_task_model_from_a_pretraining_checkpoint_reports_the_head_swap_in_one_line(tmp_path, lxmert_config, caplog):
+    LxmertForPreTraining(lxmert_config).save_pretrained(tmp_path / "pretrained")
+    with caplog.at_level("WARNING", logger="transformers"):
+        model, info = LxmertForQuestionAnswering.from_pretrained(tmp_path / "pretrained", num_labels=3,
+                                                                 output_loading_info=True)
+    lines = [record.getMessage() for record in caplog.records]
+    assert not any("LOAD REPORT" in line for line in lines), lines
+    summary = [line for line in lines if "initialised" in line]
+    assert summary == [
+        f"LxmertForQuestionAnswering from {tmp_path / 'pretrained'}: initialised the new head(s) vqa_head; "
+        "dropped the pretraining heads (answer_head, matching_head, mlm_head, region_head)"
+    ]
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    caplog.clear()
+    state = LxmertForPreTraining(lxmert_config).state_dict()
+    state = {key: value for key, value in state.items() if not key.startswith(("lxmert.pooler.", "mlm_head.decoder.w"))}
+    from safetensors.torch import save_file as write
+
+    write({key: value.contiguous() for key, value in state.items()}, tmp_path / "pretrained" / "model.safetensors")
+    with caplog.at_level("WARNING", logger="transformers"):
+        LxmertForQuestionAnswering.from_pretrained(tmp_path / "pretrained", num_labels=3)
+    assert any("LOAD REPORT" in record.getMessage() for record in caplog.records), "an encoder key is missing: full report"

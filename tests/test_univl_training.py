@@ -87,7 +87,7 @@ FRESH_PROCESS = textwrap.dedent(
 
 def test_exported_captioner_loads_and_generates_in_a_fresh_process(tmp_path):
     model = UnivlForCaptioning(tiny_univl_config()).eval()
-    model.save_pretrained(tmp_path / "export")
+    model.save_pretrained(tmp_path / "export", remote_code=True)
     assert {"modeling_univl.py", "configuration_univl.py"} <= set(os.listdir(tmp_path / "export"))
     batch = video_text_batch(model.config, targets=False)
     inputs = {"frame_features": batch["frame_features"], "frame_attention_mask": batch["frame_attention_mask"],

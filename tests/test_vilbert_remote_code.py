@@ -47,7 +47,7 @@ def test_exported_folders_load_with_transformers_alone(tmp_path):
     vqa = VilbertForQuestionAnswering(tiny_vilbert_config(id2label={0: "yes", 1: "no"})).eval()
     folders = {"vilbert": vilbert, "ernie": ernie, "vqa": vqa}
     for name, model in folders.items():
-        model.save_pretrained(tmp_path / name)
+        model.save_pretrained(tmp_path / name, remote_code=True)
     assert cli_main(["export", str(tmp_path / "vilbert"), "--output-dir", str(tmp_path / "exported")]) == 0
     assert "ViLBERT" in (tmp_path / "exported" / "README.md").read_text()
     (tmp_path / "exported").rename(tmp_path / "vilbert_export")

@@ -165,10 +165,10 @@ def test_exports_load_with_transformers_alone(tmp_path):
     with torch.no_grad():
         vl_bert.vl_bert.embeddings.visual_ln_object.weight.fill_(1.0)
     image_bert = ImageBertForPreTraining(tiny_image_bert_config()).eval()
-    vl_bert.save_pretrained(tmp_path / "vlb")
-    image_bert.save_pretrained(tmp_path / "imb")
+    vl_bert.save_pretrained(tmp_path / "vlb", remote_code=True)
+    image_bert.save_pretrained(tmp_path / "imb", remote_code=True)
     vqa = VlBertForQuestionAnswering(tiny_vl_bert_config(id2label={0: "yes", 1: "no"})).eval()
-    vqa.save_pretrained(tmp_path / "vqa")
+    vqa.save_pretrained(tmp_path / "vqa", remote_code=True)
     assert {"modeling_vl_bert.py", "configuration_vl_bert.py", "utils_roi.py"} <= set(os.listdir(tmp_path / "vlb"))
     inputs = {name: value.contiguous() for name, value in single_stream_batch(vl_bert.config, labels=False).items()}
     save_file(inputs, tmp_path / "inputs.safetensors")

@@ -11,13 +11,17 @@ from .processing.regions import RegionFeaturizer
 from .processing.visual_words import VisualWordTokenizer
 from .registry import *  # noqa: F403  (every config and model class, imported once in registry.py)
 from .registry import MODEL_CLASS_NAMES, MODEL_REGISTRY, register_auto_classes
+from .data.padding import DataCollatorForVisionLanguage
+from .utils.trainer_labels import install as install_trainer_label_names
 
 __version__ = "0.1.0"
 
 register_auto_classes()
+install_trainer_label_names()
 
 __all__ = [
     *MODEL_CLASS_NAMES,
+    "DataCollatorForVisionLanguage",
     "MODEL_REGISTRY",
     "FrameFeaturizer",
     "RegionFeaturizer",

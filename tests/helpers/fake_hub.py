@@ -2,7 +2,8 @@
 
 It implements the endpoints ``huggingface_hub`` calls for ``create_repo`` + ``upload_folder`` (repo creation,
 README probe, YAML validation, pre-upload, NDJSON commit with inline base64 files) and for
-``from_pretrained(repo_id)`` (model info with a commit sha, file resolution with ETag/commit headers).
+``from_pretrained(repo_id)`` / ``snapshot_download`` (model info with a commit sha, the file tree, file resolution with
+ETag/commit headers).
 It only listens on loopback and stops when the context manager exits.
 """
 
@@ -88,6 +89,11 @@ def _handler(state: FakeHubState):
                 repo["sha"] = digest.hexdigest()
                 return self._json({"commitUrl": f"http://127.0.0.1/{match.group(1)}/commit/{repo['sha']}",
                                    "commitOid": repo["sha"], "pullRequestUrl": None})
+            match = re.match(r"^/api/models/(.+?)/tree/([^/]+)$", path)
+            if self.command == "GET" and match and match.group(1) in state.repos:  # snapshot_download's file listing
+                files = state.repos[match.group(1)]["files"]
+                return self._json([{"type": "file", "path": name, "size": len(content),
+                                    "oid": hashlib.sha1(content).hexdigest()} for name, content in sorted(files.items())])
             match = re.match(r"^/api/models/(.+?)(?:/revision/([^/]+))?$", path)
             if self.command == "GET" and match and match.group(1) in state.repos:
                 repo = state.repos[match.group(1)]

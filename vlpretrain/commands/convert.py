@@ -16,10 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="convert an original checkpoint into a vlpretrain model folder",
         description="Convert a checkpoint (safetensors, or a PyTorch file loaded with weights_only=True) into a "
-        "folder that loads with AutoModel*.from_pretrained (and trust_remote_code with transformers alone).",
+        "folder that loads with AutoModel*.from_pretrained where vlpretrain is installed (`vlpretrain export` then "
+        "adds the remote code for transformers alone).",
     )
     parser.add_argument("--from", dest="source_format", required=True, choices=sorted(CONVERTERS), help="checkpoint layout")
-    parser.add_argument("source", help="checkpoint file or folder")
+    parser.add_argument("source", help="checkpoint file or folder, or a Hub repo id (ORG/NAME)")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit when SOURCE is a Hub repo id")
     parser.add_argument("--output-dir", required=True, help="folder to write (replaced atomically)")
     parser.add_argument(
         "--config-overrides",
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace, extra_args: list[str]) -> int:
     from ..hub.convert import CONVERTERS
     from ..hub.export import is_model_folder
     from ..utils.folders import output_directory
+    from ..utils.hub_paths import resolve_path
 
     try:
         overrides = json.loads(args.config_overrides)
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace, extra_args: list[str]) -> int:
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r} ({error})") from error
     if not isinstance(overrides, dict):
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r}")
+    source = resolve_path(args.source, args.revision, "source")
     with output_directory(args.output_dir, is_model_folder, MODEL_FOLDER, args.overwrite) as staged:
-        CONVERTERS[args.source_format](args.source, staged, **overrides)
+        CONVERTERS[args.source_format](source, staged, **overrides)
     print(f"converted {args.source} ({args.source_format}) -> {args.output_dir}")
     return 0

@@ -11,8 +11,6 @@ any previous store intact. ``--skip-corrupt`` logs, counts and skips bad rows, i
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +20,6 @@ from . import add_overwrite_argument
 FEATURE_STORE = "a feature store"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg"}
-
-logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--processor", help="a saved VisionLanguageProcessor / VideoLanguageProcessor whose featurizer to use")
     extractor.add_argument("--backbone", help="Hub id or folder of the backbone (instead of --processor)")
     extractor.add_argument("--detector", help="Hub id or folder of the object detector (images, instead of --processor)")
+    extractor.add_argument("--revision", default=None, help="branch, tag or commit of the Hub repos named by --processor/--backbone/--detector")
     extractor.add_argument("--num-regions", type=int, default=None, help="images: fixed number of regions (default 36; 0 = adaptive 10-100)")
     extractor.add_argument("--skip-corrupt", action="store_true", help="log, count and skip undecodable files instead of stopping")
     extractor.add_argument("--preset", choices=["univl-s3d"], default=None,
@@ -104,9 +101,9 @@ def _files(folder: str, suffixes: set[str], what: str) -> list[Path]:
 
 
 def _guarded(files: list[Path], featurize, skip_corrupt: bool, stats: ReadStats) -> Iterator:
-    from tqdm.auto import tqdm
+    from ..utils.progress import progress_bar
 
-    for path in tqdm(files, desc="extracting", unit="file", file=sys.stderr):
+    for path in progress_bar(files, "extracting", unit="file"):
         try:
             yield featurize(path)
         except ValueError as error:
@@ -135,14 +132,14 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
         raise ValueError("--preset applies to --videos with --backbone only")
     if args.images:
         if args.processor:
-            featurizer = VisionLanguageProcessor.from_pretrained(args.processor).region_featurizer
+            featurizer = VisionLanguageProcessor.from_pretrained(args.processor, revision=args.revision).region_featurizer
             if featurizer is None:
                 raise ValueError(f"--processor {args.processor}: this processor has no region featurizer")
         else:
             settings = {}
             if args.num_regions is not None:
                 settings["num_regions"] = args.num_regions or None
-            featurizer = RegionFeaturizer.from_pretrained_models(args.backbone, args.detector, **settings)
+            featurizer = RegionFeaturizer.from_pretrained_models(args.backbone, args.detector, args.revision, **settings)
         files = _files(args.images, IMAGE_SUFFIXES, "images")
         records = _guarded(files, lambda path: featurizer.featurize_image(path, where=str(path)), args.skip_corrupt, stats)
         kind, fixed = "regions", featurizer.config["num_regions"] if featurizer.config["detector"] else None
@@ -150,11 +147,11 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
         if args.detector or args.num_regions is not None:
             raise ValueError("--detector and --num-regions apply to --images only")
         if args.processor:
-            featurizer = VideoLanguageProcessor.from_pretrained(args.processor).frame_featurizer
+            featurizer = VideoLanguageProcessor.from_pretrained(args.processor, revision=args.revision).frame_featurizer
             if featurizer is None:
                 raise ValueError(f"--processor {args.processor}: this processor has no frame featurizer")
         else:
-            featurizer = FrameFeaturizer.from_pretrained_model(args.backbone, preset=args.preset)
+            featurizer = FrameFeaturizer.from_pretrained_model(args.backbone, args.revision, preset=args.preset)
         files = _files(args.videos, VIDEO_SUFFIXES, "videos")
         records = _guarded(files, featurizer.featurize_video, args.skip_corrupt, stats)
         kind, fixed = "frames", None

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..processing.subtitles import align_subtitles_to_frames, subtitle_token_layout
+from .padding import DataCollatorForVisionLanguage, field_tensor
 from .scene_graph import parse_scene_graph
 
 IGNORE_INDEX = -100
@@ -1020,6 +1021,11 @@ class MultimodalCollator:
             )
         if "contrastive" in self.kinds:
             batch["contrastive_positive_mask"] = contrastive_positive_mask(sources)
+        if "labels" not in batch and all(example.get("labels") is not None for example in examples):
+            # The examples' own targets (VQA answer scores, say) when no objective writes ``labels``.
+            batch["labels"] = DataCollatorForVisionLanguage(pad_token_id=self.pad_token_id).pad_field(
+                "labels", [field_tensor(example["labels"], "labels", index) for index, example in enumerate(examples)]
+            )
         return batch
 
 

@@ -151,7 +151,7 @@ def export_model(
             if path.is_file() and path.name not in _REGENERATED_NAMES and not path.name.endswith(_REGENERATED_SUFFIXES):
                 shutil.copy2(path, staged / path.name)
         pipeline_class = _pipeline_for(model) if _save_processor(source, staged, model) else None
-        model.save_pretrained(staged)
+        model.save_pretrained(staged, remote_code=True)
         if pipeline_class is not None:
             write_flat_modules([pipeline_class.__module__], staged)
         if (source / "README.md").exists():
@@ -179,11 +179,11 @@ def _save_processor(source: Path, target: Path, model) -> bool:
     from transformers import AutoProcessor, AutoTokenizer
 
     if (source / "processor_config.json").exists():
-        AutoProcessor.from_pretrained(source).save_pretrained(target)
+        AutoProcessor.from_pretrained(source).save_pretrained(target, remote_code=True)
         return True
     if (source / "tokenizer_config.json").exists():
         processor_class = architecture_for_config(model.config).processor_class
-        processor_class(tokenizer=AutoTokenizer.from_pretrained(source)).save_pretrained(target)
+        processor_class(tokenizer=AutoTokenizer.from_pretrained(source)).save_pretrained(target, remote_code=True)
         return True
     return False
 

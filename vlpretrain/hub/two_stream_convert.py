@@ -10,7 +10,6 @@ provided with the right shape before anything is written.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import struct
@@ -24,9 +23,10 @@ from ..configuration.vilbert import VilbertConfig
 from ..modeling.base import fuse_qkv, rename_bert_layer_key
 from ..modeling.ernie_vil import ErnieVilForQuestionAnswering, ErnieVilModel
 from ..modeling.vilbert import VilbertForPreTraining, VilbertForQuestionAnswering, VilbertForReferringExpressions
+from ..utils.log import get_logger
 from .convert import _write_converted, load_state_dict
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 # ViLBERT (vilbert_beta / vilbert-multi-task ``.bin`` state dicts) -------------------------------------------
 
 _VILBERT_RENAMES: tuple[tuple[str, str], ...] = (

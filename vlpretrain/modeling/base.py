@@ -16,7 +16,10 @@ from .embeddings import RegionEmbeddings
 from .heads import MaskedLanguageModelingHead
 
 from ..utils.folders import staged_save
+from ..utils.log import get_logger
 from ..utils.remote_code import auto_map_reference, write_flat_modules
+
+logger = get_logger(__name__)
 
 
 class VLPreTrainedModel(PreTrainedModel):
@@ -40,6 +43,15 @@ class VLPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     # The Auto class under which this class is listed in an export's ``auto_map`` (None: not listed).
     hub_auto_class: str | None = None
+    # The label inputs the Trainer needs in a batch before it asks for the loss (``utils/trainer_labels.py``); None:
+    # transformers' rule (every ``forward`` parameter named like a label). ``...ForPreTraining`` classes declare none:
+    # their loss comes from whichever targets a batch has.
+    trainer_label_names: tuple[str, ...] | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__name__.endswith("ForPreTraining") and "trainer_label_names" not in cls.__dict__:
+            cls.trainer_label_names = ()
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -57,6 +69,46 @@ class VLPreTrainedModel(PreTrainedModel):
         elif isinstance(module, RegionEmbeddings) and module.zero_feature_embedding is not None:
             init.zeros_(module.zero_feature_embedding)
 
+    def enable_input_require_grads(self) -> None:
+        """transformers' hook on the word embeddings, plus the same on every other input embedding module (regions,
+        frames, actions: each ``...Embeddings`` module besides the text one). With frozen embeddings (adapters) and
+        reentrant activation checkpointing, a checkpointed layer whose input does not require grad gets no gradient,
+        so without these hooks no visual layer of a stream would train."""
+        super().enable_input_require_grads()
+        hooks = list(getattr(self, "_require_grads_hooks", None) or [])
+        text = {id(module.get_input_embeddings()) for module in self.modules() if isinstance(module, PreTrainedModel)}
+        for module in self.modules():
+            if type(module).__name__.endswith("Embeddings") and not any(id(child) in text for child in module.children()):
+                hooks.append(module.register_forward_hook(_outputs_require_grad))
+        self._require_grads_hooks = hooks
+
+    def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
+        """Summarise an expected head swap in one line instead of transformers' MISSING / UNEXPECTED table.
+
+        A task model started from another class's checkpoint (VQA from pretraining, say) misses exactly its new
+        heads and finds the other class's heads unused. When every missing and unexpected key lies outside the encoder
+        and no size mismatches, one warning names the initialised and the dropped heads, and the keys leave the report
+        (so ``output_loading_info`` no longer lists them). Anything touching the encoder keeps the full report."""
+        super()._adjust_missing_and_unexpected_keys(loading_info)
+        missing, unexpected = set(loading_info.missing_keys), set(loading_info.unexpected_keys)
+        if not (missing or unexpected) or loading_info.mismatched_keys:
+            return
+        encoder = {self.base_model_prefix} if self.base_model is not self else {name for name, _ in self.named_children()}
+        heads = {key: key.split(".")[0] for key in missing | unexpected}
+        if any(head in encoder for head in heads.values()):
+            return
+        source = (getattr(self.config, "architectures", None) or ["the checkpoint"])[0]
+        source_heads = "the pretraining heads" if source.endswith("ForPreTraining") else f"the heads of {source}"
+        parts = []
+        if missing:
+            parts.append(f"initialised the new head(s) {', '.join(sorted({heads[key] for key in missing}))}")
+        if unexpected:
+            parts.append(f"dropped {source_heads} ({', '.join(sorted({heads[key] for key in unexpected}))})")
+        where = getattr(self.config, "_name_or_path", "") or "the checkpoint"
+        logger.warning(f"{type(self).__name__} from {where}: {'; '.join(parts)}")
+        loading_info.missing_keys = set()
+        loading_info.unexpected_keys = set()
+
     def hub_auto_map(self) -> dict[str, str]:
         """The ``auto_map`` of an export: the config and every class of this model's module with a ``hub_auto_class``."""
         auto_map = {"AutoConfig": auto_map_reference(type(self.config))}
@@ -66,19 +118,39 @@ class VLPreTrainedModel(PreTrainedModel):
                 auto_map[value.__dict__["hub_auto_class"]] = auto_map_reference(value)
         return auto_map
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save weights (safetensors), config, the flat remote code and :meth:`save_extra_files` into a hidden
-        sibling folder, then swap it in place of ``save_directory`` in one rename (files already there that this
-        save does not write are kept), so a kill leaves either the old folder or the new one."""
-        self.config.auto_map = self.hub_auto_map()
-        if not kwargs.get("is_main_process", True):
-            # Other ranks only join the collectives of a sharded save; the main rank writes and swaps the folder.
-            super().save_pretrained(save_directory, *args, **kwargs)
-            return
-        with staged_save(save_directory) as staging:
-            super().save_pretrained(staging, *args, **kwargs)
-            write_flat_modules([type(self).__module__, type(self.config).__module__], staging)
-            self.save_extra_files(staging)
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, remote_code: bool = False, **kwargs) -> None:
+        """Save weights (safetensors), config and :meth:`save_extra_files` into a hidden sibling folder, then swap it
+        in place of ``save_directory`` in one rename (files already there that this save does not write are kept), so
+        a kill leaves either the old folder or the new one.
+
+        ``remote_code=True`` (what ``vlpretrain export``, ``vlpretrain push`` and ``push_to_hub`` use) also writes the
+        flat remote code and the ``auto_map``, so the folder loads with transformers alone (``trust_remote_code``).
+        Without it (Trainer checkpoints, say) the folder loads where the package is installed."""
+        remote_code = remote_code or getattr(self, "_pushing_to_hub", False)
+        auto_map = self.config.__dict__.pop("auto_map", None)
+        if remote_code:
+            self.config.auto_map = self.hub_auto_map()
+        try:
+            if not kwargs.get("is_main_process", True):
+                # Other ranks only join the collectives of a sharded save; the main rank writes and swaps the folder.
+                super().save_pretrained(save_directory, *args, **kwargs)
+                return
+            with staged_save(save_directory) as staging:
+                super().save_pretrained(staging, *args, **kwargs)
+                if remote_code:
+                    write_flat_modules([type(self).__module__, type(self.config).__module__], staging)
+                self.save_extra_files(staging)
+        finally:
+            if auto_map is not None and not remote_code:
+                self.config.auto_map = auto_map
+
+    def push_to_hub(self, *args, **kwargs):
+        """transformers' ``push_to_hub``, with the flat remote code (see ``save_pretrained``)."""
+        self._pushing_to_hub = True
+        try:
+            return super().push_to_hub(*args, **kwargs)
+        finally:
+            del self._pushing_to_hub
 
     def save_extra_files(self, folder: Path) -> None:
         """Files a model writes next to its weights (saved in the same swap); none by default."""
@@ -113,6 +185,13 @@ class VLPreTrainedModel(PreTrainedModel):
     def text_stream_prefix(self) -> dict[str, str]:
         """Where BERT's embeddings and encoder layers live in this model (overridden by architectures)."""
         raise NotImplementedError(f"{type(self).__name__} does not define a text stream to initialise from BERT")
+
+
+def _outputs_require_grad(module: nn.Module, inputs, output) -> None:
+    """Forward hook: make a module's floating-point output(s) require grad (see ``enable_input_require_grads``)."""
+    for tensor in output if isinstance(output, (tuple, list)) else (output,):
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.requires_grad:
+            tensor.requires_grad_(True)
 
 
 _BERT_LAYER_RENAMES = (

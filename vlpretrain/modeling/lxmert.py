@@ -30,6 +30,7 @@ from .base import (
 from .embeddings import RegionEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
 from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask
+from .lxmert_names import accepts_transformers_lxmert_names
 from .losses import (
     IGNORE_INDEX,
     classification_loss,
@@ -119,6 +120,7 @@ class LxmertModel(LxmertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
+    @accepts_transformers_lxmert_names
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -351,6 +353,7 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
             self.mlm_head.bias = nn.Parameter(new_bias)
         return embeddings
 
+    @accepts_transformers_lxmert_names
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -483,6 +486,7 @@ class LxmertForQuestionAnswering(LxmertPreTrainedModel):
         self.vqa_head = AnswerHead(config.hidden_size, config.num_labels, eps=config.layer_norm_eps)
         self.post_init()
 
+    @accepts_transformers_lxmert_names
     def forward(
         self,
         input_ids: torch.Tensor | None = None,

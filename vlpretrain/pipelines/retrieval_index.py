@@ -32,6 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..utils.progress import progress_bar
+
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 MODALITIES = ("visual", "text")
 _FORMAT_VERSION = 1
@@ -173,7 +175,7 @@ class RetrievalIndex:
         self._check_model(model)
         device = next(model.parameters()).device
         states, masks, embeddings = [], [], []
-        for start in range(0, count, chunk_size):
+        for start in progress_bar(range(0, count, chunk_size), f"indexing {count} items", unit="chunk"):
             chunk = {name: value[start : start + chunk_size].to(device) for name, value in inputs.items()}
             encoded = self._encode(model, self.modality, chunk)
             chunk_states, chunk_mask = _trim(encoded.states.float().cpu(), encoded.mask.long().cpu())
@@ -217,7 +219,7 @@ class RetrievalIndex:
         device = next(model.parameters()).device
         gallery_embeddings = self.embeddings.to(device)
         all_indices, all_scores = [], []
-        for start in range(0, count, chunk_size):
+        for start in progress_bar(range(0, count, chunk_size), f"searching {count} queries", unit="chunk"):
             chunk = {name: value[start : start + chunk_size].to(device) for name, value in queries.items()}
             query = self._encode(model, self.query_modality, chunk)
             candidates = (query.embeddings.float() @ gallery_embeddings.T).topk(shortlist, dim=1).indices

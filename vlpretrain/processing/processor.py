@@ -163,11 +163,15 @@ class _SavesFlatModules:
         """Each featurizer settings attribute with the value to save (a processor may hold several featurizers)."""
         return {self._featurizer_attribute(): self._featurizer_config_for_save(folder)}
 
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
-        """Save tokenizer, settings, featurizer weights and remote code into a hidden sibling folder swapped in place of
-        ``save_directory`` in one rename (files already there that this save does not write are kept)."""
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, remote_code: bool = False, **kwargs
+    ) -> list[str]:
+        """Save tokenizer, settings and featurizer weights (and, with ``remote_code=True`` or from ``push_to_hub``, the
+        flat remote code and ``auto_map``) into a hidden sibling folder swapped in place of ``save_directory`` in one
+        rename (files already there that this save does not write are kept)."""
         if push_to_hub:
             raise ValueError("save_pretrained(push_to_hub=True) is not supported here; call processor.push_to_hub(repo_id)")
+        remote_code = remote_code or getattr(self, "_pushing_to_hub", False)
         save_directory = Path(save_directory)
         in_memory_configs = {}
         try:
@@ -177,10 +181,12 @@ class _SavesFlatModules:
                     setattr(self, attribute, saved_config)
                 self._auto_class = None  # the flat export below replaces transformers' own copying of this file
                 ProcessorMixin.save_pretrained(self, str(staging), **kwargs)
-                write_flat_modules([type(self).__module__], staging)
                 config_file = staging / PROCESSOR_CONFIG_NAME
                 config = json.loads(config_file.read_text(encoding="utf-8"))
-                config["auto_map"] = {"AutoProcessor": auto_map_reference(type(self))}
+                config.pop("auto_map", None)
+                if remote_code:
+                    write_flat_modules([type(self).__module__], staging)
+                    config["auto_map"] = {"AutoProcessor": auto_map_reference(type(self))}
                 provenance = {
                     attribute: provenance_from_config("regions" if "region" in attribute else "frames", saved)
                     for attribute, saved in config.items()
@@ -194,6 +200,14 @@ class _SavesFlatModules:
                 setattr(self, attribute, in_memory_config)
             self.__dict__.pop("_auto_class", None)
         return [str(save_directory / PROCESSOR_CONFIG_NAME)]
+
+    def push_to_hub(self, *args, **kwargs):
+        """transformers' ``push_to_hub``, with the flat remote code (see ``save_pretrained``)."""
+        self._pushing_to_hub = True
+        try:
+            return ProcessorMixin.push_to_hub(self, *args, **kwargs)
+        finally:
+            del self._pushing_to_hub
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):

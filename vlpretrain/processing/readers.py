@@ -24,7 +24,6 @@ import base64
 import csv
 import io
 import json
-import logging
 import os
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.log import get_logger
 from .optional import optional_import
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 TSV_FIELDNAMES = (
     "img_id",

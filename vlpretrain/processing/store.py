@@ -18,7 +18,6 @@ complete: an interrupted conversion leaves any previous store untouched.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -31,11 +30,13 @@ from datasets import Array2D, Dataset, Features, IterableDataset, List, Value, c
 from datasets.arrow_writer import ArrowWriter
 
 from ..utils.folders import atomic_write_text, check_output_directory, replace_directory, staging_directory
+from ..utils.log import get_logger
+from ..utils.progress import progress_bar
 from .frames import FrameRecord
 from .provenance import warn_if_features_differ
 from .readers import ReadStats, RegionRecord, validate_record
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 STORE_METADATA_FILE = "feature_store.json"
 STORE_FORMAT_VERSION = 1
@@ -309,11 +310,7 @@ def write_feature_store(
     ``output_dir`` is replaced only when it is empty or a feature store, or with ``overwrite=True``."""
     writer = FeatureStoreWriter(output_dir, kind, num_regions, skip_corrupt, metadata, rows_per_shard, overwrite)
     try:
-        iterator = records
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(records, desc=f"writing {kind}", unit="row")
+        iterator = progress_bar(records, f"writing {kind}", unit="row") if progress else records
         for record in iterator:
             writer.write(record)
         if reader_stats is not None:

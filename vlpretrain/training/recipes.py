@@ -25,6 +25,7 @@ from ..metrics.retrieval.ranking import retrieval_metrics
 from ..metrics.vqa.accuracy import soft_score_accuracy
 from ..processing.store import check_feature_provenance
 from ..registry import architecture_for_config, get_architecture, model_class_for_name
+from ..utils.progress import progress_bar
 from .lora import lora_for_finetuning, write_lora_base
 from .sources import (
     TaskCollator,
@@ -51,7 +52,8 @@ COLLATOR_STATE_FILE = "collator_state.safetensors"
 class ModelArguments:
     """Which model to build or load."""
 
-    model: str = field(metadata={"help": "architecture name (e.g. lxmert) or a model folder to start from"})
+    model: str = field(metadata={"help": "architecture name (e.g. lxmert), a model folder or a Hub repo id to start from"})
+    revision: str | None = field(default=None, metadata={"help": "branch, tag or commit when --model is a Hub repo id"})
     model_size: str = field(default="small", metadata={"help": "preset for a new model: tiny, small or base"})
     config_overrides: str = field(default="{}", metadata={"help": "JSON object of config values"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: bert-base-uncased WordPiece)"})
@@ -338,7 +340,7 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
         examples = vqa_examples(source, tokenizer, answers, data_args.max_text_length)
         collator = TaskCollator(padder, "answer_scores")
         logits, scores = [], []
-        for start in range(0, len(examples), batch_size):
+        for start in progress_bar(range(0, len(examples), batch_size), "evaluating VQA", unit="batch"):
             batch = collator([examples[index] for index in range(start, min(start + batch_size, len(examples)))])
             scores.append(batch.pop("labels"))
             logits.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu())
@@ -356,7 +358,7 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
     rows = [gallery[index] for index in range(len(gallery))]
     similarity = np.zeros((len(rows), len(rows)), np.float32)
     pairs = [(text, image) for text in range(len(rows)) for image in range(len(rows))]
-    for start in range(0, len(pairs), batch_size):
+    for start in progress_bar(range(0, len(pairs), batch_size), "scoring gallery pairs", unit="batch"):
         chunk = pairs[start : start + batch_size]
         examples = [dict(rows[image], input_ids=rows[text]["input_ids"]) for text, image in chunk]
         batch = padder(examples)

@@ -13,6 +13,9 @@ from collections import defaultdict
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import unwrap_peft_model
+
+from ..utils.trainer_labels import signature_label_names
 
 
 class VLPretrainingTrainer(Trainer):
@@ -31,6 +34,9 @@ class VLPretrainingTrainer(Trainer):
         self._eval_sums: dict[str, float] = defaultdict(float)
         self._eval_counts: dict[str, int] = defaultdict(int)
         self._all_label_names = list(self.label_names)
+        if self.args.label_names is None:
+            # Every target the model takes, not only the declared required ones (none for pretraining models).
+            self._all_label_names = signature_label_names(unwrap_peft_model(self.model).__class__)
 
     def get_eval_dataloader(self, eval_dataset=None):
         """Evaluate with ``eval_data_collator`` when given, so evaluation never consumes the training masks' random
