@@ -14,6 +14,7 @@ from transformers import initialization as init
 
 from .embeddings import RegionEmbeddings
 from .heads import MaskedLanguageModelingHead
+from .input_checks import ID_BOUNDS, LABEL_BOUNDS_BY_AUTO_CLASS, check_forward_inputs
 
 from ..utils.remote_code import auto_map_reference, move_files_into, staging_directory, write_flat_modules
 
@@ -39,6 +40,23 @@ class VLPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     # The Auto class under which this class is listed in an export's ``auto_map`` (None: not listed).
     hub_auto_class: str | None = None
+    # The config field giving the longest text the position table holds (None: the family checks its own).
+    text_position_limit: str | None = "max_position_embeddings"
+
+    def post_init(self) -> None:
+        """Initialise the weights and register the shared input checks (``input_checks.check_forward_inputs``)."""
+        super().post_init()
+        self.register_forward_pre_hook(check_forward_inputs, with_kwargs=True)
+
+    def input_bounds(self) -> dict[str, str | int]:
+        """Exclusive upper bounds of the integer inputs (config field names or numbers), by argument name;
+        integer ``labels`` follow the head's Auto class (token ids for pretraining, answers for VQA, 0/1 for
+        matching). A head whose ids mean something else overrides this."""
+        bounds = dict(ID_BOUNDS)
+        label_bound = LABEL_BOUNDS_BY_AUTO_CLASS.get(self.hub_auto_class or "")
+        if label_bound is not None:
+            bounds["labels"] = label_bound
+        return bounds
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range

@@ -85,6 +85,8 @@ class HeroPreTrainedModel(VLPreTrainedModel):
     base_model_prefix = "hero"
     input_modalities = ("video", "text")
     _no_split_modules = ["TransformerLayer", "TextEmbeddings", "FrameEmbeddings"]
+    # The position table numbers the tokens of each subtitle, not of the whole text (checked per subtitle).
+    text_position_limit = None
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -825,6 +827,8 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
             raise ValueError(f"attention_mask: expected shape {(batch, choices, length)}, got {tuple(mask.shape)}")
         if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
             raise ValueError(f"labels: expected the index of the right candidate, shape ({batch},), integer dtype")
+        if labels is not None and not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= choices)).any()):
+            raise ValueError(f"labels: expected candidate indices in [0, {choices}), got {labels.tolist()}")
         check_video_text_inputs(config, input_ids[:, 0], mask[:, 0], None, frame_features, frame_attention_mask, config.max_frames)
         frames = frame_features.shape[1]
         for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):

@@ -419,7 +419,8 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
                 predictions = self.frame_head(joint[:, text_length:], model.visual_embeddings.proj.weight)
                 targets = model.video_norm(original_frames)
                 losses["frame_feature"] = frame_nce_loss(predictions, targets, frame_mask, masked_frames)
-            if config.objective_enabled("reconstruction"):
+            # A one-token caption ([CLS] alone) has no next token to reconstruct.
+            if config.objective_enabled("reconstruction") and text_length > 1:
                 targets = original_ids[:, 1:].masked_fill(text_mask[:, 1:] == 0, IGNORE_INDEX)
                 hidden = model.decode(input_ids[:, :-1], text_mask[:, :-1], joint, joint_mask)
                 positions = targets != IGNORE_INDEX
@@ -523,6 +524,8 @@ class UnivlForVideoTextRetrieval(UnivlTwoStageScoring, UnivlPreTrainedModel):
         frame_mask = _ones_mask(frame_features, frame_attention_mask)
         if labels is not None:
             keep = labels == 1
+            if not torch.compiler.is_compiling() and not bool(keep.any()):
+                raise ValueError("labels: no matched pair (label 1) in the batch; the in-batch ranking needs at least one")
             input_ids, text_mask, frame_features, frame_mask = (
                 input_ids[keep], text_mask[keep], frame_features[keep], frame_mask[keep]
             )

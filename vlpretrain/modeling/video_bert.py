@@ -25,6 +25,7 @@ from ..processing.visual_words import VisualWordTokenizer
 from .base import VLPreTrainedModel, check_video_text_inputs
 from .embeddings import TextEmbeddings
 from .heads import MaskedLanguageModelingHead
+from .input_checks import check_values
 from .layers import TransformerLayer, key_padding_mask
 from .losses import IGNORE_INDEX, classification_loss
 from .outputs import ImageTextRetrievalOutput
@@ -180,8 +181,7 @@ class VideoBertModel(VideoBertPreTrainedModel):
             reference = input_ids if input_ids is not None else torch.zeros(frame_features.shape[0], 1, dtype=torch.long)
             check_video_text_inputs(config, reference, attention_mask, None, frame_features, frame_attention_mask)
             self.require_fitted_tokenizer()
-            if not bool(torch.isfinite(frame_features).all()):
-                raise ValueError("frame_features: expected finite clip features, found NaN or inf (they have no nearest visual word)")
+            check_values(config, {"frame_features": frame_features}, {})  # also for prompts built outside forward
         if visual_word_ids is not None:
             if visual_word_ids.dim() != 2 or visual_word_ids.is_floating_point():
                 raise ValueError(f"visual_word_ids: expected an integer (batch, frames) tensor, got {tuple(visual_word_ids.shape)}")
@@ -490,6 +490,10 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
         if words.numel() and (int(words.min()) < 0 or int(words.max()) >= self.config.num_visual_words):
             raise ValueError("sequences: the generated part holds ids outside the visual words")
         return words
+
+    def input_bounds(self) -> dict[str, str | int]:
+        """``input_ids`` are joint-vocabulary ids here (``forward`` checks them)."""
+        return {name: bound for name, bound in super().input_bounds().items() if name != "input_ids"}
 
     def prepare_inputs_for_generation(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs

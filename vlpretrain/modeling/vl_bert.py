@@ -859,6 +859,10 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
 
     hub_auto_class = "AutoModelForMultipleChoice"
 
+    def input_bounds(self) -> dict[str, str | int]:
+        """The object labels here are VCR's classes (``config.vcr_num_object_labels``)."""
+        return {**super().input_bounds(), "region_object_labels": "vcr_num_object_labels"}
+
     def __init__(self, config: VlBertConfig):
         super().__init__(config)
         self.vl_bert = VlBertModel(config)
