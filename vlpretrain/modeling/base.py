@@ -74,6 +74,29 @@ class VLPreTrainedModel(PreTrainedModel):
         elif isinstance(module, RegionEmbeddings) and module.zero_feature_embedding is not None:
             init.zeros_(module.zero_feature_embedding)
 
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Resize the word embeddings as transformers does (tied decoders follow), and the output bias of every
+        masked-language-modelling head decoding to them (kept rows keep their bias, new rows start at 0)."""
+        old_weight = self.get_input_embeddings().weight
+        old_rows = old_weight.shape[0]
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.follow_resized_embeddings(old_weight, embeddings, [old_rows], [embeddings.weight.shape[0]])
+        return embeddings
+
+    def follow_resized_embeddings(
+        self, old_weight: torch.Tensor, embeddings: nn.Embedding, old_sizes: list[int], new_sizes: list[int]
+    ) -> None:
+        """Point every masked-language-modelling head that decoded to ``old_weight`` at the resized ``embeddings``
+        and resize its output bias block by block (``old_sizes`` -> ``new_sizes`` rows, new rows at 0)."""
+        for head in self.modules():
+            if isinstance(head, MaskedLanguageModelingHead) and head.decoder.weight in (old_weight, embeddings.weight):
+                head.decoder.weight = embeddings.weight
+                head.decoder.out_features = embeddings.weight.shape[0]
+                if head.bias.shape[0] != embeddings.weight.shape[0]:
+                    head.bias = nn.Parameter(resized_rows(head.bias.data, old_sizes, new_sizes))
+
     def hub_auto_map(self) -> dict[str, str]:
         """The ``auto_map`` of an export: the config and every class of this model's module with a ``hub_auto_class``."""
         auto_map = {"AutoConfig": auto_map_reference(type(self.config))}
@@ -126,6 +149,20 @@ class VLPreTrainedModel(PreTrainedModel):
     def text_stream_prefix(self) -> dict[str, str]:
         """Where BERT's embeddings and encoder layers live in this model (overridden by architectures)."""
         raise NotImplementedError(f"{type(self).__name__} does not define a text stream to initialise from BERT")
+
+
+def resized_rows(table: torch.Tensor, old_sizes: list[int], new_sizes: list[int], std: float = 0.0) -> torch.Tensor:
+    """``table`` cut into consecutive blocks of ``old_sizes`` rows, each block cut or grown to its ``new_sizes``
+    entry: kept rows are copied, new rows are N(0, ``std``) (zeros when ``std`` is 0)."""
+    parts = []
+    for block, size in zip(table.split(old_sizes), new_sizes):
+        grown = block.new_zeros(size, *block.shape[1:])
+        if std > 0:
+            grown.normal_(0.0, std)
+        keep = min(size, block.shape[0])
+        grown[:keep] = block[:keep]
+        parts.append(grown)
+    return torch.cat(parts)
 
 
 _BERT_LAYER_RENAMES = (
@@ -270,6 +307,8 @@ def check_image_text_inputs(
         raise ValueError(
             f"region_attention_mask: expected shape ({batch}, {num_regions}), got {tuple(region_attention_mask.shape)}"
         )
+    if torch.compiler.is_compiling():  # the value checks below read the tensors: eager calls only
+        return
 
     boxes = region_boxes.detach().float()
     valid_regions = (
@@ -403,6 +442,8 @@ def check_video_text_inputs(
         raise ValueError(
             f"frame_attention_mask: expected shape ({batch}, {num_frames}), got {tuple(frame_attention_mask.shape)}"
         )
+    if torch.compiler.is_compiling():  # the value checks below read the tensors: eager calls only
+        return
     flags = []
     for mask in (attention_mask, frame_attention_mask):
         if mask is not None:

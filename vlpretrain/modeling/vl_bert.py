@@ -28,7 +28,7 @@ from ..utils.roi import roi_align
 from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
 from .embeddings import join_streams, sinusoidal_box_embedding
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
-from .layers import TokenPacking, TransformerLayer, key_padding_mask
+from .layers import TokenPacking, TransformerLayer, key_padding_mask, masked_mean
 from .losses import IGNORE_INDEX, classification_loss, soft_cross_entropy_loss, soft_score_loss
 from .outputs import (
     ImageTextRetrievalOutput,
@@ -377,10 +377,17 @@ class VlBertModel(VlBertPreTrainedModel):
             raise ValueError(f"masked_regions: expected shape ({batch}, {regions}), got {tuple(masked_regions.shape)}")
         if text_only is not None and (tuple(text_only.shape) != (batch,) or text_only.is_floating_point()):
             raise ValueError(f"text_only: expected a boolean tensor of shape ({batch},), got {tuple(text_only.shape)} {text_only.dtype}")
+        if text_shape[1] + 2 > config.max_position_embeddings:
+            raise ValueError(
+                f"input_ids: {text_shape[1]} tokens plus the region and [END] positions exceed "
+                f"max_position_embeddings ({config.max_position_embeddings})"
+            )
+        if token_region_ids is not None and (tuple(token_region_ids.shape) != text_shape or token_region_ids.is_floating_point()):
+            raise ValueError(f"token_region_ids: expected integer ids of shape {text_shape}, got {tuple(token_region_ids.shape)}")
+        if torch.compiler.is_compiling():  # the value checks below read the tensors: eager calls only
+            return
         flags = {}
         if token_region_ids is not None:
-            if tuple(token_region_ids.shape) != text_shape or token_region_ids.is_floating_point():
-                raise ValueError(f"token_region_ids: expected integer ids of shape {text_shape}, got {tuple(token_region_ids.shape)}")
             flags["token_region_ids"] = ((token_region_ids >= regions) | (token_region_ids < -1)).any()
         if token_type_ids is not None:
             flags["token_type_ids"] = ((token_type_ids < 0) | (token_type_ids > 1)).any()
@@ -389,11 +396,6 @@ class VlBertModel(VlBertPreTrainedModel):
             raise ValueError(f"token_region_ids: expected region indices in [-1, {regions}), -1 for none")
         if failed.get("token_type_ids"):
             raise ValueError("token_type_ids: expected 0 (text A) or 1 (text B); segment 2 is reserved for regions")
-        if text_shape[1] + 2 > config.max_position_embeddings:
-            raise ValueError(
-                f"input_ids: {text_shape[1]} tokens plus the region and [END] positions exceed "
-                f"max_position_embeddings ({config.max_position_embeddings})"
-            )
 
     def region_appearance(
         self,
@@ -414,8 +416,7 @@ class VlBertModel(VlBertPreTrainedModel):
             masked_input[..., None], self.embeddings.object_mask_visual_embedding.weight.to(region_features.dtype), region_features
         )
         if config.add_image_box:
-            keep = (valid & ~masked_input).to(features.dtype)[..., None]
-            mean = (features * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp_min(1.0)
+            mean = masked_mean(features, valid & ~masked_input, keepdim=True)
             features = torch.cat([mean, features], dim=1)
         return features, boxes
 
@@ -499,7 +500,8 @@ class VlBertModel(VlBertPreTrainedModel):
         length = hidden.shape[1]
         kept = mask.bool().flatten()
         wanted = None
-        if output_positions is not None and not output_hidden_states and len(self.layers):
+        compiling = torch.compiler.is_compiling()  # packing sizes depend on the mask: traced graphs run unpacked
+        if output_positions is not None and not output_hidden_states and len(self.layers) and not compiling:
             corner = torch.zeros(batch, offset, dtype=torch.bool, device=device)
             end = torch.zeros(batch, 1, dtype=torch.bool, device=device)
             text_wanted, region_wanted = output_positions.bool().split([text_length, num_regions], dim=1)
@@ -507,7 +509,7 @@ class VlBertModel(VlBertPreTrainedModel):
                 text_wanted = text_wanted.clone()
                 text_wanted[:, 0] = True
             wanted = torch.cat([text_wanted, corner, region_wanted, end], dim=1).flatten() & kept
-        counts = torch.stack([kept.sum(), kept.sum() if wanted is None else wanted.sum()]).tolist()
+        counts = [batch * length] if compiling else torch.stack([kept.sum(), kept.sum() if wanted is None else wanted.sum()]).tolist()
         packing = None
         if counts[0] < batch * length:
             packing = TokenPacking(torch.nonzero_static(kept, size=counts[0]).squeeze(1), batch, length)
@@ -518,6 +520,8 @@ class VlBertModel(VlBertPreTrainedModel):
             output_rows = wanted_positions if packing is None else (kept.cumsum(0) - 1).index_select(0, wanted_positions)
 
         def unpacked(states: torch.Tensor) -> torch.Tensor:
+            if compiling:  # zeros at padded positions, as packing.pad gives
+                return states.masked_fill(~mask.bool()[..., None], 0.0)
             return states if packing is None else packing.pad(states)
 
         all_states = (unpacked(hidden),) if output_hidden_states else None
