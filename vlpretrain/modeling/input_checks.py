@@ -116,7 +116,7 @@ def check_forward_inputs(model: nn.Module, args: tuple, kwargs: dict) -> tuple[t
     }
     if not cast:
         return None
-    positional = tuple(cast.get(name, value) for name, value in zip(names, args))
+    positional = tuple(cast.get(name, value) for name, value in zip(names, args)) + args[len(names) :]
     return positional, {name: cast.get(name, value) for name, value in kwargs.items()}
 
 
@@ -132,7 +132,7 @@ def check_dtypes(tensors: dict[str, torch.Tensor]) -> None:
     for name, tensor in tensors.items():
         if name in FLOAT_INPUTS and not tensor.is_floating_point():
             raise ValueError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
-        if name.endswith("_ids") and name in ID_BOUNDS and (tensor.is_floating_point() or tensor.is_complex()):
+        if name.endswith("_ids") and name in ID_BOUNDS and tensor.is_floating_point():
             raise ValueError(f"{name}: expected an integer tensor (torch.long), got {tensor.dtype}")
 
 
