@@ -251,7 +251,7 @@ def test_converter_puts_every_tensor_in_place(tmp_path):
     torch.testing.assert_close(state["frame_order_head.fc_out.bias"], original["v_encoder.fom_output.linear_2.bias"])
     torch.testing.assert_close(state["matching_heads.end_predictor.weight"], original["video_ed_predictor.weight"])
     assert loaded.mlm_head.decoder.weight is loaded.hero.embeddings.word_embeddings.weight
-    assert loaded.hero.frame_embeddings.token_type_embeddings is loaded.hero.embeddings.token_type_embeddings
+    assert loaded.hero.frame_embeddings.token_type_embeddings is None  # frames use hero.embeddings' table
     with pytest.raises(ValueError, match="no HERO pretraining counterpart"):
         convert_hero_state_dict({**original, "qa_pool.weight": torch.zeros(1, 32)})
 

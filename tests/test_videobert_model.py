@@ -232,7 +232,7 @@ def test_bad_inputs_raise_before_compute():
         model.set_visual_word_tokenizer(VisualWordTokenizer(2, 3))
     with pytest.raises(ValueError, match=r"visual_word_labels: expected integer visual-word ids in \[0, 9\) or -100"):
         model(**{**batch, "visual_word_labels": torch.full(batch["masked_frames"].shape, 9)})
-    with pytest.raises(ValueError, match="frame_features: expected finite clip features"):
+    with pytest.raises(ValueError, match="frame_features: expected finite values"):
         model(**{**batch, "frame_features": batch["frame_features"].masked_fill(batch["masked_frames"][..., None], float("nan"))})
     generator = fitted_videobert(VideoBertForConditionalGeneration)
     with pytest.raises(ValueError, match="joint-vocabulary ids"):

@@ -14,6 +14,7 @@ from transformers import initialization as init
 
 from .embeddings import RegionEmbeddings
 from .heads import MaskedLanguageModelingHead
+from .input_checks import ID_BOUNDS, LABEL_BOUNDS_BY_AUTO_CLASS, check_forward_inputs
 
 from ..utils.folders import staged_save
 from ..utils.log import get_logger
@@ -52,6 +53,24 @@ class VLPreTrainedModel(PreTrainedModel):
         super().__init_subclass__(**kwargs)
         if cls.__name__.endswith("ForPreTraining") and "trainer_label_names" not in cls.__dict__:
             cls.trainer_label_names = ()
+
+    # The config field giving the longest text the position table holds (None: the family checks its own).
+    text_position_limit: str | None = "max_position_embeddings"
+
+    def post_init(self) -> None:
+        """Initialise the weights and register the shared input checks (``input_checks.check_forward_inputs``)."""
+        super().post_init()
+        self.register_forward_pre_hook(check_forward_inputs, with_kwargs=True)
+
+    def input_bounds(self) -> dict[str, str | int]:
+        """Exclusive upper bounds of the integer inputs (config field names or numbers), by argument name;
+        integer ``labels`` follow the head's Auto class (token ids for pretraining, answers for VQA, 0/1 for
+        matching). A head whose ids mean something else overrides this."""
+        bounds = dict(ID_BOUNDS)
+        label_bound = LABEL_BOUNDS_BY_AUTO_CLASS.get(self.hub_auto_class or "")
+        if label_bound is not None:
+            bounds["labels"] = label_bound
+        return bounds
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -108,6 +127,29 @@ class VLPreTrainedModel(PreTrainedModel):
         logger.warning(f"{type(self).__name__} from {where}: {'; '.join(parts)}")
         loading_info.missing_keys = set()
         loading_info.unexpected_keys = set()
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Resize the word embeddings as transformers does (tied decoders follow), and the output bias of every
+        masked-language-modelling head decoding to them (kept rows keep their bias, new rows start at 0)."""
+        old_weight = self.get_input_embeddings().weight
+        old_rows = old_weight.shape[0]
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.follow_resized_embeddings(old_weight, embeddings, [old_rows], [embeddings.weight.shape[0]])
+        return embeddings
+
+    def follow_resized_embeddings(
+        self, old_weight: torch.Tensor, embeddings: nn.Embedding, old_sizes: list[int], new_sizes: list[int]
+    ) -> None:
+        """Point every masked-language-modelling head that decoded to ``old_weight`` at the resized ``embeddings``
+        and resize its output bias block by block (``old_sizes`` -> ``new_sizes`` rows, new rows at 0)."""
+        for head in self.modules():
+            if isinstance(head, MaskedLanguageModelingHead) and head.decoder.weight in (old_weight, embeddings.weight):
+                head.decoder.weight = embeddings.weight
+                head.decoder.out_features = embeddings.weight.shape[0]
+                if head.bias.shape[0] != embeddings.weight.shape[0]:
+                    head.bias = nn.Parameter(resized_rows(head.bias.data, old_sizes, new_sizes))
 
     def hub_auto_map(self) -> dict[str, str]:
         """The ``auto_map`` of an export: the config and every class of this model's module with a ``hub_auto_class``."""
@@ -192,6 +234,20 @@ def _outputs_require_grad(module: nn.Module, inputs, output) -> None:
     for tensor in output if isinstance(output, (tuple, list)) else (output,):
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.requires_grad:
             tensor.requires_grad_(True)
+
+
+def resized_rows(table: torch.Tensor, old_sizes: list[int], new_sizes: list[int], std: float = 0.0) -> torch.Tensor:
+    """``table`` cut into consecutive blocks of ``old_sizes`` rows, each block cut or grown to its ``new_sizes``
+    entry: kept rows are copied, new rows are N(0, ``std``) (zeros when ``std`` is 0)."""
+    parts = []
+    for block, size in zip(table.split(old_sizes), new_sizes):
+        grown = block.new_zeros(size, *block.shape[1:])
+        if std > 0:
+            grown.normal_(0.0, std)
+        keep = min(size, block.shape[0])
+        grown[:keep] = block[:keep]
+        parts.append(grown)
+    return torch.cat(parts)
 
 
 _BERT_LAYER_RENAMES = (
@@ -336,6 +392,8 @@ def check_image_text_inputs(
         raise ValueError(
             f"region_attention_mask: expected shape ({batch}, {num_regions}), got {tuple(region_attention_mask.shape)}"
         )
+    if torch.compiler.is_compiling():  # the value checks below read the tensors: eager calls only
+        return
 
     boxes = region_boxes.detach().float()
     valid_regions = (
@@ -469,6 +527,8 @@ def check_video_text_inputs(
         raise ValueError(
             f"frame_attention_mask: expected shape ({batch}, {num_frames}), got {tuple(frame_attention_mask.shape)}"
         )
+    if torch.compiler.is_compiling():  # the value checks below read the tensors: eager calls only
+        return
     flags = []
     for mask in (attention_mask, frame_attention_mask):
         if mask is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import masked_mean
 
 class TextEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout (BERT).
@@ -158,8 +159,7 @@ def prepend_global_image_token(
     batch = region_features.shape[0]
     if region_attention_mask is None:
         region_attention_mask = torch.ones(region_features.shape[:2], dtype=torch.long, device=region_features.device)
-    valid = region_attention_mask.to(region_features.dtype)[..., None]
-    mean = (region_features * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp_min(1.0)
+    mean = masked_mean(region_features, region_attention_mask, keepdim=True)
     whole_image = region_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(batch, 1, 4)
     ones = region_attention_mask.new_ones(batch, 1)
     return (
@@ -219,15 +219,15 @@ class FrameEmbeddings(nn.Module):
         frame_features: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        token_type_embeddings: nn.Embedding | None = None,
     ) -> torch.Tensor:
+        """``token_type_embeddings``: a table owned elsewhere (HERO's frames use the text table), else the own one."""
         if self.input_norm is not None:
             frame_features = self.input_norm(frame_features)
         if position_ids is None:
             position_ids = torch.arange(frame_features.shape[1], device=frame_features.device)[None, :]
         embeddings = self.proj(frame_features) + self.position_embeddings(position_ids)
-        if self.token_type_embeddings is not None:
-            if token_type_ids is None:
-                embeddings = embeddings + self.token_type_embeddings.weight[0]
-            else:
-                embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        types = self.token_type_embeddings if token_type_embeddings is None else token_type_embeddings
+        if types is not None:
+            embeddings = embeddings + (types.weight[0] if token_type_ids is None else types(token_type_ids))
         return self.dropout(self.norm(embeddings))

@@ -37,7 +37,7 @@ from .base import (
 )
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, PredictionHeadTransform
-from .layers import SelfAttention, TransformerLayer, key_padding_mask
+from .layers import SelfAttention, TransformerLayer, key_padding_mask, masked_mean
 from .losses import IGNORE_INDEX, classification_loss
 from .outputs import UnimodalEncoding, VideoTextModelOutput, VideoTextRetrievalOutput
 
@@ -85,9 +85,13 @@ class HeroPreTrainedModel(VLPreTrainedModel):
     base_model_prefix = "hero"
     input_modalities = ("video", "text")
     _no_split_modules = ["TransformerLayer", "TextEmbeddings", "FrameEmbeddings"]
+    # The position table numbers the tokens of each subtitle, not of the whole text (checked per subtitle).
+    text_position_limit = None
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
+        if isinstance(module, HeroForPreTraining):
+            init.zeros_(module.task_step)
         if isinstance(module, nn.Conv1d):  # the span predictors (e.g. a task head loaded from a HeroModel folder)
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
 
@@ -181,8 +185,9 @@ class HeroModel(HeroPreTrainedModel):
     """
 
     hub_auto_class = "AutoModel"
-    # Frames use the text token-type table (HERO's ImageEmbeddings receives the text type embeddings).
-    _tied_weights_keys = {"frame_embeddings.token_type_embeddings.weight": "embeddings.token_type_embeddings.weight"}
+    # Frames use the text token-type table (HERO's ImageEmbeddings receives the text type embeddings): one table,
+    # ``embeddings.token_type_embeddings``, passed to the frame embeddings (older exports may hold a copy).
+    _keys_to_ignore_on_load_unexpected = [r"frame_embeddings\.token_type_embeddings\.weight"]
 
     def __init__(self, config: HeroConfig):
         super().__init__(config)
@@ -190,9 +195,8 @@ class HeroModel(HeroPreTrainedModel):
         self.embeddings = TextEmbeddings(config, eps=config.embedding_layer_norm_eps)
         self.frame_embeddings = FrameEmbeddings(
             config.frame_feature_size, config.hidden_size, config.max_frames, eps, config.hidden_dropout_prob,
-            input_norm_eps=eps, type_vocab_size=config.type_vocab_size,
+            input_norm_eps=eps,
         )
-        self.frame_embeddings.token_type_embeddings = self.embeddings.token_type_embeddings
         self.frame_mask_embedding = nn.Embedding(2, config.frame_feature_size, padding_idx=0)
         self.cross_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_cross_layers))
         self.frame_transform = HeroFrameTransform(config)
@@ -256,7 +260,8 @@ class HeroModel(HeroPreTrainedModel):
         text_mask[row[text_segment], text_rank] = 1
         positions = torch.arange(frame_width, device=features.device)[None, :]
         frame_embeds = self.frame_embeddings(
-            seg_frames, positions.clamp_max(self.config.max_frames - 1), torch.ones_like(frame_mask)
+            seg_frames, positions.clamp_max(self.config.max_frames - 1), torch.ones_like(frame_mask),
+            token_type_embeddings=self.embeddings.token_type_embeddings,
         )
         text_embeds = self.embeddings(seg_ids, torch.ones_like(seg_ids))
         states = self._run(
@@ -309,7 +314,7 @@ class HeroModel(HeroPreTrainedModel):
         frames = self.temporal(fused, frame_mask)
         output = VideoTextModelOutput(
             text_last_hidden_state=text_states, visual_last_hidden_state=frames,
-            visual_embeds=_masked_mean(frames, frame_mask),
+            visual_embeds=masked_mean(frames, frame_mask),
         )
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
@@ -319,11 +324,6 @@ def _mask_to_minimum(scores: torch.Tensor, masked: torch.Tensor) -> torch.Tensor
     """``scores`` with the masked entries at the lowest value of *their own* dtype (under autocast a head's output
     can be bfloat16 while its input is float32)."""
     return scores.masked_fill(masked, torch.finfo(scores.dtype).min)
-
-
-def _masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.to(states.dtype).unsqueeze(-1)
-    return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
 def prepare_hero_inputs(
@@ -508,7 +508,6 @@ class HeroForPreTraining(HeroPreTrainedModel):
     hub_auto_class = "AutoModelForPreTraining"
     _tied_weights_keys = {
         "mlm_head.decoder.weight": "hero.embeddings.word_embeddings.weight",
-        "hero.frame_embeddings.token_type_embeddings.weight": "hero.embeddings.token_type_embeddings.weight",
     }
 
     def __init__(self, config: HeroConfig):
@@ -717,7 +716,7 @@ class HeroTwoStageScoring:
         fused, frame_mask = self.fuse_videos(frame_features, frame_attention_mask, None, None, None, placeholder_text)
         states = self.hero.temporal(fused, frame_mask)
         unit_frames = nn.functional.normalize(states.float(), dim=-1, eps=1e-5)
-        embeddings = nn.functional.normalize(_masked_mean(unit_frames, frame_mask), dim=-1)
+        embeddings = nn.functional.normalize(masked_mean(unit_frames, frame_mask), dim=-1)
         return UnimodalEncoding(states=states, mask=frame_mask, embeddings=embeddings)
 
     def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
@@ -777,7 +776,7 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
             matched = logits[keep][:, keep]
             owner = torch.arange(matched.shape[0], device=logits.device)
             loss = hinge_ranking_loss(matched, owner, config.vsm_margin, 10.0, 10.0)
-        output = VideoTextRetrievalOutput(loss=loss, logits=logits, text_embeds=queries, visual_embeds=_masked_mean(states, frame_mask))
+        output = VideoTextRetrievalOutput(loss=loss, logits=logits, text_embeds=queries, visual_embeds=masked_mean(states, frame_mask))
         return_dict = config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 
@@ -880,6 +879,8 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
             raise ValueError(f"attention_mask: expected shape {(batch, choices, length)}, got {tuple(mask.shape)}")
         if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
             raise ValueError(f"labels: expected the index of the right candidate, shape ({batch},), integer dtype")
+        if labels is not None and not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= choices)).any()):
+            raise ValueError(f"labels: expected candidate indices in [0, {choices}), got {labels.tolist()}")
         check_video_text_inputs(config, input_ids[:, 0], mask[:, 0], None, frame_features, frame_attention_mask, config.max_frames)
         frames = frame_features.shape[1]
         for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):

@@ -41,6 +41,14 @@ def eager_attention(
     return output, weights
 
 
+def masked_mean(states: torch.Tensor, mask: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """Mean of (B, L, ...) ``states`` over the positions where the (B, L) ``mask`` is non-zero (zeros for a row
+    with none): the pooling of HERO's and UniVL's video / text embeddings, LXMERT's retrieval embeddings and the
+    global image token of ViLBERT and VL-BERT."""
+    weights = mask.to(states.dtype).unsqueeze(-1)
+    return (states * weights).sum(1, keepdim=keepdim) / weights.sum(1, keepdim=keepdim).clamp_min(1.0)
+
+
 def key_padding_mask(
     mask: torch.Tensor | None, dtype: torch.dtype, implementation: str, drop_if_unpadded: bool = True
 ) -> torch.Tensor | None:
@@ -48,9 +56,10 @@ def key_padding_mask(
 
     Returns None when nothing is padded (lets SDPA pick its fastest kernel), a boolean mask for SDPA
     and other kernels, and an additive float mask (0 / finfo.min) for eager attention. Checking for padding
-    waits for the device; ``drop_if_unpadded=False`` skips the check (for sequences that are nearly always padded).
+    waits for the device; ``drop_if_unpadded=False`` skips the check (for sequences that are nearly always padded),
+    and so does compiling (the traced graph keeps the mask: same result, no data-dependent branch).
     """
-    if mask is None or (drop_if_unpadded and bool(mask.all())):
+    if mask is None or (drop_if_unpadded and not torch.compiler.is_compiling() and bool(mask.all())):
         return None
     keep = mask[:, None, None, :].bool()
     if implementation == "eager":

@@ -29,7 +29,7 @@ from .base import (
 )
 from .embeddings import RegionEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
-from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask
+from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask, masked_mean
 from .lxmert_names import accepts_transformers_lxmert_names
 from .losses import (
     IGNORE_INDEX,
@@ -300,9 +300,7 @@ def _pool_text(states: torch.Tensor) -> torch.Tensor:
 
 
 def _pool_visual(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.to(states.dtype).unsqueeze(-1)
-    mean = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-    return nn.functional.normalize(mean.float(), dim=-1)
+    return nn.functional.normalize(masked_mean(states, mask).float(), dim=-1)
 
 
 class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
@@ -340,18 +338,6 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.mlm_head.decoder = value
-
-    def resize_token_embeddings(self, new_num_tokens: int | None = None, *args, **kwargs) -> nn.Embedding:
-        """Resize the word embeddings, the tied decoder and the MLM output bias together."""
-        embeddings = super().resize_token_embeddings(new_num_tokens, *args, **kwargs)
-        size = embeddings.weight.shape[0]
-        old_bias = self.mlm_head.bias.data
-        if old_bias.shape[0] != size:
-            new_bias = old_bias.new_zeros(size)
-            keep = min(size, old_bias.shape[0])
-            new_bias[:keep] = old_bias[:keep]
-            self.mlm_head.bias = nn.Parameter(new_bias)
-        return embeddings
 
     @accepts_transformers_lxmert_names
     def forward(

@@ -37,7 +37,7 @@ from .base import (
 )
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
-from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask
+from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask, masked_mean
 from .losses import (
     IGNORE_INDEX,
     classification_loss,
@@ -149,11 +149,6 @@ class UnivlFramePredictionHead(nn.Module):
         return self.transform(states) @ projection_weight + self.bias
 
 
-def _mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.to(states.dtype).unsqueeze(-1)
-    return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
 def _ones_mask(reference: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
     return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device) if given is None else given
 
@@ -261,8 +256,8 @@ class UnivlModel(UnivlPreTrainedModel):
         output = VideoTextModelOutput(
             text_last_hidden_state=text,
             visual_last_hidden_state=video,
-            text_embeds=_mean_pool(text[:, 1:], text_mask[:, 1:]),
-            visual_embeds=_mean_pool(video, frame_mask),
+            text_embeds=masked_mean(text[:, 1:], text_mask[:, 1:]),
+            visual_embeds=masked_mean(video, frame_mask),
             text_encoder_last_hidden_state=text,
             visual_encoder_last_hidden_state=video,
         )
@@ -393,7 +388,7 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
         if config.objective_enabled("contrastive"):
             text = model.encode_text(original_ids, text_mask, token_type_ids)
             video = model.encode_video(original_frames, frame_mask)
-            joint_scores = _mean_pool(text[:, 1:], text_mask[:, 1:]) @ _mean_pool(video, frame_mask).T
+            joint_scores = masked_mean(text[:, 1:], text_mask[:, 1:]) @ masked_mean(video, frame_mask).T
             positives = contrastive_positive_mask
             if positives is None:
                 positives = torch.eye(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -424,7 +419,8 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
                 predictions = self.frame_head(joint[:, text_length:], model.visual_embeddings.proj.weight)
                 targets = model.video_norm(original_frames)
                 losses["frame_feature"] = frame_nce_loss(predictions, targets, frame_mask, masked_frames)
-            if config.objective_enabled("reconstruction"):
+            # A one-token caption ([CLS] alone) has no next token to reconstruct.
+            if config.objective_enabled("reconstruction") and text_length > 1:
                 targets = original_ids[:, 1:].masked_fill(text_mask[:, 1:] == 0, IGNORE_INDEX)
                 hidden = model.decode(input_ids[:, :-1], text_mask[:, :-1], joint, joint_mask)
                 positions = targets != IGNORE_INDEX
@@ -486,7 +482,7 @@ class UnivlTwoStageScoring:
 
 
 def _joint_embeddings(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return nn.functional.normalize(_mean_pool(states, mask).float(), dim=-1)
+    return nn.functional.normalize(masked_mean(states, mask).float(), dim=-1)
 
 
 class UnivlForVideoTextRetrieval(UnivlTwoStageScoring, UnivlPreTrainedModel):
@@ -528,6 +524,8 @@ class UnivlForVideoTextRetrieval(UnivlTwoStageScoring, UnivlPreTrainedModel):
         frame_mask = _ones_mask(frame_features, frame_attention_mask)
         if labels is not None:
             keep = labels == 1
+            if not torch.compiler.is_compiling() and not bool(keep.any()):
+                raise ValueError("labels: no matched pair (label 1) in the batch; the in-batch ranking needs at least one")
             input_ids, text_mask, frame_features, frame_mask = (
                 input_ids[keep], text_mask[keep], frame_features[keep], frame_mask[keep]
             )
@@ -535,8 +533,8 @@ class UnivlForVideoTextRetrieval(UnivlTwoStageScoring, UnivlPreTrainedModel):
         model = self.univl
         text = model.encode_text(input_ids, text_mask, token_type_ids)
         video = model.encode_video(frame_features, frame_mask)
-        text_embeds = nn.functional.normalize(_mean_pool(text[:, 1:], text_mask[:, 1:]).float(), dim=-1)
-        visual_embeds = nn.functional.normalize(_mean_pool(video, frame_mask).float(), dim=-1)
+        text_embeds = nn.functional.normalize(masked_mean(text[:, 1:], text_mask[:, 1:]).float(), dim=-1)
+        visual_embeds = nn.functional.normalize(masked_mean(video, frame_mask).float(), dim=-1)
         if config.retrieval_mode == "joint":
             logits = text_embeds @ visual_embeds.T
         else:

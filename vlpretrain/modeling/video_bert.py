@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers import GenerationConfig, GenerationMixin
 from transformers.modeling_outputs import CausalLMOutput
 from transformers.utils import ModelOutput
 
 from ..configuration.video_bert import VideoBertConfig
 from ..processing.visual_words import VisualWordTokenizer
-from .base import VLPreTrainedModel, check_video_text_inputs
+from .base import VLPreTrainedModel, check_video_text_inputs, resized_rows
 from .embeddings import TextEmbeddings
 from .heads import MaskedLanguageModelingHead
+from .input_checks import check_values
 from .layers import TransformerLayer, key_padding_mask
 from .losses import IGNORE_INDEX, classification_loss
 from .outputs import ImageTextRetrievalOutput
@@ -77,6 +79,34 @@ class VideoBertPreTrainedModel(VLPreTrainedModel):
     def text_stream_prefix(self) -> dict[str, str]:
         prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
         return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}layers."}
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, VideoBertModel):  # no visual words until a tokenizer is fitted (set_visual_word_tokenizer)
+            init.zeros_(module.visual_word_centroids)
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Resize the *text* vocabulary to ``new_num_tokens`` (``config.vocab_size``). The joint table keeps its
+        visual-word and ``[>]`` rows after the text rows (they move with it and never shrink); tied decoders and
+        their output bias follow. New text rows start N(0, ``initializer_range``); ``mean_resizing`` is not used."""
+        embeddings = self.get_input_embeddings()
+        if new_num_tokens is None:
+            return embeddings
+        if pad_to_multiple_of:
+            new_num_tokens = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
+        config = self.config
+        old_sizes = [config.vocab_size, config.num_visual_words + 1]
+        new_sizes = [new_num_tokens, config.num_visual_words + 1]
+        old_weight = embeddings.weight
+        resized = nn.Embedding(sum(new_sizes), embeddings.embedding_dim, padding_idx=embeddings.padding_idx)
+        resized.to(device=old_weight.device, dtype=old_weight.dtype)
+        resized.weight.data = resized_rows(old_weight.data, old_sizes, new_sizes, std=config.initializer_range)
+        self.set_input_embeddings(resized)
+        self.follow_resized_embeddings(old_weight, resized, old_sizes, new_sizes)
+        config.vocab_size = new_num_tokens
+        return resized
 
     def visual_word_tokenizer(self) -> VisualWordTokenizer:
         """The fitted tokenizer held by the model (its leaf centroids; upper levels are their means)."""
@@ -173,18 +203,18 @@ class VideoBertModel(VideoBertPreTrainedModel):
             raise ValueError("input_ids: expected text ids, frame_features or visual_word_ids; got none of them")
         if input_ids is not None and (input_ids.dim() != 2 or input_ids.is_floating_point()):
             raise ValueError(f"input_ids: expected an integer (batch, text_length) tensor, got {tuple(input_ids.shape)} {input_ids.dtype}")
-        if input_ids is not None and input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+        compiling = torch.compiler.is_compiling()  # range checks read the tensors: eager calls only
+        if input_ids is not None and input_ids.numel() and not compiling and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
             raise ValueError(f"input_ids: expected text token ids in [0, {config.vocab_size}); visual words go in visual_word_ids")
         if frame_features is not None:
             reference = input_ids if input_ids is not None else torch.zeros(frame_features.shape[0], 1, dtype=torch.long)
             check_video_text_inputs(config, reference, attention_mask, None, frame_features, frame_attention_mask)
             self.require_fitted_tokenizer()
-            if not bool(torch.isfinite(frame_features).all()):
-                raise ValueError("frame_features: expected finite clip features, found NaN or inf (they have no nearest visual word)")
+            check_values(config, {"frame_features": frame_features}, {})  # also for prompts built outside forward
         if visual_word_ids is not None:
             if visual_word_ids.dim() != 2 or visual_word_ids.is_floating_point():
                 raise ValueError(f"visual_word_ids: expected an integer (batch, frames) tensor, got {tuple(visual_word_ids.shape)}")
-            if visual_word_ids.numel() and (int(visual_word_ids.min()) < 0 or int(visual_word_ids.max()) >= config.num_visual_words):
+            if not compiling and visual_word_ids.numel() and (int(visual_word_ids.min()) < 0 or int(visual_word_ids.max()) >= config.num_visual_words):
                 raise ValueError(
                     f"visual_word_ids: expected ids in [0, {config.num_visual_words}), got values in "
                     f"[{int(visual_word_ids.min())}, {int(visual_word_ids.max())}]"
@@ -500,6 +530,10 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
             raise ValueError("sequences: the generated part holds ids outside the visual words")
         return words
 
+    def input_bounds(self) -> dict[str, str | int]:
+        """``input_ids`` are joint-vocabulary ids here (``forward`` checks them)."""
+        return {name: bound for name, bound in super().input_bounds().items() if name != "input_ids"}
+
     def prepare_inputs_for_generation(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
     ) -> dict[str, torch.Tensor | None]:
@@ -553,7 +587,7 @@ def _check_targets(
     for name, tensor in (("masked_frames", masked_frames), ("visual_word_labels", visual_word_labels)):
         if tensor is not None and (frames is None or tuple(tensor.shape) != frames):
             raise ValueError(f"{name}: expected shape {frames} (batch, frames)")
-    if visual_word_labels is not None and (visual_word_labels.is_floating_point() or bool(
+    if visual_word_labels is not None and (visual_word_labels.is_floating_point() or not torch.compiler.is_compiling() and bool(
             ((visual_word_labels != IGNORE_INDEX) & ((visual_word_labels < 0) | (visual_word_labels >= num_visual_words))).any())):
         raise ValueError(f"visual_word_labels: expected integer visual-word ids in [0, {num_visual_words}) or -100")
     if frame_feature_targets is not None and (frames is None or tuple(frame_feature_targets.shape[:2]) != frames):

@@ -527,7 +527,7 @@ class VilbertForReferringExpressions(VilbertPreTrainedModel):
                 raise ValueError(
                     f"labels: expected float targets in [0, 1] of shape {regions}, got {tuple(labels.shape)} {labels.dtype}"
                 )
-            if bool(((labels < 0) | (labels > 1)).any()):
+            if not torch.compiler.is_compiling() and bool(((labels < 0) | (labels > 1)).any()):
                 raise ValueError("labels: expected targets in [0, 1] (IoU with the referred box)")
         visual = self.base_model.encode(*inputs, inputs_embeds).visual_last_hidden_state
         if self.config.add_global_image_token:

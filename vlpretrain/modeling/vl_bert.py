@@ -28,7 +28,7 @@ from ..utils.roi import roi_align
 from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
 from .embeddings import join_streams, sinusoidal_box_embedding
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
-from .layers import TokenPacking, TransformerLayer, key_padding_mask
+from .layers import TokenPacking, TransformerLayer, key_padding_mask, masked_mean
 from .losses import IGNORE_INDEX, classification_loss, soft_cross_entropy_loss, soft_score_loss
 from .outputs import (
     ImageTextRetrievalOutput,
@@ -393,12 +393,19 @@ class VlBertModel(VlBertPreTrainedModel):
                 f"image_sizes: expected each image's (height, width) in pixels, shape ({batch}, 2) (config.image_box_style "
                 f"'pixels' places the whole-image box as the original does), got {None if image_sizes is None else tuple(image_sizes.shape)}"
             )
+        if text_shape[1] + 2 > config.max_position_embeddings:
+            raise ValueError(
+                f"input_ids: {text_shape[1]} tokens plus the region and [END] positions exceed "
+                f"max_position_embeddings ({config.max_position_embeddings})"
+            )
+        if token_region_ids is not None and (tuple(token_region_ids.shape) != text_shape or token_region_ids.is_floating_point()):
+            raise ValueError(f"token_region_ids: expected integer ids of shape {text_shape}, got {tuple(token_region_ids.shape)}")
+        if torch.compiler.is_compiling():  # the value checks below read the tensors: eager calls only
+            return
         flags = {}
         if image_sizes is not None:
             flags["image_sizes"] = (image_sizes < 2).any()
         if token_region_ids is not None:
-            if tuple(token_region_ids.shape) != text_shape or token_region_ids.is_floating_point():
-                raise ValueError(f"token_region_ids: expected integer ids of shape {text_shape}, got {tuple(token_region_ids.shape)}")
             flags["token_region_ids"] = ((token_region_ids >= regions) | (token_region_ids < -1)).any()
         if token_type_ids is not None:
             flags["token_type_ids"] = ((token_type_ids < 0) | (token_type_ids > 1)).any()
@@ -409,11 +416,6 @@ class VlBertModel(VlBertPreTrainedModel):
             raise ValueError("image_sizes: expected (height, width) of at least 2 pixels each")
         if failed.get("token_type_ids"):
             raise ValueError("token_type_ids: expected 0 (text A) or 1 (text B); segment 2 is reserved for regions")
-        if text_shape[1] + 2 > config.max_position_embeddings:
-            raise ValueError(
-                f"input_ids: {text_shape[1]} tokens plus the region and [END] positions exceed "
-                f"max_position_embeddings ({config.max_position_embeddings})"
-            )
 
     def region_appearance(
         self,
@@ -444,8 +446,7 @@ class VlBertModel(VlBertPreTrainedModel):
             masked_input[..., None], self.embeddings.object_mask_visual_embedding.weight.to(region_features.dtype), region_features
         )
         if config.add_image_box:
-            keep = (valid & ~masked_input).to(features.dtype)[..., None]
-            mean = (features * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp_min(1.0)
+            mean = masked_mean(features, valid & ~masked_input, keepdim=True)
             features = torch.cat([mean, features], dim=1)
         return features, boxes
 
@@ -535,7 +536,8 @@ class VlBertModel(VlBertPreTrainedModel):
         length = hidden.shape[1]
         kept = mask.bool().flatten()
         wanted = None
-        if output_positions is not None and not output_hidden_states and len(self.layers):
+        compiling = torch.compiler.is_compiling()  # packing sizes depend on the mask: traced graphs run unpacked
+        if output_positions is not None and not output_hidden_states and len(self.layers) and not compiling:
             corner = torch.zeros(batch, offset, dtype=torch.bool, device=device)
             end = torch.zeros(batch, 1, dtype=torch.bool, device=device)
             text_wanted, region_wanted = output_positions.bool().split([text_length, num_regions], dim=1)
@@ -543,7 +545,7 @@ class VlBertModel(VlBertPreTrainedModel):
                 text_wanted = text_wanted.clone()
                 text_wanted[:, 0] = True
             wanted = torch.cat([text_wanted, corner, region_wanted, end], dim=1).flatten() & kept
-        counts = torch.stack([kept.sum(), kept.sum() if wanted is None else wanted.sum()]).tolist()
+        counts = [batch * length] if compiling else torch.stack([kept.sum(), kept.sum() if wanted is None else wanted.sum()]).tolist()
         packing = None
         if counts[0] < batch * length:
             packing = TokenPacking(torch.nonzero_static(kept, size=counts[0]).squeeze(1), batch, length)
@@ -554,6 +556,8 @@ class VlBertModel(VlBertPreTrainedModel):
             output_rows = wanted_positions if packing is None else (kept.cumsum(0) - 1).index_select(0, wanted_positions)
 
         def unpacked(states: torch.Tensor) -> torch.Tensor:
+            if compiling:  # zeros at padded positions, as packing.pad gives
+                return states.masked_fill(~mask.bool()[..., None], 0.0)
             return states if packing is None else packing.pad(states)
 
         all_states = (unpacked(hidden),) if output_hidden_states else None
@@ -899,6 +903,10 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
     """
 
     hub_auto_class = "AutoModelForMultipleChoice"
+
+    def input_bounds(self) -> dict[str, str | int]:
+        """The object labels here are VCR's classes (``config.vcr_num_object_labels``)."""
+        return {**super().input_bounds(), "region_object_labels": "vcr_num_object_labels"}
 
     def __init__(self, config: VlBertConfig):
         super().__init__(config)

@@ -1,0 +1,97 @@
+"""``torch.compile`` and ``torch.export`` on all nine families (tiny sizes).
+
+The input checks read tensor values and so stay out of traced graphs (they are skipped while compiling or
+exporting and still run eagerly); what remains must trace as one graph: the base models and the question
+answering / retrieval heads compile with ``fullgraph=True`` and give the eager outputs, the base models export, and
+the pretraining models break the graph at most twice (only where targets select a data-dependent number of rows).
+Dynamo runs with its ``eager`` backend: the graph capture is what is under test, and code generation would only add
+minutes on CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+from helpers.model_zoo import FAMILIES
+
+from vlpretrain.registry import MODEL_REGISTRY
+
+# Graph capture takes 5-30 s per model on a CPU: all of these are slow (still run by default).
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
+
+HEAD_TASKS = ("vqa", "retrieval", "video_qa")
+# Graph breaks of the pretraining models (torch._dynamo.explain's count), all at rows that targets select (the
+# labelled tokens, the masked frames), whose number depends on the data. The goal is at most 2 per model; VL-BERT,
+# which selects its rows once per objective with one ``nonzero``, meets it; the others select with boolean indexing
+# in the shared MLM head and their losses and are held at their present counts so that none grows.
+PRETRAINING_BREAK_BUDGET = {
+    "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 5, "videobert": 5, "ernie-vil": 7, "univl": 11,
+}
+# HERO groups each video's tokens and frames by subtitle, and the number and size of the groups depend on the
+# subtitle indices: its graphs break there (19 breaks for HeroModel), so its compile checks are expected failures.
+HERO_SUBTITLE_GROUPING = pytest.mark.xfail(strict=True, reason="HERO's subtitle grouping has data-dependent shapes")
+
+
+def families(*names: str) -> list:
+    return [pytest.param(name, marks=HERO_SUBTITLE_GROUPING) if name == "hero" else name for name in names]
+
+
+def tensors(output) -> dict[str, torch.Tensor]:
+    return {name: value for name, value in output.items() if isinstance(value, torch.Tensor)}
+
+
+def assert_compiled_matches_eager(model: torch.nn.Module, inputs: dict) -> None:
+    torch._dynamo.reset()
+    expected = tensors(model(**inputs))
+    compiled = tensors(torch.compile(model, fullgraph=True, backend="eager")(**inputs))
+    assert compiled.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(compiled[name], value, msg=name)
+
+
+@pytest.mark.parametrize("family", families(*sorted(FAMILIES)))
+def test_base_model_compiles_as_one_graph_and_exports(family):
+    spec = FAMILIES[family]
+    model = spec.model("base")
+    inputs = spec.inputs(model)
+    assert_compiled_matches_eager(model, inputs)
+    exported = torch.export.export(model, args=(), kwargs=inputs)
+    expected = tensors(model(**inputs))
+    replayed = exported.module()(**inputs)
+    for name, value in expected.items():
+        torch.testing.assert_close(tensors(replayed)[name], value, msg=name)
+    with pytest.raises(ValueError, match="expected finite values"):
+        bad = dict(inputs)
+        name = "region_features" if "region_features" in inputs else "frame_features"
+        bad[name] = bad[name].clone()
+        bad[name][0, 0, 0] = float("nan")
+        model(**bad)
+
+
+@pytest.mark.parametrize(
+    ("family", "task"),
+    [
+        pytest.param(family, task, marks=HERO_SUBTITLE_GROUPING) if family == "hero" else (family, task)
+        for family in sorted(FAMILIES)
+        for task in MODEL_REGISTRY[family].models
+        if task in HEAD_TASKS
+    ],
+)
+def test_question_answering_and_retrieval_heads_compile_as_one_graph(family, task):
+    spec = FAMILIES[family]
+    model = spec.model(task)
+    assert_compiled_matches_eager(model, spec.inputs(model))
+
+
+@pytest.mark.parametrize("family", sorted(PRETRAINING_BREAK_BUDGET))  # HERO: see HERO_SUBTITLE_GROUPING
+def test_pretraining_models_break_the_graph_only_at_selected_rows(family):
+    spec = FAMILIES[family]
+    model = spec.model("pretraining")
+    inputs = spec.inputs(model, labels=True)
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(model)(**inputs)
+    reasons = [reason.reason.splitlines()[0] for reason in explanation.break_reasons]
+    print(f"\n{family} pretraining: {explanation.graph_break_count} graph breaks {reasons}")
+    assert explanation.graph_break_count <= PRETRAINING_BREAK_BUDGET[family], reasons
+    assert all("Dynamic shape operator" in reason or "data-dependent" in reason.lower() for reason in reasons), reasons
