@@ -212,7 +212,7 @@ def _fail_at(point: str, monkeypatch) -> None:
         raise OSError(f"simulated kill at {point}")
 
     if point == "writing":
-        monkeypatch.setattr("vlpretrain.modeling.base.write_flat_modules", boom)
+        monkeypatch.setattr("vlpretrain.modeling.base.VLPreTrainedModel.save_extra_files", boom)  # after the weights
     elif point == "carrying over":
         monkeypatch.setattr(folders, "_link_or_copy", boom)
     elif point == "swap":

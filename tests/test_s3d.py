@@ -140,9 +140,11 @@ def test_save_load_batch_independence_and_base_size():
 
 
 def test_saved_folder_loads_as_remote_code_in_a_fresh_process(converted, tmp_path):
-    _, folder = converted
+    _, converted_folder = converted
+    model = S3DModel.from_pretrained(converted_folder).eval()
+    folder = tmp_path / "remote"
+    model.save_pretrained(folder, remote_code=True)
     assert {"modeling_s3d.py", "configuration_s3d.py"} <= set(os.listdir(folder))
-    model = S3DModel.from_pretrained(folder).eval()
     video = torch.rand(2, 3, 16, 64, 64)
     save_file({"video": video}, tmp_path / "inputs.safetensors")
     script = textwrap.dedent(
