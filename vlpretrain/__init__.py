@@ -67,6 +67,9 @@ from .modeling.video_bert import (
     VideoBertForVideoTextRetrieval,
     VideoBertModel,
 )
+from .configuration.bottom_up_attention import BottomUpAttentionConfig
+from .modeling.bottom_up_attention import BottomUpAttentionDetector
+from .processing.bottom_up_attention import BottomUpAttentionImageProcessor
 from .processing.visual_words import VisualWordTokenizer
 from .processing.frames import FrameFeaturizer
 from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
@@ -78,6 +81,9 @@ __version__ = "0.1.0"
 register_auto_classes()
 
 __all__ = [
+    "BottomUpAttentionConfig",
+    "BottomUpAttentionDetector",
+    "BottomUpAttentionImageProcessor",
     "ActBertConfig",
     "ActBertForPreTraining",
     "ActBertForVideoQuestionAnswering",

@@ -62,6 +62,9 @@ from .modeling.video_bert import (
     VideoBertModel,
 )
 from .processing.processor import VisionLanguageProcessor
+from .configuration.bottom_up_attention import BottomUpAttentionConfig
+from .modeling.bottom_up_attention import BottomUpAttentionDetector
+from .processing.bottom_up_attention import BottomUpAttentionImageProcessor
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,11 @@ def register_auto_classes() -> None:
             auto_name = model_class.__dict__.get("hub_auto_class")
             if auto_name:
                 getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
+    # The region detector is not a vision-language architecture: registered for the Auto classes only.
+    transformers.AutoConfig.register(BottomUpAttentionConfig.model_type, BottomUpAttentionConfig, exist_ok=True)
+    transformers.AutoModelForObjectDetection.register(BottomUpAttentionConfig, BottomUpAttentionDetector, exist_ok=True)
+    transformers.AutoImageProcessor.register(BottomUpAttentionConfig, slow_image_processor_class=BottomUpAttentionImageProcessor,
+                                             exist_ok=True)
     from .pipelines.registration import register_pipelines
 
     register_pipelines()
