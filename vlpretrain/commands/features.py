@@ -1,7 +1,8 @@
 """``vlpretrain features``: turn published feature files, images or videos into a feature store.
 
     vlpretrain features import --format tsv|npz|hdf5|lmdb SRC --output-dir DST
-    vlpretrain features extract --images DIR --output-dir DST (--processor DIR | --backbone NAME [--detector NAME])
+    vlpretrain features extract --images DIR --output-dir DST (--processor DIR | --backbone NAME [--detector NAME]
+                                                              | --detector BOTTOM_UP_DIR [--box-selection RULE])
     vlpretrain features extract --videos DIR --output-dir DST (--processor DIR | --backbone NAME)
 
 The store is written to a temporary folder and moved into place at the end, so an interrupted run leaves
@@ -54,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--backbone", help="Hub id or folder of the backbone (instead of --processor)")
     extractor.add_argument("--detector", help="Hub id or folder of the object detector (images, instead of --processor)")
     extractor.add_argument("--num-regions", type=int, default=None, help="images: fixed number of regions (default 36; 0 = adaptive 10-100)")
+    extractor.add_argument("--box-selection", choices=("bottom-up", "transformers-demo"), default=None,
+                           help="images, bottom-up-attention --detector without --backbone: override its box-selection rules")
     extractor.add_argument("--skip-corrupt", action="store_true", help="log, count and skip undecodable files instead of stopping")
     extractor.set_defaults(func=run_extract)
 
@@ -117,8 +120,8 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
 
     if args.processor and (args.backbone or args.detector):
         raise ValueError("give either --processor or --backbone/--detector, not both")
-    if not args.processor and not args.backbone:
-        raise ValueError("extract needs --processor DIR or --backbone NAME")
+    if not args.processor and not args.backbone and not (args.images and args.detector):
+        raise ValueError("extract needs --processor DIR, --backbone NAME or (images) a bottom-up-attention --detector")
     stats = ReadStats()
     if args.images:
         if args.processor:
@@ -129,13 +132,15 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
             settings = {}
             if args.num_regions is not None:
                 settings["num_regions"] = args.num_regions or None
+            if args.box_selection:
+                settings["box_selection"] = args.box_selection
             featurizer = RegionFeaturizer.from_pretrained_models(args.backbone, args.detector, **settings)
         files = _files(args.images, IMAGE_SUFFIXES, "images")
         records = _guarded(files, lambda path: featurizer.featurize_image(path, where=str(path)), args.skip_corrupt, stats)
-        kind, fixed = "regions", featurizer.config["num_regions"] if featurizer.config["detector"] else None
+        kind, fixed = "regions", featurizer.fixed_num_regions()
     else:
-        if args.detector or args.num_regions is not None:
-            raise ValueError("--detector and --num-regions apply to --images only")
+        if args.detector or args.num_regions is not None or args.box_selection:
+            raise ValueError("--detector, --num-regions and --box-selection apply to --images only")
         if args.processor:
             featurizer = VideoLanguageProcessor.from_pretrained(args.processor).frame_featurizer
             if featurizer is None:

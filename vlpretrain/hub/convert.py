@@ -399,3 +399,18 @@ def _convert_actbert(source: str | os.PathLike, output_dir: str | os.PathLike, *
 
 
 CONVERTERS["actbert"] = _convert_actbert
+
+
+def _bottom_up_attention_converter(name: str) -> Callable[..., Path]:
+    """The bottom-up-attention detector converters (``frcnn-vg``, ``bua-caffe``), imported on use."""
+
+    def convert(source: str | os.PathLike, output_dir: str | os.PathLike, **options) -> Path:
+        from .bottom_up_attention_convert import convert_bua_caffe, convert_frcnn_vg
+
+        return (convert_frcnn_vg if name == "frcnn-vg" else convert_bua_caffe)(source, output_dir, **options)
+
+    return convert
+
+
+CONVERTERS["frcnn-vg"] = _bottom_up_attention_converter("frcnn-vg")
+CONVERTERS["bua-caffe"] = _bottom_up_attention_converter("bua-caffe")

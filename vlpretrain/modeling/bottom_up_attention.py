@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..configuration.bottom_up_attention import BottomUpAttentionConfig
+from ..configuration.bottom_up_attention import BOX_SELECTIONS, BottomUpAttentionConfig
 from .base import VLPreTrainedModel
 
 
@@ -375,10 +375,9 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
 
     # ------------------------------------------------------------------ proposals
 
-    def propose(self, features: torch.Tensor, height: int, width: int, scale: float) -> torch.Tensor:
-        """RPN proposals (R, 4) in network-input pixels, by decreasing objectness."""
+    def propose(self, features: torch.Tensor, height: int, width: int, scale: float, caffe: bool) -> torch.Tensor:
+        """RPN proposals (R, 4) in network-input pixels, by decreasing objectness (``caffe``: the "bottom-up" rules)."""
         config = self.config
-        caffe = config.box_selection == "bottom-up"
         plus_one = 1.0 if caffe else 0.0
         scores, deltas = self.rpn_head(features)
         grid_height, grid_width = features.shape[-2:]
@@ -453,6 +452,8 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
         boxes = clip_boxes(boxes, height, width, 0.0).reshape(len(proposals), -1, 4)
         object_confidences, object_ids = foreground.max(dim=-1)
         best_boxes = boxes[torch.arange(len(boxes), device=boxes.device), object_ids]
+        # Thresholds are tried in order until min_boxes survive; if none does, the last one's result is kept
+        # (the port fails there).
         for threshold in config.nms_thresholds:
             selected = greedy_nms(best_boxes, object_confidences, threshold, False, config.max_boxes)
             if len(selected) >= config.min_boxes:
@@ -494,9 +495,15 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
         image_sizes: torch.Tensor | None = None,
         original_sizes: torch.Tensor | None = None,
         scale_factors: torch.Tensor | None = None,
+        box_selection: str | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> BottomUpAttentionOutput | tuple:
+        """Detect and describe the regions of each image; ``box_selection`` overrides the config's rules."""
+        box_selection = self.config.box_selection if box_selection is None else box_selection
+        if box_selection not in BOX_SELECTIONS:
+            raise ValueError(f"box_selection must be one of {BOX_SELECTIONS}, got {box_selection!r}")
+        caffe = box_selection == "bottom-up"
         if self.training:
             raise NotImplementedError("BottomUpAttentionDetector is inference only (as the released code); call .eval()")
         image_sizes, original_sizes, scale_factors = self._check_inputs(pixel_values, image_sizes, original_sizes, scale_factors)
@@ -504,12 +511,12 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
         for index, ((height, width), original_size, scale) in enumerate(zip(image_sizes, original_sizes, scale_factors)):
             pixels = pixel_values[index : index + 1, :, :height, :width].to(self.dtype)
             features = self.backbone(pixels)
-            proposals = self.propose(features, height, width, scale)
+            proposals = self.propose(features, height, width, scale, caffe)
             pooled = self.region_features(features, proposals).float()
             class_logits, box_deltas, attribute_logits = self.box_predictor(pooled.to(self.dtype))
             class_logits, box_deltas, attribute_logits = class_logits.float(), box_deltas.float(), attribute_logits.float()
             class_probabilities = torch.softmax(class_logits, dim=-1)
-            if self.config.box_selection == "bottom-up":
+            if caffe:
                 selection = self._select_bottom_up(proposals, class_probabilities, torch.softmax(attribute_logits, dim=-1), scale, original_size)
             else:
                 selection = self._select_transformers_demo(proposals, class_probabilities, box_deltas, attribute_logits, (height, width), original_size)

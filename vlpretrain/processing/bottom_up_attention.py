@@ -103,7 +103,7 @@ class BottomUpAttentionImageProcessor(BaseImageProcessor):
                 f"{where}: a {width}x{height} image resizes to {new_width}x{new_height}; each side must be at least "
                 f"{MIN_RESIZED_SIDE} pixels after resizing (the image is empty, too small or its aspect ratio too extreme)"
             )
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).float().permute(2, 0, 1)
+        tensor = torch.from_numpy(np.array(pixels, dtype=np.float32)).permute(2, 0, 1)
         if self.colour_order == "BGR":
             tensor = tensor.flip(0)
         mean = torch.tensor(self.image_mean)[:, None, None]
