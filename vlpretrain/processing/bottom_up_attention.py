@@ -26,7 +26,8 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from ..utils.remote_code import atomic_write_text, auto_map_reference, write_flat_modules
 
 RESIZE_RULES = ("opencv", "torch")
-# The backbone needs a res4 map of at least 2 x 2 cells (stride 16).
+# A 0- or 1-pixel side carries no spatial content; the backbone needs a res4 map of at least 2 x 2 cells (stride 16).
+MIN_IMAGE_SIDE = 2
 MIN_RESIZED_SIDE = 32
 
 
@@ -97,6 +98,8 @@ class BottomUpAttentionImageProcessor(BaseImageProcessor):
         """One image as a normalised (3, h, w) float tensor, its original (height, width) and the resize scale."""
         pixels = self._as_array(image, where)
         height, width = pixels.shape[:2]
+        if min(height, width) < MIN_IMAGE_SIDE:
+            raise ValueError(f"{where}: a {width}x{height} image; each side must be at least {MIN_IMAGE_SIDE} pixels")
         new_height, new_width, scale = self.resized_size(height, width)
         if min(new_height, new_width) < MIN_RESIZED_SIDE:
             raise ValueError(
