@@ -19,12 +19,16 @@ FULL = dict(stem=64, res2_out=256, res2_bottleneck=64, blocks=(3, 4, 23), res5_b
 
 def _conv_norm(state: dict, prefix: str, out_channels: int, in_channels: int, kernel: int, generator: torch.Generator,
                batches_tracked: bool) -> None:
-    std = math.sqrt(2.0 / (in_channels * kernel * kernel)) * 0.7
+    std = math.sqrt(2.0 / (in_channels * kernel * kernel))
+    # Residual branches start small (as zero-init-residual ResNets) so 30 random blocks keep activations of order 1.
+    gain = 0.2 if prefix.endswith("conv3") else 1.0
     state[f"{prefix}.weight"] = torch.randn(out_channels, in_channels, kernel, kernel, generator=generator) * std
-    state[f"{prefix}.norm.weight"] = 1.0 + 0.1 * torch.randn(out_channels, generator=generator)
+    state[f"{prefix}.norm.weight"] = gain * (1.0 + 0.1 * torch.randn(out_channels, generator=generator))
     state[f"{prefix}.norm.bias"] = 0.1 * torch.randn(out_channels, generator=generator)
     state[f"{prefix}.norm.running_mean"] = 0.1 * torch.randn(out_channels, generator=generator)
-    state[f"{prefix}.norm.running_var"] = 0.5 + torch.rand(out_channels, generator=generator)
+    # The stem sees mean-subtracted 0-255 pixels: a large running variance brings its output to order 1.
+    variance_scale = 1e4 if prefix.endswith("stem.conv1") else 1.0
+    state[f"{prefix}.norm.running_var"] = variance_scale * (0.5 + torch.rand(out_channels, generator=generator))
     if batches_tracked:
         state[f"{prefix}.norm.num_batches_tracked"] = torch.tensor(0)
 
@@ -60,9 +64,9 @@ def _rpn(state: dict, in_channels: int, hidden: int, scores_per_anchor: int, gen
     prefix = "proposal_generator.rpn_head"
     state[f"{prefix}.conv.weight"] = torch.randn(hidden, in_channels, 3, 3, generator=generator) * math.sqrt(2.0 / (9 * in_channels))
     state[f"{prefix}.conv.bias"] = torch.zeros(hidden)
-    state[f"{prefix}.objectness_logits.weight"] = torch.randn(12 * scores_per_anchor, hidden, 1, 1, generator=generator) * 0.5
+    state[f"{prefix}.objectness_logits.weight"] = torch.randn(12 * scores_per_anchor, hidden, 1, 1, generator=generator) / math.sqrt(hidden)
     state[f"{prefix}.objectness_logits.bias"] = torch.zeros(12 * scores_per_anchor)
-    state[f"{prefix}.anchor_deltas.weight"] = torch.randn(48, hidden, 1, 1, generator=generator) * 0.05
+    state[f"{prefix}.anchor_deltas.weight"] = torch.randn(48, hidden, 1, 1, generator=generator) * 0.2 / math.sqrt(hidden)
     state[f"{prefix}.anchor_deltas.bias"] = torch.zeros(48)
 
 
@@ -84,11 +88,11 @@ def frcnn_vg_state_dict(sizes: dict = TINY, seed: int = 0) -> dict[str, torch.Te
     _rpn(state, res4, sizes["rpn_hidden"], 1, generator)
     state["proposal_generator.anchor_generator.cell_anchors.0"] = detectron2_cell_anchors()
     prefix = "roi_heads.box_predictor"
-    _linear(state, f"{prefix}.cls_score", sizes["labels"] + 1, res5, generator, 0.3)
-    _linear(state, f"{prefix}.bbox_pred", sizes["labels"] * 4, res5, generator, 0.02)
+    _linear(state, f"{prefix}.cls_score", sizes["labels"] + 1, res5, generator, 3 / math.sqrt(res5))
+    _linear(state, f"{prefix}.bbox_pred", sizes["labels"] * 4, res5, generator, 0.2 / math.sqrt(res5))
     state[f"{prefix}.cls_embedding.weight"] = torch.randn(sizes["labels"] + 1, sizes["embedding"], generator=generator)
-    _linear(state, f"{prefix}.fc_attr", sizes["attribute_hidden"], res5 + sizes["embedding"], generator, 0.1)
-    _linear(state, f"{prefix}.attr_score", sizes["attributes"] + 1, sizes["attribute_hidden"], generator, 0.3)
+    _linear(state, f"{prefix}.fc_attr", sizes["attribute_hidden"], res5 + sizes["embedding"], generator, 1 / math.sqrt(res5))
+    _linear(state, f"{prefix}.attr_score", sizes["attributes"] + 1, sizes["attribute_hidden"], generator, 3 / math.sqrt(sizes["attribute_hidden"]))
     return state
 
 
@@ -143,11 +147,11 @@ def bua_caffe_state_dict(sizes: dict = TINY, seed: int = 0) -> dict[str, torch.T
     state, res4, res5 = _common(sizes, generator, tracked=False)
     _rpn(state, res4, sizes["rpn_hidden"], 2, generator)
     prefix = "roi_heads.box_predictor"
-    _linear(state, f"{prefix}.cls_score", sizes["labels"] + 1, res5, generator, 0.3)
-    _linear(state, f"{prefix}.bbox_pred", (sizes["labels"] + 1) * 4, res5, generator, 0.02)
+    _linear(state, f"{prefix}.cls_score", sizes["labels"] + 1, res5, generator, 3 / math.sqrt(res5))
+    _linear(state, f"{prefix}.bbox_pred", (sizes["labels"] + 1) * 4, res5, generator, 0.2 / math.sqrt(res5))
     state[f"{prefix}.cls_embed.weight"] = torch.randn(sizes["labels"] + 1, sizes["embedding"], generator=generator)
-    _linear(state, f"{prefix}.attr_linear1", sizes["attribute_hidden"], res5 + sizes["embedding"], generator, 0.1)
-    _linear(state, f"{prefix}.attr_linear2", sizes["attributes"] + 1, sizes["attribute_hidden"], generator, 0.3)
+    _linear(state, f"{prefix}.attr_linear1", sizes["attribute_hidden"], res5 + sizes["embedding"], generator, 1 / math.sqrt(res5))
+    _linear(state, f"{prefix}.attr_linear2", sizes["attributes"] + 1, sizes["attribute_hidden"], generator, 3 / math.sqrt(sizes["attribute_hidden"]))
     return state
 
 

@@ -187,7 +187,9 @@ def roi_pool(feature_map: torch.Tensor, boxes: torch.Tensor, output_size: int, s
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm with fixed statistics (caffe ``BatchNorm(use_global_stats) + Scale``); folded into the conv."""
+    """BatchNorm with fixed statistics (caffe ``BatchNorm(use_global_stats) + Scale``; the port's eval-mode
+    ``BatchNorm2d``), computed by ``batch_norm`` in inference mode as the port does, so its outputs are reproduced
+    to float rounding."""
 
     def __init__(self, channels: int, eps: float) -> None:
         super().__init__()
@@ -197,13 +199,12 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
-    def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        return scale, self.bias - self.running_mean * scale
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return nn.functional.batch_norm(hidden, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
 
 class ConvFrozenBatchNorm(nn.Module):
-    """Bias-free conv followed by a frozen BatchNorm, run as one conv with the norm folded into its weights."""
+    """Bias-free conv followed by a frozen BatchNorm (detectron2's ``Conv2d(norm=...)`` key layout)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, eps: float, stride: int = 1, padding: int = 0, dilation: int = 1) -> None:
         super().__init__()
@@ -212,9 +213,7 @@ class ConvFrozenBatchNorm(nn.Module):
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.norm.scale_and_shift()
-        weight = self.weight * scale[:, None, None, None]
-        return nn.functional.conv2d(hidden, weight, shift, self.stride, self.padding, self.dilation)
+        return self.norm(nn.functional.conv2d(hidden, self.weight, None, self.stride, self.padding, self.dilation))
 
 
 class BottleneckBlock(nn.Module):
@@ -449,7 +448,7 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
         foreground = class_probabilities[:, 1:]
         deltas = box_deltas[:, 4:]
         boxes = decode_boxes(proposals, deltas, config.bbox_reg_weights, config.box_delta_clamp, 0.0)
-        boxes = clip_boxes(boxes, height, width, 0.0).reshape(len(proposals), -1, 4)
+        boxes = clip_boxes(boxes, height, width, 0.0).reshape(len(proposals), config.num_labels, 4)
         object_confidences, object_ids = foreground.max(dim=-1)
         best_boxes = boxes[torch.arange(len(boxes), device=boxes.device), object_ids]
         # Thresholds are tried in order until min_boxes survive; if none does, the last one's result is kept
