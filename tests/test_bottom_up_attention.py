@@ -232,7 +232,7 @@ def test_region_selection_rules(converted):
     assert torch.equal(scores, scores.sort(descending=True).values)
 
 
-def test_save_load_and_remote_code_in_a_fresh_process(converted, tmp_path):
+def test_save_load_export_and_remote_code_in_a_fresh_process(converted, tmp_path):
     model = AutoModelForObjectDetection.from_pretrained(converted["frcnn-vg"]).eval()
     model.save_pretrained(tmp_path / "saved")
     processor = AutoImageProcessor.from_pretrained(converted["frcnn-vg"])
@@ -243,6 +243,8 @@ def test_save_load_and_remote_code_in_a_fresh_process(converted, tmp_path):
     reloaded = AutoModelForObjectDetection.from_pretrained(tmp_path / "saved").eval()
     torch.testing.assert_close(reloaded(**processor.preprocess([image])).features, expected.features)
     np.save(tmp_path / "expected.npy", expected.features[0].numpy())
+    assert main(["export", str(tmp_path / "saved"), "--output-dir", str(tmp_path / "exported")]) == 0
+    assert "2048" not in (tmp_path / "exported" / "README.md").read_text() and "128-d" in (tmp_path / "exported" / "README.md").read_text()
     script = (
         "import sys, numpy as np, torch\n"
         "from PIL import Image\n"
@@ -254,7 +256,7 @@ def test_save_load_and_remote_code_in_a_fresh_process(converted, tmp_path):
         "outputs = model(**processor.preprocess([np.asarray(Image.open(sys.argv[2]).convert('RGB'))]))\n"
         "np.testing.assert_allclose(outputs.features[0].numpy(), np.load(sys.argv[3]), atol=1e-5)\n"
     )
-    run_fresh_process(script, tmp_path, tmp_path / "saved", tmp_path / "image.png", tmp_path / "expected.npy")
+    run_fresh_process(script, tmp_path, tmp_path / "exported", tmp_path / "image.png", tmp_path / "expected.npy")
 
 
 # ------------------------------------------------------------------------------------------- featurizer, CLI, inputs

@@ -121,7 +121,7 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
     if args.processor and (args.backbone or args.detector):
         raise ValueError("give either --processor or --backbone/--detector, not both")
     if not args.processor and not args.backbone and not (args.images and args.detector):
-        raise ValueError("extract needs --processor DIR, --backbone NAME or (images) a bottom-up-attention --detector")
+        raise ValueError("extract needs --processor DIR or --backbone NAME (images: or a bottom-up-attention --detector)")
     stats = ReadStats()
     if args.images:
         if args.processor:

@@ -99,6 +99,10 @@ def export_model(
     matching head under ``vlpretrain-retrieval``, captioning models under ``vlpretrain-video-captioning``.
     """
     source, output_dir = Path(source), Path(output_dir)
+    from .bottom_up_attention_export import export_detector, is_detector_folder
+
+    if is_detector_folder(source):
+        return export_detector(source, output_dir, repo_id)
     model = load_model_folder(source)
     staged = staging_directory(output_dir)
     try:
