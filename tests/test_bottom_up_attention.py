@@ -203,7 +203,7 @@ def test_batch_gives_the_same_regions_as_single_images(converted, box_selection)
                                                 resize_rule="opencv" if box_selection == "bottom-up" else "torch")
     images = [random_image(60, 100, seed=0), random_image(90, 70, seed=1), random_image(50, 50, seed=2)]
     batch = model(**_pixels(processor, images), box_selection=box_selection)
-    assert batch.num_boxes.tolist() == [len(b) for b in batch.boxes] or batch.num_boxes.max() == batch.boxes.shape[1]
+    assert int(batch.num_boxes.max()) == batch.boxes.shape[1]
     for index, image in enumerate(images):
         single = model(**_pixels(processor, [image]), box_selection=box_selection)
         count = int(single.num_boxes[0])

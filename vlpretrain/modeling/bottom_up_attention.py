@@ -414,7 +414,7 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
 
     # ------------------------------------------------------------------ selection
 
-    def _select_bottom_up(self, proposals, class_probabilities, attribute_probabilities, scale, original_size):
+    def _select_bottom_up(self, proposals, class_probabilities, attribute_probabilities, scale):
         """generate_tsv.py: per-class NMS on the proposals, max_conf, threshold, min/max boxes."""
         config = self.config
         boxes = proposals / scale
@@ -516,7 +516,7 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
             class_logits, box_deltas, attribute_logits = class_logits.float(), box_deltas.float(), attribute_logits.float()
             class_probabilities = torch.softmax(class_logits, dim=-1)
             if caffe:
-                selection = self._select_bottom_up(proposals, class_probabilities, torch.softmax(attribute_logits, dim=-1), scale, original_size)
+                selection = self._select_bottom_up(proposals, class_probabilities, torch.softmax(attribute_logits, dim=-1), scale)
             else:
                 selection = self._select_transformers_demo(proposals, class_probabilities, box_deltas, attribute_logits, (height, width), original_size)
             selected, boxes, *labels = selection
@@ -530,7 +530,7 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
             return torch.stack([nn.functional.pad(t, (0, 0) * (t.ndim - 1) + (0, most - len(t))) for t in tensors])
 
         boxes = [item[0] for item in results]
-        sizes = [torch.tensor([w, h, w, h], dtype=torch.float32, device=item[0].device) for item in results for h, w in [item[4]]]
+        sizes = [box.new_tensor([width, height, width, height]) for box, (height, width) in zip(boxes, (item[4] for item in results))]
         output = BottomUpAttentionOutput(
             boxes=padded(boxes),
             normalized_boxes=padded([box / size for box, size in zip(boxes, sizes)]),
