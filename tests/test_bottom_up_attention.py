@@ -331,3 +331,9 @@ def test_png_to_lxmert_vqa_answer(converted, tmp_path):
         logits = converted_lxmert(**processor(text=["how many things are there?"], images=[str(path)])).logits[0]
     best = int(logits.argmax())
     assert result[0] == {"answer": answers[best], "score": pytest.approx(float(logits[best].sigmoid()), abs=1e-6)}
+    # The detector and its image settings travel with a saved processor.
+    processor.save_pretrained(tmp_path / "processor")
+    reloaded = VisionLanguageProcessor.from_pretrained(tmp_path / "processor")
+    assert reloaded.region_featurizer.uses_bottom_up_detector
+    np.testing.assert_array_equal(reloaded.region_featurizer.featurize_image(path).features, featurizer.featurize_image(path).features)
+    assert reloaded.region_featurizer.bottom_up_image_processor.to_dict() == featurizer.bottom_up_image_processor.to_dict()
