@@ -113,7 +113,7 @@ class BottomUpAttentionImageProcessor(BaseImageProcessor):
         std = torch.tensor(self.image_std)[:, None, None]
         if self.resize_rule == "opencv":
             normalised = ((tensor - mean) / std)[None]
-            resized = torch.ops.aten.upsample_bilinear2d(normalised, [new_height, new_width], False, scale, scale)[0]
+            resized = opencv_resize_linear(normalised[0], new_height, new_width, scale)
         else:
             resized = nn_interpolate(tensor[None], new_height, new_width)[0]
             resized = (resized - mean) / std
@@ -150,6 +150,29 @@ class BottomUpAttentionImageProcessor(BaseImageProcessor):
         atomic_write_text(config_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
         self.__dict__.pop("_auto_class", None)
         return files
+
+
+def _opencv_linear_taps(source_size: int, target_size: int, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices and weights of ``cv2.resize(fx=scale, interpolation=INTER_LINEAR)`` along one axis
+    (``imgproc/src/resize.cpp``): position ``float((x + 0.5) / scale - 0.5)`` computed in double, floor and fraction
+    in float, positions before the first or from the last pixel take that pixel with weight 1."""
+    positions = torch.from_numpy(((np.arange(target_size, dtype=np.float64) + 0.5) * (1.0 / scale) - 0.5).astype(np.float32))
+    low = torch.floor(positions)
+    fraction = positions - low
+    low = low.long()
+    outside = (low < 0) | (low >= source_size - 1)
+    fraction = torch.where(outside, torch.zeros_like(fraction), fraction)
+    low = low.clamp(0, source_size - 1)
+    high = torch.where(outside, low, low + 1)
+    return low, high, fraction
+
+
+def opencv_resize_linear(pixels: torch.Tensor, height: int, width: int, scale: float) -> torch.Tensor:
+    """Resize a (C, H, W) float image as OpenCV's bilinear ``resize`` with a scale factor: rows then columns."""
+    low, high, fraction = _opencv_linear_taps(pixels.shape[2], width, scale)
+    horizontal = pixels[:, :, low] * (1.0 - fraction) + pixels[:, :, high] * fraction
+    low, high, fraction = _opencv_linear_taps(pixels.shape[1], height, scale)
+    return horizontal[:, low, :] * (1.0 - fraction)[:, None] + horizontal[:, high, :] * fraction[:, None]
 
 
 def nn_interpolate(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
