@@ -33,6 +33,7 @@ from vlpretrain import (
 )
 from vlpretrain.cli import main
 from vlpretrain.modeling.bottom_up_attention import caffe_cell_anchors, greedy_nms, roi_pool
+from vlpretrain.processing.bottom_up_attention import opencv_resize_linear
 from vlpretrain.processing.store import load_feature_store, read_store_metadata
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,6 +132,38 @@ def test_image_processor_resize_rules():
     # BGR order and mean subtraction: a flat image stays flat.
     flat = caffe.preprocess([np.full((40, 40, 3), (10, 20, 30), dtype=np.uint8)])["pixel_values"][0]
     torch.testing.assert_close(flat[:, 5, 5], torch.tensor([30 - 102.9801, 20 - 115.9465, 10 - 122.7717]))
+
+
+def _reference_cv2_linear(image: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
+    """cv2.resize(fx=fy=scale, INTER_LINEAR) on a float32 (H, W) image, pixel by pixel (imgproc/src/resize.cpp)."""
+
+    def taps(size: int, index: int) -> tuple[int, int, np.float32]:
+        position = np.float32((index + 0.5) * (1.0 / scale) - 0.5)
+        low = int(np.floor(position))
+        fraction = np.float32(position - np.float32(low))
+        if low < 0:
+            return 0, 0, np.float32(0)
+        if low >= size - 1:
+            return size - 1, size - 1, np.float32(0)
+        return low, low + 1, fraction
+
+    rows = np.zeros((image.shape[0], width), np.float32)
+    for x in range(width):
+        low, high, fraction = taps(image.shape[1], x)
+        rows[:, x] = image[:, low] * (np.float32(1) - fraction) + image[:, high] * fraction
+    out = np.zeros((height, width), np.float32)
+    for y in range(height):
+        low, high, fraction = taps(image.shape[0], y)
+        out[y] = rows[low] * (np.float32(1) - fraction) + rows[high] * fraction
+    return out
+
+
+@pytest.mark.parametrize("scale", [600 / 37, 0.37])
+def test_opencv_resize_follows_the_scale_factor(scale):
+    image = np.random.default_rng(0).normal(size=(37, 53)).astype(np.float32) * 100
+    height, width = round(37 * scale), round(53 * scale)
+    ours = opencv_resize_linear(torch.from_numpy(image)[None], height, width, scale)[0].numpy()
+    np.testing.assert_allclose(ours, _reference_cv2_linear(image, height, width, scale), rtol=0, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------- conversion
