@@ -12,6 +12,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from ..pipelines.registration import EXPORTED_PIPELINES
 from ..registry import architecture_for_config, model_class_for_name
 from ..utils.remote_code import auto_map_reference, replace_directory, staging_directory, write_flat_modules
+from .bottom_up_attention_export import export_detector, is_detector_folder
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 # Files of a source folder that an export writes anew rather than copies.
@@ -97,10 +98,9 @@ def export_model(
     ``config.json`` ``custom_pipelines``, so ``pipeline(model=folder, trust_remote_code=True)`` works with
     transformers alone: VQA models under ``visual-question-answering``, retrieval and pretraining models with a
     matching head under ``vlpretrain-retrieval``, captioning models under ``vlpretrain-video-captioning``.
+    A bottom-up-attention detector folder is exported with its image processor and a card of its own.
     """
     source, output_dir = Path(source), Path(output_dir)
-    from .bottom_up_attention_export import export_detector, is_detector_folder
-
     if is_detector_folder(source):
         return export_detector(source, output_dir, repo_id)
     model = load_model_folder(source)
