@@ -32,6 +32,7 @@ setup(
         "safetensors",
         "numpy",
         "pillow",
+        "pyyaml",
         "tqdm",
         "jinja2",
     ],

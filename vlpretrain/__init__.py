@@ -5,6 +5,7 @@ Importing the package registers every configuration and model with transformers'
 carry flat remote code and load with transformers alone (``trust_remote_code=True``).
 """
 
+from .processing.bottom_up_attention import BottomUpAttentionImageProcessor
 from .processing.frames import FrameFeaturizer
 from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
 from .processing.regions import RegionFeaturizer
@@ -22,6 +23,7 @@ install_trainer_label_names()
 __all__ = [
     *MODEL_CLASS_NAMES,
     "DataCollatorForVisionLanguage",
+    "BottomUpAttentionImageProcessor",
     "MODEL_REGISTRY",
     "FrameFeaturizer",
     "RegionFeaturizer",

@@ -64,6 +64,9 @@ from .modeling.video_bert import (
 from .processing.processor import VisionLanguageProcessor
 from .configuration.s3d import S3DConfig
 from .modeling.s3d import S3DModel
+from .configuration.bottom_up_attention import BottomUpAttentionConfig
+from .modeling.bottom_up_attention import BottomUpAttentionDetector
+from .processing.bottom_up_attention import BottomUpAttentionImageProcessor
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,7 @@ MODEL_REGISTRY: dict[str, Architecture] = {
 
 # Feature extractors (config, model): registered with the Auto classes, but not architectures to pretrain (no
 # processor, no presets).
-FEATURE_EXTRACTORS: tuple[tuple[type, type], ...] = ((S3DConfig, S3DModel),)
+FEATURE_EXTRACTORS: tuple[tuple[type, type], ...] = ((S3DConfig, S3DModel), (BottomUpAttentionConfig, BottomUpAttentionDetector))
 
 # The config and model classes of every architecture and feature extractor, re-exported by the package's ``__init__``.
 MODEL_CLASS_NAMES: tuple[str, ...] = tuple(
@@ -280,6 +283,10 @@ MODEL_CLASS_NAMES: tuple[str, ...] = tuple(
         {cls.__name__ for arch in MODEL_REGISTRY.values() for cls in (arch.config_class, *arch.models.values())}
         | {cls.__name__ for pair in FEATURE_EXTRACTORS for cls in pair}
     )
+)
+# Every model_type a folder written by the package can carry (architectures and feature extractors).
+PACKAGE_MODEL_TYPES: frozenset[str] = frozenset(
+    [arch.config_class.model_type for arch in MODEL_REGISTRY.values()] + [pair[0].model_type for pair in FEATURE_EXTRACTORS]
 )
 __all__ = [*MODEL_CLASS_NAMES, "MODEL_CLASS_NAMES", "MODEL_REGISTRY", "Architecture"]
 
@@ -326,6 +333,9 @@ def register_auto_classes() -> None:
     for config_class, model_class in FEATURE_EXTRACTORS:
         transformers.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         getattr(transformers, model_class.hub_auto_class).register(config_class, model_class, exist_ok=True)
+    transformers.AutoImageProcessor.register(
+        BottomUpAttentionConfig, slow_image_processor_class=BottomUpAttentionImageProcessor, exist_ok=True
+    )
     from .pipelines.registration import register_pipelines
 
     register_pipelines()

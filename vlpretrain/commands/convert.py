@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="{}",
         help='JSON object of config values the checkpoint cannot tell, e.g. \'{"num_attention_heads": 12}\'',
     )
+    parser.add_argument("--objects-vocab", help="frcnn-vg / bua-caffe: objects_vocab.txt (one class per line) for id2label")
+    parser.add_argument("--attributes-vocab", help="frcnn-vg / bua-caffe: attributes_vocab.txt for attribute_id2label")
     add_overwrite_argument(parser, MODEL_FOLDER)
     parser.set_defaults(func=run)
 
@@ -44,6 +46,11 @@ def run(args: argparse.Namespace, extra_args: list[str]) -> int:
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r} ({error})") from error
     if not isinstance(overrides, dict):
         raise ValueError(f"--config-overrides: expected a JSON object, got {args.config_overrides!r}")
+    for option in ("objects_vocab", "attributes_vocab"):
+        if getattr(args, option):
+            if args.source_format not in ("frcnn-vg", "bua-caffe"):
+                raise ValueError(f"--{option.replace('_', '-')} applies to --from frcnn-vg / bua-caffe only")
+            overrides[option] = getattr(args, option)
     source = resolve_path(args.source, args.revision, "source")
     with output_directory(args.output_dir, is_model_folder, MODEL_FOLDER, args.overwrite) as staged:
         CONVERTERS[args.source_format](source, staged, **overrides)

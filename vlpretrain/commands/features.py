@@ -1,7 +1,8 @@
 """``vlpretrain features``: turn published feature files, images or videos into a feature store.
 
     vlpretrain features import --format tsv|npz|hdf5|lmdb SRC --output-dir DST
-    vlpretrain features extract --images DIR --output-dir DST (--processor DIR | --backbone NAME [--detector NAME])
+    vlpretrain features extract --images DIR --output-dir DST (--processor DIR | --backbone NAME [--detector NAME]
+                                                              | --detector BOTTOM_UP_DIR [--box-selection RULE])
     vlpretrain features extract --videos DIR --output-dir DST (--processor DIR | --backbone NAME [--preset univl-s3d])
 
 The store is written to a temporary folder and moved into place at the end, so an interrupted run leaves
@@ -54,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--detector", help="Hub id or folder of the object detector (images, instead of --processor)")
     extractor.add_argument("--revision", default=None, help="branch, tag or commit of the Hub repos named by --processor/--backbone/--detector")
     extractor.add_argument("--num-regions", type=int, default=None, help="images: fixed number of regions (default 36; 0 = adaptive 10-100)")
+    extractor.add_argument("--box-selection", choices=("bottom-up", "transformers-demo"), default=None,
+                           help="images, bottom-up-attention --detector without --backbone: override its box-selection rules")
     extractor.add_argument("--skip-corrupt", action="store_true", help="log, count and skip undecodable files instead of stopping")
     extractor.add_argument("--preset", choices=["univl-s3d"], default=None,
                            help="videos with --backbone: named frame settings (univl-s3d: UniVL's S3D extraction)")
@@ -125,8 +128,8 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
     check_output_directory(args.output_dir, is_feature_store, FEATURE_STORE, args.overwrite, "--output-dir")
     if args.processor and (args.backbone or args.detector):
         raise ValueError("give either --processor or --backbone/--detector, not both")
-    if not args.processor and not args.backbone:
-        raise ValueError("extract needs --processor DIR or --backbone NAME")
+    if not args.processor and not args.backbone and not (args.images and args.detector):
+        raise ValueError("extract needs --processor DIR or --backbone NAME (images: or a bottom-up-attention --detector)")
     stats = ReadStats()
     if args.preset and (args.images or args.processor):
         raise ValueError("--preset applies to --videos with --backbone only")
@@ -139,13 +142,15 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
             settings = {}
             if args.num_regions is not None:
                 settings["num_regions"] = args.num_regions or None
+            if args.box_selection:
+                settings["box_selection"] = args.box_selection
             featurizer = RegionFeaturizer.from_pretrained_models(args.backbone, args.detector, args.revision, **settings)
         files = _files(args.images, IMAGE_SUFFIXES, "images")
         records = _guarded(files, lambda path: featurizer.featurize_image(path, where=str(path)), args.skip_corrupt, stats)
-        kind, fixed = "regions", featurizer.config["num_regions"] if featurizer.config["detector"] else None
+        kind, fixed = "regions", featurizer.fixed_num_regions()
     else:
-        if args.detector or args.num_regions is not None:
-            raise ValueError("--detector and --num-regions apply to --images only")
+        if args.detector or args.num_regions is not None or args.box_selection:
+            raise ValueError("--detector, --num-regions and --box-selection apply to --images only")
         if args.processor:
             featurizer = VideoLanguageProcessor.from_pretrained(args.processor, revision=args.revision).frame_featurizer
             if featurizer is None:

@@ -414,3 +414,18 @@ def _convert_s3d_howto100m(source: str | os.PathLike, output_dir: str | os.PathL
 
 
 CONVERTERS["s3d-howto100m"] = _convert_s3d_howto100m
+
+
+def _bottom_up_attention_converter(name: str) -> Callable[..., Path]:
+    """The bottom-up-attention detector converters (``frcnn-vg``, ``bua-caffe``), imported on use."""
+
+    def convert(source: str | os.PathLike, output_dir: str | os.PathLike, **options) -> Path:
+        from .bottom_up_attention_convert import convert_bua_caffe, convert_frcnn_vg
+
+        return (convert_frcnn_vg if name == "frcnn-vg" else convert_bua_caffe)(source, output_dir, **options)
+
+    return convert
+
+
+CONVERTERS["frcnn-vg"] = _bottom_up_attention_converter("frcnn-vg")
+CONVERTERS["bua-caffe"] = _bottom_up_attention_converter("bua-caffe")

@@ -12,9 +12,10 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..pipelines.registration import EXPORTED_PIPELINES
 from ..processing.provenance import provenance_markdown
-from ..registry import architecture_for_config, model_class_for_name
+from ..registry import PACKAGE_MODEL_TYPES, architecture_for_config, model_class_for_name
 from ..utils.folders import check_output_directory, replace_directory, staged_directory
 from ..utils.remote_code import auto_map_reference, write_flat_modules
+from .bottom_up_attention_export import export_detector, is_detector_folder
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 _REGION_LIMITATION = (
@@ -32,14 +33,13 @@ _REGENERATED_NAMES = {"config.json", "model.safetensors.index.json", "README.md"
 
 def is_model_folder(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` holds a model of this package: a ``config.json`` whose ``model_type`` is one of its
-    architectures (what ``export``, ``convert`` and ``save_pretrained`` write)."""
+    architectures or feature extractors (what ``export``, ``convert`` and ``save_pretrained`` write)."""
     config_path = Path(folder) / "config.json"
     try:
-        config = json.loads(config_path.read_text())
-        architecture_for_config(config)
+        model_type = json.loads(config_path.read_text())["model_type"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return True
+    return model_type in PACKAGE_MODEL_TYPES
 
 
 def check_model_output_folder(output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -142,8 +142,11 @@ def export_model(
     ``config.json`` ``custom_pipelines``, so ``pipeline(model=folder, trust_remote_code=True)`` works with
     transformers alone: VQA models under ``visual-question-answering``, retrieval and pretraining models with a
     matching head under ``vlpretrain-retrieval``, captioning models under ``vlpretrain-video-captioning``.
+    A bottom-up-attention detector folder is exported with its image processor and a card of its own.
     """
     source = Path(source)
+    if is_detector_folder(source):
+        return export_detector(source, check_output_directory(output_dir, is_detector_folder, "detector folder", overwrite), repo_id)
     output_dir = check_model_output_folder(output_dir, overwrite)
     model = load_model_folder(source)
     with staged_directory(output_dir) as staged:

@@ -8,6 +8,12 @@ Boxes are chosen by class-agnostic NMS (plain torch), then either a fixed number
 ``obj36``) or 10-100 by confidence (the adaptive sets of bottom-up attention). VL-BERT's masked-RoI rule is
 available: the pixels of chosen regions are zeroed (in normalised pixel space) before the backbone runs.
 
+With the bottom-up-attention detector (``model_type`` "bottom_up_attention", converted with ``vlpretrain convert
+--from frcnn-vg | bua-caffe``) and no backbone, the detector does everything as the released extractors did: its
+own preprocessing (BGR, 600 / 1000 resize), proposals, RoI pooling and res5 head; region features are its 2048-d
+pooled res5 features and boxes, classes, attributes and the region count follow its ``box_selection`` rules
+(``num_regions``, ``min_regions``, ``max_regions``, thresholds and the image settings here do not apply).
+
 Images are processed one at a time, so a region's features never depend on the other images of a batch
 (batched padding was the cause of the LXMERT demo's feature mismatch, huggingface/transformers#8769).
 Every setting that changes the features (models, thresholds, colour order, image size, normalisation, RoI
@@ -17,6 +23,7 @@ geometry) lives in a JSON-able config recorded with the processor as provenance.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -26,7 +33,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .featurizer_models import hub_spec, load_model, save_model, validate_spec
+from .bottom_up_attention import BottomUpAttentionImageProcessor
+from .featurizer_models import file_sha256, hub_spec, load_model, save_model, validate_spec
 from .readers import RegionRecord, normalize_boxes
 from ..utils.roi import roi_align
 
@@ -48,12 +56,15 @@ DEFAULT_REGION_CONFIG = {
     "roi_output_size": 7,
     "roi_sampling_ratio": 2,
     "roi_aligned": True,
+    "box_selection": None,
 }
 
 ImageInput = Image.Image | np.ndarray | str | os.PathLike
 # The short side an image must keep after resizing: below one stride-16 patch, backbones and detectors fail
 # inside their first convolution (a 1x3000 image resizes to 1 pixel high).
 MIN_RESIZED_EDGE = 16
+BOTTOM_UP_MODEL_TYPE = "bottom_up_attention"
+BOTTOM_UP_BOX_SELECTIONS = ("bottom-up", "transformers-demo")
 
 
 def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
@@ -145,6 +156,8 @@ class RegionFeaturizer:
         self.device = torch.device("cpu")
         self._detector = detector.eval() if detector is not None else None
         self._backbone = backbone.eval() if backbone is not None else None
+        self._bottom_up_processor: BottomUpAttentionImageProcessor | None = None
+        self._extractor_info: dict | None = None
 
     @staticmethod
     def _check_settings(settings: dict) -> None:
@@ -159,6 +172,8 @@ class RegionFeaturizer:
                 raise ValueError(f"{name} must have 3 values (one per channel), got {settings[name]}")
         if not 0.0 <= settings["nms_threshold"] <= 1.0:
             raise ValueError(f"nms_threshold must be in [0, 1], got {settings['nms_threshold']}")
+        if settings["box_selection"] not in (None, *BOTTOM_UP_BOX_SELECTIONS):
+            raise ValueError(f"box_selection must be None or one of {BOTTOM_UP_BOX_SELECTIONS}, got {settings['box_selection']!r}")
 
     @classmethod
     def from_models(
@@ -169,10 +184,16 @@ class RegionFeaturizer:
 
     @classmethod
     def from_pretrained_models(
-        cls, backbone: str, detector: str | None = None, revision: str | None = None, **settings
+        cls, backbone: str | None = None, detector: str | None = None, revision: str | None = None, **settings
     ) -> RegionFeaturizer:
-        """Featurizer over published weights, loaded by name (Hub id or local folder) on first use."""
-        settings["backbone"] = hub_spec(backbone, revision)
+        """Featurizer over published weights, loaded by name (Hub id or local folder) on first use.
+
+        Without a backbone the detector must be the bottom-up-attention detector, whose own res5 features are the
+        region features; ``box_selection`` ("bottom-up" or "transformers-demo") then overrides its config's rules.
+        """
+        if backbone is None and detector is None:
+            raise ValueError("from_pretrained_models needs a backbone, a bottom-up-attention detector, or both")
+        settings["backbone"] = hub_spec(backbone, revision) if backbone else None
         settings["detector"] = hub_spec(detector, revision) if detector else None
         return cls(settings)
 
@@ -180,6 +201,7 @@ class RegionFeaturizer:
         # Models are read-only after loading: copies share them instead of duplicating weights.
         duplicate = type(self)(copy.deepcopy(self.config, memo), self._detector, self._backbone, self.base_path, self.hub_kwargs)
         duplicate.device = self.device
+        duplicate._extractor_info = self._extractor_info
         return duplicate
 
     def to(self, device: str | torch.device) -> RegionFeaturizer:
@@ -203,6 +225,8 @@ class RegionFeaturizer:
                 continue
             model = self.detector if key == "detector" else self.backbone
             config[key] = save_model(model, folder, subfolder)
+            if key == "detector" and self.uses_bottom_up_detector:
+                self.bottom_up_image_processor.save_pretrained(Path(folder) / subfolder)
         return config
 
     @property
@@ -220,6 +244,90 @@ class RegionFeaturizer:
                 raise ValueError("the region featurizer has no backbone; set 'backbone' in its config or use from_models")
             self._backbone = load_model(self.config["backbone"], "AutoBackbone", self.base_path, self.hub_kwargs).to(self.device)
         return self._backbone
+
+    # ------------------------------------------------------------------ bottom-up attention
+
+    @property
+    def uses_bottom_up_detector(self) -> bool:
+        """True when the bottom-up-attention detector alone (no backbone) produces the regions."""
+        if self.config["backbone"] is not None or self.config["detector"] is None:
+            return False
+        return getattr(self.detector.config, "model_type", None) == BOTTOM_UP_MODEL_TYPE
+
+    def _box_selection(self) -> str:
+        return self.config["box_selection"] or self.detector.config.box_selection
+
+    @property
+    def bottom_up_image_processor(self) -> BottomUpAttentionImageProcessor:
+        """The detector's image processor (its folder's ``preprocessor_config.json`` when there is one), with the
+        resize rule of the box selection in use."""
+        if self._bottom_up_processor is None:
+            spec = self.config["detector"]
+            folder = spec.get("local_path")
+            if spec["source"] == "saved" and self.base_path is not None:
+                folder = Path(self.base_path) / spec["subfolder"]
+            if folder and (Path(folder) / "preprocessor_config.json").is_file():
+                processor = BottomUpAttentionImageProcessor.from_pretrained(folder)
+            else:
+                processor = BottomUpAttentionImageProcessor()
+            self._bottom_up_processor = processor
+        self._bottom_up_processor.resize_rule = "opencv" if self._box_selection() == "bottom-up" else "torch"
+        return self._bottom_up_processor
+
+    def _featurize_bottom_up(self, picture: Image.Image, image_id: str, where: str) -> RegionRecord:
+        inputs = self.bottom_up_image_processor.preprocess([picture], where=where)
+        outputs = self.detector(**{key: value.to(self.device) for key, value in inputs.items()}, box_selection=self._box_selection())
+        count = int(outputs.num_boxes[0])
+
+        def array(name: str, dtype: type) -> np.ndarray:
+            return getattr(outputs, name)[0, :count].cpu().numpy().astype(dtype)
+
+        height, width = inputs["original_sizes"][0].tolist()
+        return RegionRecord(
+            image_id=image_id,
+            image_height=height,
+            image_width=width,
+            boxes=array("normalized_boxes", np.float32),
+            features=array("features", np.float32),
+            object_ids=array("object_ids", np.int64),
+            object_confidences=array("object_confidences", np.float32),
+            attribute_ids=array("attribute_ids", np.int64),
+            attribute_confidences=array("attribute_confidences", np.float32),
+            class_probabilities=array("class_probabilities", np.float32),
+        )
+
+    def fixed_num_regions(self) -> int | None:
+        """The fixed region count of every image (None: it varies or boxes come from the caller)."""
+        if self.uses_bottom_up_detector:
+            detector_config = self.detector.config
+            return detector_config.max_boxes if detector_config.min_boxes == detector_config.max_boxes else None
+        return self.config["num_regions"] if self.config["detector"] else None
+
+    def extractor_info(self) -> dict:
+        """Provenance of the features: extractor name, SHA-256 of the weights and the settings that shape them."""
+        if self._extractor_info is None:
+            if self.uses_bottom_up_detector:
+                settings = {**self.detector.extractor_settings(), "box_selection": self._box_selection(),
+                            "image_processor": self.bottom_up_image_processor.to_dict()}
+                self._extractor_info = {"extractor": "bottom-up-attention", "weights_sha256": self._weights_sha256(self.detector),
+                                        "settings": settings}
+            else:
+                models = [model for model in (self.detector, self._backbone if self.config["backbone"] else None) if model is not None]
+                self._extractor_info = {"extractor": "region-featurizer", "weights_sha256": self._weights_sha256(*models),
+                                        "settings": self.to_dict()}
+        return copy.deepcopy(self._extractor_info)
+
+    def _weights_sha256(self, *models: torch.nn.Module) -> str:
+        """SHA-256 of the saved weights file when the model came from a local folder, else of its tensors."""
+        specs = [self.config["detector"], self.config["backbone"]]
+        if len(models) == 1 and specs[0] and specs[0].get("local_path") and (Path(specs[0]["local_path"]) / "model.safetensors").is_file():
+            return file_sha256(Path(specs[0]["local_path"]) / "model.safetensors")
+        digest = hashlib.sha256()
+        for model in models:
+            for name, tensor in sorted(model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     # ------------------------------------------------------------------ preprocessing
 
@@ -320,6 +428,10 @@ class RegionFeaturizer:
         if any(not isinstance(index, (int, np.integer)) or index < 0 or (known_count and index >= known_count) for index in masked):
             raise ValueError(f"{where}: masked_regions {masked} must index the {known_count or 'detected'} regions")
         picture = load_image(image, where)
+        if self.uses_bottom_up_detector:
+            if boxes is not None or masked:
+                raise ValueError(f"{where}: boxes and masked_regions are not supported with the bottom-up-attention detector")
+            return self._featurize_bottom_up(picture, str(image_id), where)
         width, height = picture.size
         pixel_values = self.pixel_values(picture, where)
         object_ids = object_confidences = probabilities = None
