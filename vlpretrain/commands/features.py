@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument("--num-regions", type=int, default=None, help="require exactly this many regions per image (fixed-shape, fastest store)")
     importer.add_argument("--feature-size", type=int, default=None, help="reject features of any other size")
     importer.add_argument("--skip-corrupt", action="store_true", help="log, count and skip bad rows instead of stopping")
+    importer.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="feature precision on disk (float16: half the size; read back as float32)")
     importer.add_argument(
         "--pickled-info",
         choices=PICKLED_INFO_CHOICES,
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--detector", help="Hub id or folder of the object detector (images, instead of --processor)")
     extractor.add_argument("--num-regions", type=int, default=None, help="images: fixed number of regions (default 36; 0 = adaptive 10-100)")
     extractor.add_argument("--skip-corrupt", action="store_true", help="log, count and skip undecodable files instead of stopping")
+    extractor.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="feature precision on disk (float16: half the size; read back as float32)")
     extractor.set_defaults(func=run_extract)
 
 
@@ -80,6 +82,7 @@ def run_import(args: argparse.Namespace, extra_args: list[str]) -> int:
         metadata={"source": str(Path(args.source).absolute()), "source_format": args.source_format},
         reader_stats=stats,
         progress=True,
+        feature_dtype=args.dtype,
     )
     print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {summary.path}")
     return 0
@@ -153,6 +156,7 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
         skip_corrupt=args.skip_corrupt,
         metadata={"source": str(Path(args.images or args.videos).absolute()), "featurizer": featurizer.to_dict()},
         reader_stats=stats,
+        feature_dtype=args.dtype,
     )
     print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {summary.path}")
     return 0
