@@ -198,3 +198,37 @@ def test_narrow_preset_learns_image_text_matching(one_thread):
                 break
     assert np.mean(losses[:50]) > 0.68
     assert np.mean(losses[-50:]) < 0.62
+
+
+def test_arrow_rows_read_the_same_values_as_datasets():
+    """ArrowRows (zero-copy numpy views for the training input path) returns what ``datasets`` returns, row by row:
+    fixed- and variable-shape arrays, lists of numbers, nulls, strings, scalars, after a shuffle too."""
+    import datasets
+
+    from vlpretrain.training.tasks import ArrowRows, default_tokenizer, pretraining_examples
+
+    generator = np.random.default_rng(0)
+    features = datasets.Features({
+        "region_features": datasets.Array2D((3, 4), "float32"), "frames": datasets.Array2D((None, 2), "float16"),
+        "input_ids": datasets.List(datasets.Value("int32")), "labels": datasets.List(datasets.Value("int64")),
+        "image_id": datasets.Value("string"), "answer_label": datasets.Value("int64"),
+    })
+    table = datasets.Dataset.from_dict({
+        "region_features": [generator.random((3, 4), dtype=np.float32) for _ in range(5)],
+        "frames": [generator.random((count, 2)).astype(np.float16) for count in (1, 3, 2, 1, 4)],
+        "input_ids": [[101, 7, 102], [101, 102], [101, 5, 6, 102], [101, 102], [101, 9, 102]],
+        "labels": [[1, 2], None, [3], [], [4, 5, 6]],
+        "image_id": list("abcde"), "answer_label": [-100, 3, -100, 1, 2],
+    }, features=features).shuffle(seed=0)
+    shapes = pretraining_examples(load_source("shapes", "train", 3, 0), default_tokenizer(), 16)
+    for dataset in (table, shapes):
+        rows = ArrowRows(dataset)
+        assert len(rows) == len(dataset)
+        for index in range(len(dataset)):
+            expected, got = dataset[index], rows[index]
+            assert set(got) == set(expected)
+            for name, value in expected.items():
+                if value is None or isinstance(value, (str, int)):
+                    assert got[name] == value, name
+                else:
+                    np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(value, dtype=np.asarray(got[name]).dtype))

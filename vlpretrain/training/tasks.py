@@ -19,6 +19,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import torch
 
 from ..data.collators import MultimodalCollator
@@ -61,8 +62,6 @@ class ArrowRows(torch.utils.data.Dataset):
 
     @staticmethod
     def _column(column, feature):
-        import pyarrow as pa
-
         chunk = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
         if isinstance(chunk, pa.ExtensionArray):
             chunk = chunk.storage
