@@ -461,3 +461,59 @@ def test_data_loader_workers_draw_different_masks(tokenizer):
     loader = torch.utils.data.DataLoader([example] * 16, batch_size=8, num_workers=2, collate_fn=collator)
     first, second = (batch["labels"] for batch in loader)
     assert not torch.equal(first, second), "both workers drew the same masks"
+
+
+def test_vectorised_maskers_statistics_on_a_large_lxmert_batch(tokenizer):
+    """One batch of 2,048 LXMERT examples through the composed collator: tokens masked at 15 % with an 80/10/10
+    split, regions at 15 % with 80 % zeroed / 10 % another image's region / 10 % kept (donor regions drawn
+    uniformly), half of the captions swapped for another image's caption, and questions neither matching positives
+    nor negatives (label -100, caption kept, answer kept)."""
+    rng = np.random.default_rng(0)
+    examples = []
+    for index in range(2048):
+        regions = int(rng.integers(10, 37))
+        features = rng.random((regions, 8), dtype=np.float32) + 1
+        features[:, 0], features[:, 1] = index + 1, np.arange(regions) + 1
+        corners = np.sort(rng.random((regions, 2, 2), dtype=np.float32), axis=1).reshape(regions, 4)
+        ids = [tokenizer.cls_token_id, *rng.integers(1000, 29000, 18).tolist(), tokenizer.sep_token_id]
+        examples.append(dict(
+            image_id=f"img{index // 2}", input_ids=np.asarray(ids, np.int32), region_features=features,
+            region_boxes=corners, region_object_labels=rng.integers(0, 5, regions),
+            region_attribute_labels=rng.integers(0, 5, regions),
+            answer_label=int(rng.integers(0, 5)) if index % 4 == 3 else IGNORE_INDEX,
+        ))
+    config = LxmertConfig(vocab_size=len(tokenizer), region_feature_size=8, num_object_labels=5, num_attribute_labels=5,
+                          num_qa_labels=5)
+    batch = collator_for_config(config, tokenizer, seed=0)(examples)
+
+    question = torch.arange(len(examples)) % 4 == 3
+    assert bool((batch["matched_labels"][question] == IGNORE_INDEX).all())
+    assert batch["answer_labels"][question].tolist() == [examples[i]["answer_label"] for i in range(3, 2048, 4)]
+    negatives = float((batch["matched_labels"][~question] == 0).float().mean())
+    assert abs(negatives - 0.5) < 0.06, negatives  # 1,536 captions: 3.3 standard deviations
+
+    selected = batch["labels"] != IGNORE_INDEX
+    candidates = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids))
+    candidates |= selected
+    assert abs(float(selected.sum() / candidates.sum()) - 0.15) < 0.01
+    chosen, originals = batch["input_ids"][selected], batch["labels"][selected]
+    to_mask = float((chosen == tokenizer.mask_token_id).float().mean())
+    kept = float((chosen == originals).float().mean())
+    assert abs(to_mask - 0.8) < 0.025 and abs(kept - 0.1) < 0.02 and abs(1 - to_mask - kept - 0.1) < 0.02
+
+    valid = batch["region_attention_mask"].bool()
+    masked_regions = batch["masked_regions"]
+    assert not (masked_regions & ~valid).any()
+    assert abs(float(masked_regions.sum() / valid.sum()) - 0.15) < 0.01
+    before, after = batch["region_feature_targets"][masked_regions], batch["region_features"][masked_regions]
+    zeroed, same = (after == 0).all(1), (after == before).all(1)
+    swapped = ~zeroed & ~same
+    n = int(masked_regions.sum())
+    assert abs(float(zeroed.sum()) / n - 0.8) < 0.025
+    assert abs(float(same.sum()) / n - 0.1) < 0.02 and abs(float(swapped.sum()) / n - 0.1) < 0.02
+    donor_rows, donor_items = after[swapped, 0].long() - 1, after[swapped, 1].long() - 1
+    assert bool((donor_rows != torch.nonzero(masked_regions)[swapped][:, 0]).all()), "a region was swapped within its image"
+    assert torch.equal(batch["region_feature_targets"][donor_rows, donor_items], after[swapped])
+    # Uniform over the donor's valid regions: the relative position averages 1/2 (sd of the mean about 0.01).
+    relative = (donor_items.float() + 0.5) / valid.sum(1)[donor_rows].float()
+    assert abs(float(relative.mean()) - 0.5) < 0.04

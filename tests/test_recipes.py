@@ -61,16 +61,16 @@ def test_questions_join_pretraining_only_for_a_model_with_a_qa_objective(tmp_pat
     assert len(run["trainer"].train_dataset) == captions + (questions if with_questions else 0)
 
 
-def write_store_and_annotations(tmp_path, image_ids=("a", "b", "c", "d")):
+def write_store_and_annotations(tmp_path, image_ids=("a", "b", "c", "d"), feature_dtype="float32", feature_size=16):
     generator = np.random.default_rng(0)
     records = []
     for image_id in image_ids:
         corners = generator.random((5, 2, 2))
         boxes = np.concatenate([corners.min(1), corners.max(1)], 1).astype(np.float32)
         records.append(RegionRecord(image_id=image_id, image_height=100, image_width=100, boxes=boxes,
-                                    features=generator.random((5, 16), dtype=np.float32),
+                                    features=generator.random((5, feature_size), dtype=np.float32),
                                     object_ids=generator.integers(0, 3, 5), object_confidences=np.ones(5, np.float32)))
-    write_feature_store(records, tmp_path / "store", kind="regions")
+    write_feature_store(records, tmp_path / "store", kind="regions", feature_dtype=feature_dtype)
     captions = {"annotations": [{"image_id": image_id, "caption": f"a photo of thing {image_id}"} for image_id in image_ids]}
     questions = {"questions": [{"question_id": index, "image_id": image_id, "question": "what is it?"}
                                for index, image_id in enumerate(image_ids)]}
@@ -89,6 +89,32 @@ def test_feature_store_with_coco_and_vqa_json_trains_vqa(tmp_path):
     config = json.loads((tmp_path / "vqa" / "final" / "config.json").read_text())
     assert set(config["id2label"].values()) == {"cat", "dog"}
     assert config["region_feature_size"] == 16
+
+
+def test_float16_feature_store_is_half_the_size_and_trains_like_float32(tmp_path):
+    """``features import --dtype float16`` stores features in half precision; the collator reads them back as
+    float32, so a tiny pretraining run gives the float32 store's losses within bf16 noise (features in [0, 1)
+    round by at most 2^-11 in float16)."""
+    from vlpretrain.processing.store import load_feature_store
+
+    losses, sizes = {}, {}
+    for dtype in ("float32", "float16"):
+        folder = tmp_path / dtype
+        folder.mkdir()
+        write_store_and_annotations(folder, image_ids=tuple("abcdefgh"), feature_dtype=dtype, feature_size=512)
+        store = load_feature_store(folder / "store")
+        assert store.features["features"].dtype == dtype
+        sizes[dtype] = sum(shard.stat().st_size for shard in (folder / "store").glob("*.arrow"))
+        data_args = data(dataset=str(folder / "store"), captions_file=str(folder / "captions.json"),
+                         questions_file=str(folder / "questions.json"), answers_file=str(folder / "answers.json"))
+        objectives = {"mlm": 1.0, "region_feature": 1.0, "region_object": 1.0, "matching": 1.0, "qa": 1.0}
+        model_args = ModelArguments(**dict(TINY, config_overrides=json.dumps({"intermediate_size": 64, "loss_weights": objectives})))
+        torch.manual_seed(0)  # the new model's initialisation
+        run = pretrain(model_args, data_args, arguments(folder / "run", max_steps=3))
+        losses[dtype] = [entry["loss"] for entry in run["trainer"].state.log_history if "loss" in entry]
+    assert sizes["float16"] < 0.6 * sizes["float32"], sizes
+    assert len(losses["float16"]) == 3
+    np.testing.assert_allclose(losses["float16"], losses["float32"], rtol=1e-2)
 
 
 def test_captions_that_name_unknown_images_are_rejected(tmp_path):
@@ -172,3 +198,37 @@ def test_narrow_preset_learns_image_text_matching(one_thread):
                 break
     assert np.mean(losses[:50]) > 0.68
     assert np.mean(losses[-50:]) < 0.62
+
+
+def test_arrow_rows_read_the_same_values_as_datasets():
+    """ArrowRows (zero-copy numpy views for the training input path) returns what ``datasets`` returns, row by row:
+    fixed- and variable-shape arrays, lists of numbers, nulls, strings, scalars, after a shuffle too."""
+    import datasets
+
+    from vlpretrain.training.tasks import ArrowRows, default_tokenizer, pretraining_examples
+
+    generator = np.random.default_rng(0)
+    features = datasets.Features({
+        "region_features": datasets.Array2D((3, 4), "float32"), "frames": datasets.Array2D((None, 2), "float16"),
+        "input_ids": datasets.List(datasets.Value("int32")), "labels": datasets.List(datasets.Value("int64")),
+        "image_id": datasets.Value("string"), "answer_label": datasets.Value("int64"),
+    })
+    table = datasets.Dataset.from_dict({
+        "region_features": [generator.random((3, 4), dtype=np.float32) for _ in range(5)],
+        "frames": [generator.random((count, 2)).astype(np.float16) for count in (1, 3, 2, 1, 4)],
+        "input_ids": [[101, 7, 102], [101, 102], [101, 5, 6, 102], [101, 102], [101, 9, 102]],
+        "labels": [[1, 2], None, [3], [], [4, 5, 6]],
+        "image_id": list("abcde"), "answer_label": [-100, 3, -100, 1, 2],
+    }, features=features).shuffle(seed=0)
+    shapes = pretraining_examples(load_source("shapes", "train", 3, 0), default_tokenizer(), 16)
+    for dataset in (table, shapes):
+        rows = ArrowRows(dataset)
+        assert len(rows) == len(dataset)
+        for index in range(len(dataset)):
+            expected, got = dataset[index], rows[index]
+            assert set(got) == set(expected)
+            for name, value in expected.items():
+                if value is None or isinstance(value, (str, int)):
+                    assert got[name] == value, name
+                else:
+                    np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(value, dtype=np.asarray(got[name]).dtype))

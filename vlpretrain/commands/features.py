@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument("--num-regions", type=int, default=None, help="require exactly this many regions per image (fixed-shape, fastest store)")
     importer.add_argument("--feature-size", type=int, default=None, help="reject features of any other size")
     importer.add_argument("--skip-corrupt", action="store_true", help="log, count and skip bad rows instead of stopping")
+    importer.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="feature precision on disk (float16: half the size; read back as float32)")
     importer.add_argument(
         "--pickled-info",
         choices=PICKLED_INFO_CHOICES,
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--preset", choices=["univl-s3d"], default=None,
                            help="videos with --backbone: named frame settings (univl-s3d: UniVL's S3D extraction)")
     add_overwrite_argument(extractor, FEATURE_STORE)
+    extractor.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="feature precision on disk (float16: half the size; read back as float32)")
     extractor.set_defaults(func=run_extract)
 
 
@@ -88,6 +90,7 @@ def run_import(args: argparse.Namespace, extra_args: list[str]) -> int:
             metadata={"source": str(Path(args.source).absolute()), "source_format": args.source_format},
             reader_stats=stats,
             progress=True,
+            feature_dtype=args.dtype,
         )
     print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {args.output_dir}")
     return 0
@@ -173,6 +176,7 @@ def run_extract(args: argparse.Namespace, extra_args: list[str]) -> int:
                 "provenance": feature_provenance(featurizer, kind),
             },
             reader_stats=stats,
+            feature_dtype=args.dtype,
         )
     print(f"wrote {summary.num_rows} rows ({summary.num_skipped} skipped) in {summary.num_shards} shard(s) to {args.output_dir}")
     return 0

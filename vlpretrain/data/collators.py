@@ -319,22 +319,27 @@ class FeatureMasker(SeededMasker):
         branch = self._uniform(valid.shape)
         zero = selected & (branch < self.zero_probability)
         swap = selected & (branch >= self.zero_probability) & (branch < self.zero_probability + self.swap_probability)
-        masked = features.clone()
-        masked[zero] = 0.0
+        masked = features.masked_fill(zero[..., None], 0.0)
+        rows, columns = torch.nonzero(swap, as_tuple=True)
+        if len(rows):
+            masked[rows, columns] = self._donor_features(features, valid, rows)
+        # The unmasked features are the regression targets; ``masked`` is the only copy made.
+        return masked, selected, features
+
+    def _donor_features(self, features: torch.Tensor, valid: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """One feature per swapped item, drawn uniformly from the valid items of another row of the batch (zero
+        when the batch has one row or the donor row is empty), for all swapped items at once."""
         batch_size = features.shape[0]
         if batch_size < 2:
-            masked[swap] = 0.0
-        else:
-            for row, column in torch.nonzero(swap).tolist():
-                offset = int(torch.randint(1, batch_size, (1,), generator=self.generator))
-                donor = (row + offset) % batch_size
-                donor_valid = valid[donor].float()
-                if donor_valid.sum() == 0:
-                    masked[row, column] = 0.0
-                    continue
-                donor_item = int(torch.multinomial(donor_valid, 1, generator=self.generator))
-                masked[row, column] = features[donor, donor_item]
-        return masked, selected, features.clone()
+            return features.new_zeros((len(rows), features.shape[-1]))
+        offsets = torch.randint(1, batch_size, (len(rows),), generator=self.generator)
+        donors = (rows + offsets) % batch_size
+        counts = valid.sum(1)[donors]
+        # The k-th valid item of the donor row, k uniform in [0, count): first position whose running count passes k.
+        picks = (self._uniform((len(rows),)) * counts).long()
+        running = torch.cumsum(valid.long(), 1)[donors]
+        items = torch.searchsorted(running, (picks + 1)[:, None]).squeeze(1).clamp(max=features.shape[1] - 1)
+        return torch.where((counts > 0)[:, None], features[donors, items], features.new_zeros(()))
 
 
 class FrameShuffler(SeededMasker):
@@ -382,6 +387,10 @@ class CaptionSwapper(SeededMasker):
     and takes that other example's image (ImageBERT samples negative images for captions as well as negative
     captions for images). Label 1 = matched, 0 = mismatched. An example whose batch holds no other image keeps
     its pair and stays matched.
+
+    Examples marked not ``matchable`` (questions mixed into LXMERT's pretraining text) are neither positives nor
+    negatives: label -100, never swapped, never a donor. "is there a red square?" does not describe its image
+    (the answer may be no), so as a positive it is noise, and it would be an uninformative negative.
     """
 
     name = "matching"
@@ -391,25 +400,31 @@ class CaptionSwapper(SeededMasker):
         self.probability = _check_probability("probability", probability)
         self.image_probability = _check_probability("image_probability", image_probability)
 
-    def __call__(self, sources: Sequence[Any]) -> tuple[list[int], torch.Tensor, list[int]]:
-        """Given each example's image (or video) identity, return the caption donor index of every example, the
-        matched labels and the image donor index of every example."""
-        donors = list(range(len(sources)))
-        image_donors = list(range(len(sources)))
-        matched = torch.ones(len(sources), dtype=torch.long)
-        swap = self._uniform((len(sources),)) < self.probability
+    def __call__(
+        self, sources: Sequence[Any], matchable: torch.Tensor | None = None
+    ) -> tuple[list[int], torch.Tensor, list[int]]:
+        """Given each example's image (or video) identity (and optionally which examples take part in matching),
+        return the caption donor index of every example, the matched labels (1, 0, or -100 when not matchable) and
+        the image donor index of every example."""
+        count = len(sources)
+        codes = {source: code for code, source in enumerate(dict.fromkeys(sources))}
+        image = torch.tensor([codes[source] for source in sources], dtype=torch.long)
+        if matchable is None:
+            matchable = torch.ones(count, dtype=torch.bool)
+        swap = self._uniform((count,)) < self.probability
         # Drawn only when image negatives are on, so caption-only runs keep their random stream.
-        swap_image = self._uniform((len(sources),)) < self.image_probability if self.image_probability else swap & False
-        for index in torch.nonzero(swap).flatten().tolist():
-            others = [other for other, source in enumerate(sources) if source != sources[index]]
-            if others:
-                donor = others[int(torch.randint(len(others), (1,), generator=self.generator))]
-                if swap_image[index]:
-                    image_donors[index] = donor
-                else:
-                    donors[index] = donor
-                matched[index] = 0
-        return donors, matched, image_donors
+        swap_image = self._uniform((count,)) < self.image_probability if self.image_probability else torch.zeros_like(swap)
+        # Every swapped example draws its donor uniformly among the matchable examples of other images, all at once.
+        others = (image[None, :] != image[:, None]) & matchable[None, :]
+        counts = others.sum(1)
+        swap &= (counts > 0) & matchable
+        picks = (self._uniform((count,)) * counts).long()
+        donor = torch.searchsorted(torch.cumsum(others.long(), 1), (picks + 1)[:, None]).squeeze(1).clamp(max=count - 1)
+        itself = torch.arange(count)
+        donors = torch.where(swap & ~swap_image, donor, itself)
+        image_donors = torch.where(swap & swap_image, donor, itself)
+        matched = torch.where(matchable, (~swap).long(), torch.full_like(image, IGNORE_INDEX))
+        return donors.tolist(), matched, image_donors.tolist()
 
 
 class AnswerSampler(SeededMasker):
@@ -502,12 +517,32 @@ def _text_only_placeholder(example: Mapping[str, Any], template: Mapping[str, An
     return filled
 
 
+def _is_question(example: Mapping[str, Any]) -> bool:
+    """Whether an example's text is a question (it carries an answer) rather than a caption."""
+    label = example.get("answer_label")
+    return (label is not None and int(label) != IGNORE_INDEX) or example.get("answer_scores") is not None
+
+
 def contrastive_positive_mask(sources: Sequence[Any]) -> torch.Tensor:
     """In-batch contrastive positives: (B, B) boolean, True on the diagonal and wherever two examples show the
     same image or video (so a loss can avoid treating a duplicate as a negative)."""
     codes = {source: code for code, source in enumerate(dict.fromkeys(sources))}
     ids = torch.tensor([codes[source] for source in sources])
     return ids[:, None] == ids[None, :]
+
+
+def _pad_rows(rows: Sequence[np.ndarray], width: int, fill: float, dtype: Any) -> torch.Tensor:
+    """Rows of different lengths (and equal trailing shape) padded with ``fill`` to (B, width, ...): one numpy copy
+    per row, which also accepts the read-only memory-mapped views of ``ArrowRows``."""
+    out = np.full((len(rows), width, *np.shape(rows[0])[1:]), fill, dtype=dtype)
+    for b, row in enumerate(rows):
+        out[b, : len(row)] = row
+    return torch.from_numpy(out)
+
+
+def _length_mask(lengths: Sequence[int], width: int) -> torch.Tensor:
+    """(B, width) 0/1 long mask with ones on the first ``lengths[b]`` positions of row b."""
+    return (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
 
 
 def _as_array(value: Any, field: str, index: int, ndim: int, dtype: Any) -> np.ndarray:
@@ -569,8 +604,8 @@ class MultimodalCollator:
     objective -> ``masked_regions``; ``region_feature`` -> ``region_feature_targets``; ``region_class`` ->
     ``region_class_targets``; ``region_object`` / ``region_attribute`` -> ``region_{object,attribute}_labels``
     (-100 on padding) and ``region_{object,attribute}_confidences`` (1.0 per labelled region when the examples
-    give none); ``matching`` -> ``matched_labels``; ``qa`` -> ``answer_labels`` (-100 on mismatched pairs);
-    ``frame_feature`` -> ``masked_frames``, ``frame_feature_targets``; ``frame_order`` -> ``frame_order_labels``;
+    give none); ``matching`` -> ``matched_labels`` (-100 on questions: examples with an answer); ``qa`` ->
+    ``answer_labels`` (-100 on mismatched pairs); ``frame_feature`` -> ``masked_frames``, ``frame_feature_targets``; ``frame_order`` -> ``frame_order_labels``;
     ``action`` -> ``action_labels``; ``contrastive`` -> ``contrastive_positive_mask`` (B, B); with ``subtitles``
     ``text_subtitle_index`` and ``frame_subtitle_index``; ``scene_object`` /
     ``scene_attribute`` / ``scene_relation`` -> ``scene_{object,attribute,relation}_labels``.
@@ -845,18 +880,13 @@ class MultimodalCollator:
         length = max(len(row) for row in rows)
         if length == 0:
             raise ValueError("input_ids: every example in the batch is empty; expected [CLS] ... [SEP] token ids")
-        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
-        token_type_ids = torch.zeros((len(rows), length), dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for b, (row, type_row) in enumerate(zip(rows, types)):
-            input_ids[b, : len(row)] = torch.from_numpy(row)
-            token_type_ids[b, : len(row)] = torch.from_numpy(type_row)
-            attention_mask[b, : len(row)] = 1
-        padded = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        padded = {
+            "input_ids": _pad_rows(rows, length, self.pad_token_id, np.int64),
+            "attention_mask": _length_mask([len(row) for row in rows], length),
+            "token_type_ids": _pad_rows(types, length, 0, np.int64),
+        }
         if owners is not None:
-            padded["text_subtitle_index"] = torch.full((len(rows), length), -1, dtype=torch.long)
-            for b, owner in enumerate(owners):
-                padded["text_subtitle_index"][b, : len(owner)] = torch.from_numpy(owner)
+            padded["text_subtitle_index"] = _pad_rows(owners, length, -1, np.int64)
         return padded
 
     def _frame_subtitle_index(self, examples: Sequence[Mapping[str, Any]], donors: Sequence[int], width: int) -> torch.Tensor:
@@ -891,39 +921,33 @@ class MultimodalCollator:
         if fixed is not None and longest > fixed:
             raise ValueError(f"{field}: an example has {longest} items but {count_field}={fixed}")
         count = fixed if fixed is not None else longest
-        padded = torch.zeros((len(arrays), count, arrays[0].shape[1]), dtype=torch.float32)
-        mask = torch.zeros((len(arrays), count), dtype=torch.long)
-        for b, array in enumerate(arrays):
-            padded[b, : len(array)] = torch.from_numpy(array)
-            mask[b, : len(array)] = 1
-        return padded, mask
+        return _pad_rows(arrays, count, 0.0, np.float32), _length_mask([len(array) for array in arrays], count)
 
     @staticmethod
     def _pad_per_item(
         examples: Sequence[Mapping[str, Any]], field: str, lengths: torch.Tensor, width: int, fill: float, dtype: Any
     ) -> torch.Tensor:
-        out = torch.full((len(examples), width), fill, dtype=dtype)
+        rows = []
         for b, example in enumerate(examples):
-            values = _as_array(example[field], field, b, 1, np.float64)
-            if len(values) != int(lengths[b]):
+            rows.append(_as_array(example[field], field, b, 1, dtype))
+            if len(rows[-1]) != int(lengths[b]):
                 raise ValueError(
-                    f"{field} of example {b} has {len(values)} values, expected {int(lengths[b])} (one per region)"
+                    f"{field} of example {b} has {len(rows[-1])} values, expected {int(lengths[b])} (one per region)"
                 )
-            out[b, : len(values)] = torch.as_tensor(values, dtype=dtype)
-        return out
+        return _pad_rows(rows, width, fill, dtype)
 
     def _regions(self, examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor]) -> None:
         features, mask = self._pad_items(examples, "region_features", self.num_regions, "num_regions")
         lengths = mask.sum(1)
-        boxes = torch.zeros((len(examples), features.shape[1], 4), dtype=torch.float32)
+        box_rows = []
         for b, example in enumerate(examples):
-            box = _as_array(example["region_boxes"], "region_boxes", b, 2, np.float32)
-            if box.shape != (int(lengths[b]), 4):
+            box_rows.append(_as_array(example["region_boxes"], "region_boxes", b, 2, np.float32))
+            if box_rows[-1].shape != (int(lengths[b]), 4):
                 raise ValueError(
-                    f"region_boxes of example {b} has shape {box.shape}, expected ({int(lengths[b])}, 4) "
+                    f"region_boxes of example {b} has shape {box_rows[-1].shape}, expected ({int(lengths[b])}, 4) "
                     "(x1, y1, x2, y2 per region)"
                 )
-            boxes[b, : len(box)] = torch.from_numpy(box)
+        boxes = _pad_rows(box_rows, features.shape[1], 0.0, np.float32)
         batch.update(region_features=features, region_boxes=boxes, region_attention_mask=mask)
         if self.region_masker is None:
             return
@@ -945,11 +969,11 @@ class MultimodalCollator:
             if f"region_{kind}" not in self.objectives:
                 continue
             batch[f"region_{kind}_labels"] = self._pad_per_item(
-                examples, f"region_{kind}_labels", lengths, width, IGNORE_INDEX, torch.long
+                examples, f"region_{kind}_labels", lengths, width, IGNORE_INDEX, np.int64
             )
             confidences = f"region_{kind}_confidences"
             if all(example.get(confidences) is not None for example in examples):
-                batch[confidences] = self._pad_per_item(examples, confidences, lengths, width, 0.0, torch.float32)
+                batch[confidences] = self._pad_per_item(examples, confidences, lengths, width, 0.0, np.float32)
             else:
                 batch[confidences] = (batch[f"region_{kind}_labels"] != IGNORE_INDEX).float()
 
@@ -989,7 +1013,8 @@ class MultimodalCollator:
         if self.caption_swapper is not None:
             if self.caption_swapper.probability > 0:
                 self._require_sources(examples, source_key)
-            donors, batch["matched_labels"], image_donors = self.caption_swapper(sources)
+            matchable = torch.tensor([not _is_question(example) for example in examples])
+            donors, batch["matched_labels"], image_donors = self.caption_swapper(sources, matchable)
             visual = [examples[d] for d in image_donors]
             sources = [sources[d] for d in image_donors]
         batch.update(self._pad_tokens(examples, donors))

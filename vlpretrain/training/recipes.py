@@ -28,6 +28,7 @@ from ..registry import architecture_for_config, get_architecture, model_class_fo
 from ..utils.progress import progress_bar
 from .lora import lora_for_finetuning, write_lora_base
 from .sources import (
+    ArrowRows,
     TaskCollator,
     answer_vocabulary,
     caption_examples,
@@ -220,8 +221,9 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     # questions); the others pretrain on captions, as their papers do: a question such as "is there a red
     # square?" is not a description, so as a matching positive it is noise.
     question_answers = answers if config.loss_weights.get("qa") else None
-    train = pretraining_examples(train_source, tokenizer, data_args.max_text_length, question_answers)
-    evaluation = pretraining_examples(eval_source, tokenizer, data_args.max_text_length, question_answers)
+    # ArrowRows: rows as zero-copy numpy views instead of nested Python lists (see bench/bench_input_path.py).
+    train = ArrowRows(pretraining_examples(train_source, tokenizer, data_args.max_text_length, question_answers))
+    evaluation = ArrowRows(pretraining_examples(eval_source, tokenizer, data_args.max_text_length, question_answers))
     corpus = _text_corpus(data_args, config, tokenizer, model_args.model)
     seed = training_args.seed + 1000 * training_args.process_index
     collator = ResumableCollator(collator_for_config(config, tokenizer, seed=seed, **corpus))
@@ -310,10 +312,10 @@ def finetune(task: str, model_args: ModelArguments, data_args: DataArguments, tr
         model = lora_for_finetuning(model, model_args)
     seed = training_args.seed + 1000 * training_args.process_index
     if task == "vqa":
-        train = vqa_examples(train_source, tokenizer, answers, data_args.max_text_length)
+        train = ArrowRows(vqa_examples(train_source, tokenizer, answers, data_args.max_text_length))
         collator = TaskCollator(padding_collator(tokenizer, train_source, seed=seed), "answer_scores")
     else:
-        train = caption_examples(train_source, tokenizer, data_args.max_text_length)
+        train = ArrowRows(caption_examples(train_source, tokenizer, data_args.max_text_length))
         collator = TaskCollator(padding_collator(tokenizer, train_source, ["matching"], seed=seed), "matched_labels")
     trainer = VLPretrainingTrainer(model=model, args=training_args, train_dataset=train, data_collator=collator,
                                    processing_class=tokenizer)
@@ -337,7 +339,7 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
     padder = padding_collator(tokenizer, source, seed=seed)
     if task == "vqa":
         answers = [model.config.id2label[index] for index in range(model.config.num_labels)]
-        examples = vqa_examples(source, tokenizer, answers, data_args.max_text_length)
+        examples = ArrowRows(vqa_examples(source, tokenizer, answers, data_args.max_text_length))
         collator = TaskCollator(padder, "answer_scores")
         logits, scores = [], []
         for start in progress_bar(range(0, len(examples), batch_size), "evaluating VQA", unit="batch"):
@@ -353,8 +355,8 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
         }
     if task != "retrieval":
         raise ValueError(f"task: expected 'vqa' or 'retrieval', got {task!r}")
-    gallery = caption_examples(source.select(range(min(data_args.gallery_size, len(source)))), tokenizer,
-                               data_args.max_text_length, first_only=True)
+    gallery = ArrowRows(caption_examples(source.select(range(min(data_args.gallery_size, len(source)))), tokenizer,
+                                         data_args.max_text_length, first_only=True))
     rows = [gallery[index] for index in range(len(gallery))]
     similarity = np.zeros((len(rows), len(rows)), np.float32)
     pairs = [(text, image) for text in range(len(rows)) for image in range(len(rows))]
