@@ -232,6 +232,11 @@ def image_examples(tokenizer, count=6, regions=(2, 3, 1, 4), dim=5, seed=0):
     return examples
 
 
+
+def _caption(example: dict) -> dict:
+    """The example as a caption row: without its answer it takes part in matching (rows with answers are questions)."""
+    return {key: value for key, value in example.items() if key != "answer_scores"}
+
 LXMERT_KEYS = {
     "input_ids",
     "attention_mask",
@@ -323,7 +328,7 @@ def test_caption_swapper_image_negatives():
 def test_imagebert_collator_pairs_captions_with_random_images(tokenizer):
     from vlpretrain.configuration.image_bert import ImageBertConfig
 
-    examples = image_examples(tokenizer, count=8, regions=(3,))
+    examples = [_caption(example) for example in image_examples(tokenizer, count=8, regions=(3,))]
     config = ImageBertConfig(region_feature_size=5, num_object_labels=3, loss_weights={"matching": 1.0})
     collator = collator_for_config(config, tokenizer, seed=0)  # no MLM, so captions can be compared
     assert collator.caption_swapper.image_probability == 0.5
@@ -347,7 +352,7 @@ def test_imagebert_collator_pairs_captions_with_random_images(tokenizer):
 
 def test_matching_negatives_require_image_ids(tokenizer):
     # Two captions of one image and no ids: by position they would look like two images.
-    examples = [{k: v for k, v in example.items() if k != "image_id"} for example in image_examples(tokenizer)]
+    examples = [{k: v for k, v in _caption(example).items() if k != "image_id"} for example in image_examples(tokenizer)]
     with pytest.raises(ValueError, match="image_id: examples \\[0, 1, 2, 3, 4\\] have none"):
         image_text_collator(tokenizer, ["matching"], seed=0)(examples)
     batch = image_text_collator(tokenizer, ["matching"], negative_probability=0.0)(examples)

@@ -34,7 +34,7 @@ def tiny_config(architecture):
     # Special token ids (e.g. VL-BERT's [MASK] / [SEP]) must lie inside the small vocabulary.
     special = sorted(name for name in fields if name.endswith("_token_id") and name != "pad_token_id")
     values.update({name: 1 + position for position, name in enumerate(special)})
-    config = architecture.config_class(**architecture.preset("tiny"), **values)
+    config = architecture.config_class(**{**architecture.preset("tiny"), **values})
     config.num_labels = SMALL_SIZES["num_labels"]
     return config
 

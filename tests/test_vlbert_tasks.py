@@ -122,7 +122,7 @@ def test_multiple_choice_object_labels_are_checked():
     inputs = _choices(single_stream_batch(config, labels=False))
     with pytest.raises(ValueError, match=r"region_object_labels: expected integer object classes of shape \(3, 5\)"):
         VlBertForMultipleChoice(config)(**inputs, region_object_labels=torch.zeros(3, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"region_object_labels: expected classes in \[0, 7\)"):
+    with pytest.raises(ValueError, match=r"region_object_labels: expected ids in \[0, 7\) \(config.vcr_num_object_labels\)"):
         VlBertForMultipleChoice(config)(**inputs, region_object_labels=torch.full((3, 5), 7))
     without_head = VlBertForMultipleChoice(tiny_vl_bert_config(vcr_object_loss_weight=0.0))
     assert without_head.region_class_head is None
