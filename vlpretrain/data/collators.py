@@ -1013,7 +1013,8 @@ class MultimodalCollator:
         if self.caption_swapper is not None:
             if self.caption_swapper.probability > 0:
                 self._require_sources(examples, source_key)
-            matchable = torch.tensor([not _is_question(example) for example in examples])
+            # Questions and text-only rows (a text corpus) are neither matching positives nor negatives.
+            matchable = torch.tensor([not (_is_question(example) or example.get("text_only")) for example in examples])
             donors, batch["matched_labels"], image_donors = self.caption_swapper(sources, matchable)
             visual = [examples[d] for d in image_donors]
             sources = [sources[d] for d in image_donors]
