@@ -204,7 +204,8 @@ def main() -> None:
             port.eval()
             preprocess = processing_image.Preprocess(config)
             for index, image in enumerate(images[: args.parity_images]):
-                print(f"image {index}, batch 1, max |port - ours|:", compare(run_port(port, preprocess, config, [image]), run_ours(model, processor, [image])), flush=True)
+                difference = compare(run_port(port, preprocess, config, [image]), run_ours(model, processor, [image]))
+                print(f"image {index}, batch 1, max |port - ours|:", difference, flush=True)
             # The port's norm_box broadcasts per-image sizes over the box axis and fails for batches > 2
             # (its demo runs batch 1); for timing larger batches it is replaced by a per-image division.
             modeling_frcnn.norm_box = lambda boxes, raw_sizes: boxes / raw_sizes[:, [1, 0, 1, 0]][:, None, :].to(boxes)
@@ -212,7 +213,8 @@ def main() -> None:
                 results["port"][batch] = throughput(lambda chunk: run_port(port, preprocess, config, chunk), images, batch, args.iterations)
                 print(f"CPU batch {batch}: port {results['port'][batch]:.4f} images/s", flush=True)
             if len(images) >= 2:
-                print("batch 2, image 1 (port pads the batch):", compare(run_port(port, preprocess, config, images[:2]), run_ours(model, processor, images[:2]), 1))
+                difference = compare(run_port(port, preprocess, config, images[:2]), run_ours(model, processor, images[:2]), 1)
+                print("batch 2, image 1 (port pads the batch):", difference)
         for batch in args.batch_sizes:
             line = f"CPU batch {batch}: ours {results['ours'][batch]:.3f} images/s"
             if batch in results["port"]:

@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from helpers.factories import image_text_batch, tiny_lxmert_config  # noqa: E402
 
 

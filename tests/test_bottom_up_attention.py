@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from PIL import Image
-from transformers import AutoImageProcessor, AutoModelForObjectDetection, pipeline
-
 from helpers.bottom_up_attention_factories import (
     TINY,
     bua_caffe_state_dict,
@@ -24,6 +21,9 @@ from helpers.bottom_up_attention_factories import (
 )
 from helpers.fresh_process import run_fresh_process
 from helpers.processing import minilm_tokenizer, random_image
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForObjectDetection, pipeline
+
 from vlpretrain import (
     BottomUpAttentionDetector,
     BottomUpAttentionImageProcessor,

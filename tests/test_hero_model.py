@@ -527,7 +527,10 @@ def test_vsm_span_loss_is_the_sum_of_the_start_and_end_cross_entropies():
     model = HeroForPreTraining(config).eval()  # evaluation always includes the span loss
     batch = hero_batch(config, targets=False)
     frames = batch["frame_features"].shape[1]
-    flat = lambda queries, states, mask: (torch.zeros(queries.shape[0], frames), torch.zeros(queries.shape[0], frames))
+
+    def flat(queries, states, mask):
+        return torch.zeros(queries.shape[0], frames), torch.zeros(queries.shape[0], frames)
+
     model.matching_heads.span_logits = flat  # uniform logits: each cross-entropy is log(frames)
     with_span = model(**batch, task="vsm").vsm_loss
     model.config.vsm_span_weight = 0.0

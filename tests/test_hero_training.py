@@ -12,16 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from helpers.univl_hero_factories import tiny_hero_config
+from safetensors.torch import load_file
 
 from vlpretrain import HeroForPreTraining, HeroModel
 from vlpretrain.cli import main as cli_main
 from vlpretrain.data.collators import collator_for_config
 from vlpretrain.training.recipes import ModelArguments, build_config
 from vlpretrain.training.sources import default_tokenizer, load_source, pretraining_examples, source_label_sizes
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -85,6 +85,6 @@ def test_training_model_and_featurizer_backbone_from_the_hub(tmp_path, hub):
     tiny_backbone().save_pretrained(tmp_path / "backbone")
     publish(hub, "org/tiny-backbone", tmp_path / "backbone")
     featurizer = RegionFeaturizer.from_pretrained_models("org/tiny-backbone", revision="v3", num_regions=None)
-    featurizer.backbone  # loads on first use
+    assert featurizer.backbone is not None  # loads on first use
     assert ("GET", "/api/models/org/tiny-backbone/revision/v3") in hub.requests or any(
         "/org/tiny-backbone/resolve/v3/" in path for _, path in hub.requests)

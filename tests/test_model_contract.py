@@ -49,7 +49,10 @@ def test_resize_token_embeddings_keeps_heads_tied_and_running(family, task, chan
         assert logits.shape[-1] == resized.shape[0]
 
 
-@pytest.mark.parametrize(("family", "task"), [(f, t) for f, t in ALL_HEADS if MODEL_REGISTRY[f].model_class(t).hub_auto_class == "AutoModelForSequenceClassification"])
+@pytest.mark.parametrize(
+    ("family", "task"),
+    [(f, t) for f, t in ALL_HEADS if MODEL_REGISTRY[f].model_class(t).hub_auto_class == "AutoModelForSequenceClassification"],
+)
 def test_retrieval_heads_score_two_classes_whatever_num_labels(family, task):
     """The config may carry a VQA head's answers (num_labels 5): the retrieval head still takes 0/1 labels and
     refuses label 3 with a ValueError (it was an IndexError in the loss)."""

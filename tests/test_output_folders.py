@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 import transformers
-
 from helpers.factories import tiny_lxmert_config
 from helpers.processing import minilm_tokenizer, published_images, write_lxmert_tsv
+
 from vlpretrain import LxmertForQuestionAnswering
 from vlpretrain.cli import main as cli_main
 from vlpretrain.processing.processor import VisionLanguageProcessor

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.processing import (
+    make_video,
+    minilm_tokenizer,
+    published_images,
+    random_image,
+    tiny_backbone,
+    tiny_detector,
+    tiny_frame_model,
+    write_lxmert_tsv,
+    write_uniter_lmdb,
+)
 from PIL import Image
 
-from helpers.processing import make_video, minilm_tokenizer, published_images, random_image, tiny_backbone, tiny_detector, tiny_frame_model, write_lxmert_tsv, write_uniter_lmdb
 from vlpretrain.cli import main
 from vlpretrain.processing.frames import FrameFeaturizer
 from vlpretrain.processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
@@ -62,7 +72,8 @@ def test_extract_images_and_videos_with_a_saved_processor(tmp_path, capsys):
     (tmp_path / "videos").mkdir()
     make_video(tmp_path / "videos" / "a.mp4", seconds=3.0)
     (tmp_path / "videos" / "broken.mp4").write_bytes(b"\x00" * 256)
-    assert main(["features", "extract", "--videos", str(tmp_path / "videos"), "--output-dir", str(tmp_path / "clips"), "--processor", str(tmp_path / "video"), "--skip-corrupt"]) == 0
+    assert main(["features", "extract", "--videos", str(tmp_path / "videos"), "--output-dir", str(tmp_path / "clips"),
+                 "--processor", str(tmp_path / "video"), "--skip-corrupt"]) == 0
     clips = load_feature_store(tmp_path / "clips").with_format("numpy")
     assert clips[:]["id"].tolist() == ["a"] and clips[0]["features"].shape == (2, 16)
     assert read_store_metadata(tmp_path / "clips")["num_skipped"] == 1

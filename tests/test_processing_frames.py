@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from helpers.processing import make_video, tiny_frame_model, tiny_video_model
+
 from vlpretrain.processing.frames import FrameFeaturizer, decode_video, read_frame_features
 
 

@@ -5,16 +5,13 @@ valid edge cases (one token, one region, one frame, batch of one) must run."""
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from helpers.processing import (
-    TSV_FIELDS,
     minilm_tokenizer,
     published_images,
     tiny_backbone,
@@ -24,6 +21,7 @@ from helpers.processing import (
     write_group_hdf5,
     write_lxmert_tsv,
 )
+
 from vlpretrain.processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
 from vlpretrain.processing.readers import RegionRecord, read_regions
 from vlpretrain.processing.regions import RegionFeaturizer

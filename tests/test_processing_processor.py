@@ -11,7 +11,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from helpers.processing import (
     make_video,
     minilm_tokenizer,
@@ -22,6 +21,7 @@ from helpers.processing import (
     tiny_frame_model,
     write_lxmert_tsv,
 )
+
 from vlpretrain.processing.frames import FrameFeaturizer
 from vlpretrain.processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
 from vlpretrain.processing.readers import read_tsv

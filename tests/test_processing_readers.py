@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers.processing import (
     normalised,
     published_images,
@@ -15,6 +14,7 @@ from helpers.processing import (
     write_uniter_lmdb,
     write_uniter_npz,
 )
+
 from vlpretrain.processing.readers import (
     CorruptRecordError,
     ReadStats,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from helpers.processing import random_image, tiny_backbone, tiny_detector, tiny_detr
+
 from vlpretrain.processing.regions import RegionFeaturizer, box_iou, nms, roi_align
 
 
@@ -165,7 +165,8 @@ def test_masked_regions_zero_their_pixels_before_the_backbone(featurizer):
 
 def test_colour_order_is_applied():
     rgb = RegionFeaturizer.from_models(backbone=tiny_backbone(), shortest_edge=32, longest_edge=64)
-    bgr = RegionFeaturizer.from_models(backbone=tiny_backbone(), shortest_edge=32, longest_edge=64, colour_order="BGR", image_mean=[0.406, 0.456, 0.485], image_std=[0.225, 0.224, 0.229])
+    bgr = RegionFeaturizer.from_models(backbone=tiny_backbone(), shortest_edge=32, longest_edge=64, colour_order="BGR",
+                                       image_mean=[0.406, 0.456, 0.485], image_std=[0.225, 0.224, 0.229])
     image = featurizer_image(random_image())
     torch.testing.assert_close(bgr.pixel_values(image), rgb.pixel_values(image).flip(1))
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 from datasets.distributed import split_dataset_by_node
-
 from helpers.processing import published_images, write_lxmert_tsv
+
 from vlpretrain.processing.frames import FrameRecord
 from vlpretrain.processing.readers import ReadStats, RegionRecord, read_tsv
 from vlpretrain.processing.store import (

@@ -240,7 +240,8 @@ def test_converter_puts_every_tensor_in_place():
     key_value = state["univl.decoder.layers.0.cross_attention.key_value.weight"]
     torch.testing.assert_close(key_value[hidden:], original["decoder.decoder.layer.0.enc_attn.att.value.weight"])
     torch.testing.assert_close(state["univl.decoder.layers.0.cross_attention.query.bias"], original["decoder.decoder.layer.0.enc_attn.att.query.bias"])
-    torch.testing.assert_close(state["univl.decoder.layers.0.attention.output.norm.weight"], original["decoder.decoder.layer.0.slf_attn.output.LayerNorm.weight"])
+    torch.testing.assert_close(state["univl.decoder.layers.0.attention.output.norm.weight"],
+                               original["decoder.decoder.layer.0.slf_attn.output.LayerNorm.weight"])
     torch.testing.assert_close(state["univl.visual_embeddings.proj.weight"], original["cls_visual.predictions.weight"])
     torch.testing.assert_close(state["univl.video_norm.bias"], original["normalize_video.visual_norm2d.bias"])
     torch.testing.assert_close(state["decoder_head.bias"], original["decoder.classifier.cls.predictions.bias"])

@@ -10,8 +10,8 @@ import torch
 from helpers.actbert_videobert_factories import clip_features, fitted_tokenizer
 
 from vlpretrain.cli import main as cli_main
-from vlpretrain.processing.store import write_feature_store
 from vlpretrain.processing.frames import FrameRecord
+from vlpretrain.processing.store import write_feature_store
 from vlpretrain.processing.visual_words import VisualWordTokenizer
 
 

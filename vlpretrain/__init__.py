@@ -5,6 +5,7 @@ Importing the package registers every configuration and model with transformers'
 carry flat remote code and load with transformers alone (``trust_remote_code=True``).
 """
 
+from .data.padding import DataCollatorForVisionLanguage
 from .processing.bottom_up_attention import BottomUpAttentionImageProcessor
 from .processing.frames import FrameFeaturizer
 from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
@@ -12,7 +13,6 @@ from .processing.regions import RegionFeaturizer
 from .processing.visual_words import VisualWordTokenizer
 from .registry import *  # noqa: F403  (every config and model class, imported once in registry.py)
 from .registry import MODEL_CLASS_NAMES, MODEL_REGISTRY, register_auto_classes
-from .data.padding import DataCollatorForVisionLanguage
 from .utils.trainer_labels import install as install_trainer_label_names
 
 __version__ = "0.1.0"

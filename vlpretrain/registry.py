@@ -7,25 +7,53 @@ from dataclasses import dataclass, field
 
 import transformers
 
-from .configuration.lxmert import LxmertConfig
-from .modeling.lxmert import LxmertForImageTextRetrieval, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
-from .configuration.vilbert import VilbertConfig
+from .configuration.actbert import ActBertConfig
+from .configuration.bottom_up_attention import BottomUpAttentionConfig
 from .configuration.ernie_vil import ErnieVilConfig
+from .configuration.hero import HeroConfig
+from .configuration.image_bert import ImageBertConfig
+from .configuration.lxmert import LxmertConfig
+from .configuration.s3d import S3DConfig
+from .configuration.univl import UnivlConfig
+from .configuration.video_bert import VideoBertConfig
+from .configuration.vilbert import VilbertConfig
+from .configuration.vl_bert import VlBertConfig
+from .modeling.actbert import (
+    ActBertForPreTraining,
+    ActBertForVideoQuestionAnswering,
+    ActBertForVideoTextRetrieval,
+    ActBertModel,
+)
+from .modeling.bottom_up_attention import BottomUpAttentionDetector
+from .modeling.ernie_vil import ErnieVilForImageTextRetrieval, ErnieVilForPreTraining, ErnieVilForQuestionAnswering, ErnieVilModel
+from .modeling.hero import (
+    HeroForPreTraining,
+    HeroForVideoMomentRetrieval,
+    HeroForVideoQuestionAnswering,
+    HeroForVideoTextRetrieval,
+    HeroModel,
+)
+from .modeling.image_bert import (
+    ImageBertForImageTextRetrieval,
+    ImageBertForPreTraining,
+    ImageBertForQuestionAnswering,
+    ImageBertModel,
+)
+from .modeling.lxmert import LxmertForImageTextRetrieval, LxmertForPreTraining, LxmertForQuestionAnswering, LxmertModel
+from .modeling.s3d import S3DModel
+from .modeling.univl import UnivlForCaptioning, UnivlForPreTraining, UnivlForVideoTextRetrieval, UnivlModel
+from .modeling.video_bert import (
+    VideoBertForConditionalGeneration,
+    VideoBertForPreTraining,
+    VideoBertForVideoTextRetrieval,
+    VideoBertModel,
+)
 from .modeling.vilbert import (
     VilbertForImageTextRetrieval,
     VilbertForPreTraining,
     VilbertForQuestionAnswering,
     VilbertForReferringExpressions,
     VilbertModel,
-)
-from .modeling.ernie_vil import ErnieVilForImageTextRetrieval, ErnieVilForPreTraining, ErnieVilForQuestionAnswering, ErnieVilModel
-from .configuration.image_bert import ImageBertConfig
-from .configuration.vl_bert import VlBertConfig
-from .modeling.image_bert import (
-    ImageBertForImageTextRetrieval,
-    ImageBertForPreTraining,
-    ImageBertForQuestionAnswering,
-    ImageBertModel,
 )
 from .modeling.vl_bert import (
     VlBertForImageTextRetrieval,
@@ -35,38 +63,9 @@ from .modeling.vl_bert import (
     VlBertForReferringExpressions,
     VlBertModel,
 )
-from .configuration.univl import UnivlConfig
-from .modeling.univl import UnivlForCaptioning, UnivlForPreTraining, UnivlForVideoTextRetrieval, UnivlModel
-from .configuration.hero import HeroConfig
-from .modeling.hero import (
-    HeroForPreTraining,
-    HeroForVideoMomentRetrieval,
-    HeroForVideoQuestionAnswering,
-    HeroForVideoTextRetrieval,
-    HeroModel,
-)
-from .processing.processor import VideoLanguageProcessor
-from .processing.video_regions import VideoRegionLanguageProcessor
-from .configuration.actbert import ActBertConfig
-from .modeling.actbert import (
-    ActBertForPreTraining,
-    ActBertForVideoQuestionAnswering,
-    ActBertForVideoTextRetrieval,
-    ActBertModel,
-)
-from .configuration.video_bert import VideoBertConfig
-from .modeling.video_bert import (
-    VideoBertForConditionalGeneration,
-    VideoBertForPreTraining,
-    VideoBertForVideoTextRetrieval,
-    VideoBertModel,
-)
-from .processing.processor import VisionLanguageProcessor
-from .configuration.s3d import S3DConfig
-from .modeling.s3d import S3DModel
-from .configuration.bottom_up_attention import BottomUpAttentionConfig
-from .modeling.bottom_up_attention import BottomUpAttentionDetector
 from .processing.bottom_up_attention import BottomUpAttentionImageProcessor
+from .processing.processor import VideoLanguageProcessor, VisionLanguageProcessor
+from .processing.video_regions import VideoRegionLanguageProcessor
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from transformers import TrainingArguments
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.univl_hero_factories import hero_batch, tiny_hero_config  # noqa: E402
-
 from vlpretrain import HeroForPreTraining  # noqa: E402
 from vlpretrain.configuration.hero import HERO_OBJECTIVES  # noqa: E402
 from vlpretrain.training.trainer import VLPretrainingTrainer  # noqa: E402

@@ -14,7 +14,6 @@ from transformers import TrainingArguments
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.factories import image_text_batch, tiny_lxmert_config  # noqa: E402
-
 from vlpretrain import LxmertForPreTraining  # noqa: E402
 from vlpretrain.training.trainer import VLPretrainingTrainer  # noqa: E402
 

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-
-from vlpretrain.registry import MODEL_REGISTRY
 
 from helpers.actbert_videobert_factories import actbert_batch, fitted_tokenizer, tiny_actbert_config, tiny_videobert_config
 from helpers.actbert_videobert_factories import video_text_batch as videobert_batch
@@ -18,6 +16,7 @@ from helpers.single_stream_factories import single_stream_batch, tiny_image_bert
 from helpers.univl_hero_factories import hero_batch, tiny_hero_config, tiny_univl_config
 from helpers.univl_hero_factories import video_text_batch as univl_batch
 from helpers.vilbert_factories import tiny_ernie_vil_config, tiny_vilbert_config, two_stream_batch
+from vlpretrain.registry import MODEL_REGISTRY
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from helpers.factories import image_text_batch
 
+from helpers.factories import image_text_batch
 from vlpretrain.configuration.ernie_vil import ErnieVilConfig
 from vlpretrain.configuration.vilbert import VilbertConfig
 

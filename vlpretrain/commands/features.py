@@ -23,6 +23,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".ti
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg"}
 
 
+FEATURE_DTYPE_HELP = "feature precision on disk (float16: half the size; read back as float32)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``features`` command and its ``import`` / ``extract`` subcommands."""
     parser = subparsers.add_parser("features", help="import published region features or extract them into a feature store")
@@ -35,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument("--num-regions", type=int, default=None, help="require exactly this many regions per image (fixed-shape, fastest store)")
     importer.add_argument("--feature-size", type=int, default=None, help="reject features of any other size")
     importer.add_argument("--skip-corrupt", action="store_true", help="log, count and skip bad rows instead of stopping")
-    importer.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="feature precision on disk (float16: half the size; read back as float32)")
+    importer.add_argument("--dtype", default="float32", choices=["float32", "float16"], help=FEATURE_DTYPE_HELP)
     importer.add_argument(
         "--pickled-info",
         choices=PICKLED_INFO_CHOICES,
@@ -62,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extractor.add_argument("--preset", choices=["univl-s3d"], default=None,
                            help="videos with --backbone: named frame settings (univl-s3d: UniVL's S3D extraction)")
     add_overwrite_argument(extractor, FEATURE_STORE)
-    extractor.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="feature precision on disk (float16: half the size; read back as float32)")
+    extractor.add_argument("--dtype", default="float32", choices=["float32", "float16"], help=FEATURE_DTYPE_HELP)
     extractor.set_defaults(func=run_extract)
 
 

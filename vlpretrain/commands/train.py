@@ -30,9 +30,8 @@ def _parser(recipe: str):
 
     from transformers import HfArgumentParser, TrainingArguments
 
-    from ..training.recipes import DataArguments, ModelArguments
-
     from ..cli import OneLineErrorParser
+    from ..training.recipes import DataArguments, ModelArguments
 
     @dataclass
     class TaskArguments:

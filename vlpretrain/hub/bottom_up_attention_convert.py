@@ -27,6 +27,7 @@ from ..modeling.bottom_up_attention import BottomUpAttentionDetector, caffe_cell
 from ..processing.bottom_up_attention import BottomUpAttentionImageProcessor
 from .convert import _write_converted, load_state_dict
 
+
 def read_vocabulary(path: str | os.PathLike, expected: int, where: str) -> dict[int, str]:
     """One name per line (line i = foreground id i); synonyms after a comma are dropped, names lower-cased
     (as the demos' ``utils.load_labels``)."""

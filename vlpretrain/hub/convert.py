@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from ..configuration.lxmert import LxmertConfig
+from ..configuration.vl_bert import VlBertConfig
 from ..modeling.base import fuse_qkv, rename_bert_layer_key
 from ..modeling.embeddings import zero_feature_embedding
 from ..modeling.lxmert import LxmertForPreTraining, LxmertForQuestionAnswering
-from ..configuration.vl_bert import VlBertConfig
 from ..modeling.vl_bert import VlBertForPreTraining
 from ..utils.folders import replace_directory, staged_directory
 from .export import check_model_output_folder

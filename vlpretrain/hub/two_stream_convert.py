@@ -320,7 +320,8 @@ _ERNIE_VIL_LAYER_PARTS: tuple[tuple[str, str], ...] = (
     ("post_ffn_layer_norm", "ffn.output.norm"),
 )
 
-# Co-layer k (ernie-vil/model/vl_transformer_encoder.py, parameters ``encoder_colayer_k_*``): the text-query attention takes its keys/values from the visual stream and vice versa.
+# Co-layer k (ernie-vil/model/vl_transformer_encoder.py, parameters ``encoder_colayer_k_*``): the text-query attention
+# takes its keys/values from the visual stream and vice versa.
 _ERNIE_VIL_CO_LAYER_PARTS: tuple[tuple[str, str], ...] = (
     ("vl_multi_head_att_query_fc", "visual_attention.qkv.query"),
     ("vl_multi_head_att_key_fc", "text_attention.qkv.key"),

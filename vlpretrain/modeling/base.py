@@ -12,13 +12,12 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from .embeddings import RegionEmbeddings
-from .heads import MaskedLanguageModelingHead
-from .input_checks import ID_BOUNDS, LABEL_BOUNDS_BY_AUTO_CLASS, check_forward_inputs
-
 from ..utils.folders import staged_save
 from ..utils.log import get_logger
 from ..utils.remote_code import auto_map_reference, write_flat_modules
+from .embeddings import RegionEmbeddings
+from .heads import MaskedLanguageModelingHead
+from .input_checks import ID_BOUNDS, LABEL_BOUNDS_BY_AUTO_CLASS, check_forward_inputs
 
 logger = get_logger(__name__)
 

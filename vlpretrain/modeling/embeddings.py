@@ -7,6 +7,7 @@ from torch import nn
 
 from .layers import masked_mean
 
+
 class TextEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout (BERT).
 

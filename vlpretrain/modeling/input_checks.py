@@ -20,7 +20,7 @@ branch; the checks still run on every eager call.
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+from functools import cache
 
 import torch
 from torch import nn
@@ -75,7 +75,7 @@ def allows_ignore_index(name: str) -> bool:
     return name.endswith(("labels", "_positions"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def positional_parameter_names(forward_owner: type) -> tuple[str, ...]:
     """The names of ``forward``'s positional parameters (after ``self``), to read positional calls by name."""
     parameters = list(inspect.signature(forward_owner.forward).parameters.values())[1:]

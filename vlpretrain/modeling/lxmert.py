@@ -30,7 +30,6 @@ from .base import (
 from .embeddings import RegionEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
 from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask, masked_mean
-from .lxmert_names import accepts_transformers_lxmert_names
 from .losses import (
     IGNORE_INDEX,
     classification_loss,
@@ -39,6 +38,7 @@ from .losses import (
     soft_score_loss,
     weighted_region_classification_loss,
 )
+from .lxmert_names import accepts_transformers_lxmert_names
 from .outputs import (
     ImageTextRetrievalOutput,
     StreamOutput,

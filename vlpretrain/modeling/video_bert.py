@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import initialization as init
 from transformers import GenerationConfig, GenerationMixin
+from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
 from transformers.utils import ModelOutput
 

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..utils.roi import roi_align
 from .bottom_up_attention import BottomUpAttentionImageProcessor
 from .featurizer_models import file_sha256, hub_spec, load_model, save_model, validate_spec
 from .readers import RegionRecord, normalize_boxes
-from ..utils.roi import roi_align
 
 DEFAULT_REGION_CONFIG = {
     "detector": None,
