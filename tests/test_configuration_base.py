@@ -64,3 +64,13 @@ def test_a_new_architecture_needs_no_model_type_hint():
 
     with pytest.raises(ValueError, match="config.modalities"):
         collator_for_config(NoModalitiesConfig(), minilm_tokenizer(), seed=0)
+
+
+def test_hero_task_ratios_are_checked_like_loss_weights():
+    from vlpretrain import HeroConfig
+
+    assert HeroConfig(task_ratios={"vsm": 1}).task_ratios == {"mlm": 0.0, "frame_feature": 0.0, "frame_order": 0.0, "vsm": 1.0}
+    with pytest.raises(ValueError, match=r"task_ratios: unknown objectives \['nope'\]"):
+        HeroConfig(task_ratios={"nope": 1.0})
+    with pytest.raises(ValueError, match="task_ratios: 'mlm' must be a number >= 0"):
+        HeroConfig(task_ratios={"mlm": -1.0})

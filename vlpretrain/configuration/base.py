@@ -56,14 +56,19 @@ class VLPretrainConfig(PreTrainedConfig):
     def checked_loss_weights(self, weights: dict | None) -> dict[str, float]:
         """``weights`` with every objective present (missing ones at 0); unknown names and negative or
         non-numeric weights are refused. Idempotent, so a subclass may call it before the base does."""
-        weights = dict(self.default_loss_weights() if weights is None else weights)
-        unknown = sorted(set(weights) - set(self.objectives))
+        return self.checked_objective_values("loss_weights", weights, self.default_loss_weights())
+
+    def checked_objective_values(self, field: str, values: dict | None, defaults: dict[str, float]) -> dict[str, float]:
+        """A per-objective mapping of config ``field`` (``defaults`` when None) with every objective present
+        (missing ones at 0); unknown names and negative or non-numeric values are refused, naming ``field``."""
+        values = dict(defaults if values is None else values)
+        unknown = sorted(set(values) - set(self.objectives))
         if unknown:
-            raise ValueError(f"loss_weights: unknown objectives {unknown}; expected a subset of {list(self.objectives)}")
-        for name, value in weights.items():
+            raise ValueError(f"{field}: unknown objectives {unknown}; expected a subset of {list(self.objectives)}")
+        for name, value in values.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"loss_weights: {name!r} must be a number >= 0, got {value!r}")
-        return {name: float(weights.get(name, 0.0)) for name in self.objectives}
+                raise ValueError(f"{field}: {name!r} must be a number >= 0, got {value!r}")
+        return {name: float(values.get(name, 0.0)) for name in self.objectives}
 
     def __post_init__(self, **kwargs):
         self.loss_weights = self.checked_loss_weights(self.loss_weights)

@@ -99,13 +99,9 @@ class HeroConfig(VLPretrainConfig):
 
     def __post_init__(self, **kwargs):
         self.loss_weights = self.checked_loss_weights(self.loss_weights)
-        ratios = dict({"mlm": 2.0, "frame_feature": 2.0, "frame_order": 1.0, "vsm": 2.0} if self.task_ratios is None else self.task_ratios)
-        unknown = sorted(set(ratios) - set(HERO_OBJECTIVES))
-        if unknown:
-            raise ValueError(f"task_ratios: unknown objectives {unknown}; expected a subset of {list(HERO_OBJECTIVES)}")
-        if any(float(value) < 0 for value in ratios.values()):
-            raise ValueError(f"task_ratios: expected non-negative values, got {ratios}")
-        self.task_ratios = {name: float(ratios.get(name, 0.0)) for name in HERO_OBJECTIVES}
+        self.task_ratios = self.checked_objective_values(
+            "task_ratios", self.task_ratios, {"mlm": 2.0, "frame_feature": 2.0, "frame_order": 1.0, "vsm": 2.0}
+        )
         if self.sample_tasks and not any(self.task_ratios[n] > 0 and self.loss_weights[n] > 0 for n in HERO_OBJECTIVES):
             raise ValueError("task_ratios: no enabled objective (loss weight > 0) has a positive sampling ratio")
         if self.frame_feature_loss_type not in ("nce", "regression"):
