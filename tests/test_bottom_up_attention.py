@@ -34,6 +34,7 @@ from vlpretrain import (
 from vlpretrain.cli import main
 from vlpretrain.modeling.bottom_up_attention import caffe_cell_anchors, greedy_nms, roi_pool
 from vlpretrain.processing.bottom_up_attention import opencv_resize_linear
+from vlpretrain.processing.provenance import feature_provenance
 from vlpretrain.processing.store import load_feature_store, read_store_metadata
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -308,11 +309,11 @@ def test_region_featurizer_uses_the_detector_features(converted, tmp_path):
     np.testing.assert_allclose(record.features, outputs.features[0, :count].numpy(), atol=1e-6)
     np.testing.assert_allclose(record.boxes, outputs.normalized_boxes[0, :count].numpy(), atol=1e-6)
     assert record.attribute_ids.dtype == np.int64 and record.attribute_confidences.shape == (count,)
-    info = featurizer.extractor_info()
-    assert info["extractor"] == "bottom-up-attention" and info["settings"]["box_selection"] == "bottom-up"
-    assert len(info["weights_sha256"]) == 64 and info["settings"]["image_processor"]["resize_rule"] == "opencv"
+    info = feature_provenance(featurizer, "regions")
+    assert info["extractor"] == "bottom_up_attention" and info["settings"]["box_selection"] == "bottom-up"
+    assert len(info["weights"]["detector"]["sha256"]) == 64 and info["settings"]["image_processor"]["resize_rule"] == "opencv"
     demo = RegionFeaturizer.from_pretrained_models(detector=str(converted["bua-caffe"]), box_selection="transformers-demo")
-    assert demo.extractor_info()["settings"]["box_selection"] == "transformers-demo"
+    assert feature_provenance(demo, "regions")["settings"]["box_selection"] == "transformers-demo"
     assert 4 <= demo.featurize_image(path).num_regions <= 12
 
 

@@ -23,7 +23,6 @@ geometry) lives in a JSON-able config recorded with the processor as provenance.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -35,7 +34,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..utils.roi import roi_align
 from .bottom_up_attention import BottomUpAttentionImageProcessor
-from .featurizer_models import file_sha256, hub_spec, load_model, save_model, validate_spec
+from .featurizer_models import hub_spec, load_model, save_model, validate_spec
+from .provenance import provenance_from_config
 from .readers import RegionRecord, normalize_boxes
 
 DEFAULT_REGION_CONFIG = {
@@ -157,7 +157,6 @@ class RegionFeaturizer:
         self._detector = detector.eval() if detector is not None else None
         self._backbone = backbone.eval() if backbone is not None else None
         self._bottom_up_processor: BottomUpAttentionImageProcessor | None = None
-        self._extractor_info: dict | None = None
 
     @staticmethod
     def _check_settings(settings: dict) -> None:
@@ -201,7 +200,6 @@ class RegionFeaturizer:
         # Models are read-only after loading: copies share them instead of duplicating weights.
         duplicate = type(self)(copy.deepcopy(self.config, memo), self._detector, self._backbone, self.base_path, self.hub_kwargs)
         duplicate.device = self.device
-        duplicate._extractor_info = self._extractor_info
         return duplicate
 
     def to(self, device: str | torch.device) -> RegionFeaturizer:
@@ -303,31 +301,19 @@ class RegionFeaturizer:
             return detector_config.max_boxes if detector_config.min_boxes == detector_config.max_boxes else None
         return self.config["num_regions"] if self.config["detector"] else None
 
-    def extractor_info(self) -> dict:
-        """Provenance of the features: extractor name, SHA-256 of the weights and the settings that shape them."""
-        if self._extractor_info is None:
-            if self.uses_bottom_up_detector:
-                settings = {**self.detector.extractor_settings(), "box_selection": self._box_selection(),
-                            "image_processor": self.bottom_up_image_processor.to_dict()}
-                self._extractor_info = {"extractor": "bottom-up-attention", "weights_sha256": self._weights_sha256(self.detector),
-                                        "settings": settings}
-            else:
-                models = [model for model in (self.detector, self._backbone if self.config["backbone"] else None) if model is not None]
-                self._extractor_info = {"extractor": "region-featurizer", "weights_sha256": self._weights_sha256(*models),
-                                        "settings": self.to_dict()}
-        return copy.deepcopy(self._extractor_info)
-
-    def _weights_sha256(self, *models: torch.nn.Module) -> str:
-        """SHA-256 of the saved weights file when the model came from a local folder, else of its tensors."""
-        specs = [self.config["detector"], self.config["backbone"]]
-        if len(models) == 1 and specs[0] and specs[0].get("local_path") and (Path(specs[0]["local_path"]) / "model.safetensors").is_file():
-            return file_sha256(Path(specs[0]["local_path"]) / "model.safetensors")
-        digest = hashlib.sha256()
-        for model in models:
-            for name, tensor in sorted(model.state_dict().items()):
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()
+    def provenance(self) -> dict:
+        """The shared provenance record (``processing.provenance``: extractor, weights and their SHA-256, settings);
+        with the bottom-up-attention detector its test-time settings, box-selection rule and image processor join
+        the settings."""
+        record = provenance_from_config("regions", self.to_dict())
+        if self.uses_bottom_up_detector:
+            record["extractor"] = BOTTOM_UP_MODEL_TYPE
+            record["settings"].update(
+                self.detector.extractor_settings(),
+                box_selection=self._box_selection(),
+                image_processor=self.bottom_up_image_processor.to_dict(),
+            )
+        return record
 
     # ------------------------------------------------------------------ preprocessing
 
