@@ -265,9 +265,9 @@ def test_model_returns_the_encoders_states_and_the_cross_encoders_under_distinct
     batch = {name: value for name, value in video_text_batch(model.config, targets=False).items() if name in INPUTS}
     with torch.no_grad():
         output = model(**batch)
-        text = model.encode_text(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        video = model.encode_video(batch["frame_features"], batch["frame_attention_mask"])
-        joint, _, _ = model.cross_encode(text, batch["attention_mask"], video, batch["frame_attention_mask"])
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
+        video = model.encode_video(batch["frame_features"], batch["frame_attention_mask"]).last_hidden_state
+        joint = model.cross_encode(text, batch["attention_mask"], video, batch["frame_attention_mask"])[0].last_hidden_state
     length = batch["input_ids"].shape[1]
     torch.testing.assert_close(output.text_encoder_last_hidden_state, text)
     torch.testing.assert_close(output.visual_encoder_last_hidden_state, video)

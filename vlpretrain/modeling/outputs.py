@@ -168,9 +168,41 @@ class VideoTextRetrievalOutput(ModelOutput):
 
 @dataclass
 class CaptioningOutput(ModelOutput):
-    """Next-token logits of a caption decoder (batch, caption_length, vocab); ``loss`` with ``labels``."""
+    """Next-token logits of a caption decoder (batch, caption_length, vocab); ``loss`` with ``labels``.
+
+    ``encoder_last_hidden_state`` / ``encoder_attention_mask`` are the states the decoder attended to and their mask.
+    With ``output_hidden_states`` / ``output_attentions``: the per-layer records of the text, video and cross encoders
+    (when they ran) and of the decoder, whose ``decoder_attentions`` hold one (self, encoder) pair per layer.
+    """
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-    encoder_hidden_states: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
     encoder_attention_mask: torch.Tensor | None = None
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
+    cross_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    visual_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+def recording_flags(config, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:
+    """``output_attentions`` / ``output_hidden_states`` with None replaced by the config's default, as the keyword
+    arguments of :func:`layers.run_layers` and of the encoders that call it."""
+    return {
+        "output_attentions": config.output_attentions if output_attentions is None else output_attentions,
+        "output_hidden_states": config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+    }
+
+
+def stream_records(**streams: StreamOutput | None) -> dict[str, tuple | None]:
+    """An output's ``<name>_hidden_states`` / ``<name>_attentions`` fields from each named stream's record (both None
+    for a stream that did not run)."""
+    records: dict[str, tuple | None] = {}
+    for name, stream in streams.items():
+        records[f"{name}_hidden_states"] = None if stream is None else stream.hidden_states
+        records[f"{name}_attentions"] = None if stream is None else stream.attentions
+    return records
