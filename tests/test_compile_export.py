@@ -24,9 +24,11 @@ HEAD_TASKS = ("vqa", "retrieval", "video_qa")
 # Graph breaks of the pretraining models (torch._dynamo.explain's count), all at rows that targets select (the
 # labelled tokens, the masked frames), whose number depends on the data. The goal is at most 2 per model; VL-BERT,
 # which selects its rows once per objective with one ``nonzero``, meets it; the others select with boolean indexing
-# in the shared MLM head and their losses and are held at their present counts so that none grows.
+# in the shared MLM head and their losses and are held at their present counts so that none grows. UniVL, VideoBERT
+# and ActBERT find all their rows with one ``select_rows`` call (one device sync): dynamo counts that one sync, made
+# inside a helper called from ``forward``, as 3 breaks (the same sync written inline in ``forward`` counts 1).
 PRETRAINING_BREAK_BUDGET = {
-    "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 5, "videobert": 5, "ernie-vil": 7, "univl": 11,
+    "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 5, "videobert": 3, "ernie-vil": 7, "univl": 3,
 }
 # HERO groups each video's tokens and frames by subtitle, and the number and size of the groups depend on the
 # subtitle indices: its graphs break there (19 breaks for HeroModel), so its compile checks are expected failures.

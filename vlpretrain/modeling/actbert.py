@@ -8,7 +8,7 @@ port's unused ``value_av`` projection in the tangled block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import groupby
 
 import torch
@@ -27,22 +27,11 @@ from .outputs import ImageTextRetrievalOutput, StreamOutput, VisualQuestionAnswe
 
 
 @dataclass
-class ActBertModelOutput(ModelOutput):
-    """Final states of the three streams (regions include the global token at index 0), their pooled vectors
-    (ReLU poolers to ``bi_hidden_size``) and the fused ``pooled_output`` used for matching.
+class ActBertRecords(ModelOutput):
+    """The per-layer records of the ActBERT outputs: with ``output_hidden_states``, each stream's embeddings and the
+    output of every layer and tangled block that updates it; with ``output_attentions``, each stream's self-attention
+    weights and, per tangled block, the weights of (actions -> regions, actions -> words, regions, words, actions)."""
 
-    With ``output_hidden_states``, each stream's embeddings and the output of every layer and tangled block that
-    updates it; with ``output_attentions``, each stream's self-attention weights and, per tangled block, the weights
-    of (actions -> regions, actions -> words, regions, words, actions).
-    """
-
-    text_last_hidden_state: torch.Tensor | None = None
-    region_last_hidden_state: torch.Tensor | None = None
-    action_last_hidden_state: torch.Tensor | None = None
-    text_pooled: torch.Tensor | None = None
-    region_pooled: torch.Tensor | None = None
-    action_pooled: torch.Tensor | None = None
-    pooled_output: torch.Tensor | None = None
     text_hidden_states: tuple[torch.Tensor, ...] | None = None
     region_hidden_states: tuple[torch.Tensor, ...] | None = None
     action_hidden_states: tuple[torch.Tensor, ...] | None = None
@@ -51,9 +40,32 @@ class ActBertModelOutput(ModelOutput):
     action_attentions: tuple[torch.Tensor, ...] | None = None
     tangled_attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
 
+    def records(self) -> dict[str, tuple | None]:
+        """The record fields by name, for a task head's output."""
+        return {field.name: getattr(self, field.name) for field in fields(ActBertRecords)}
+
 
 @dataclass
-class ActBertForPreTrainingOutput(ModelOutput):
+class ActBertEncoding(ModelOutput):
+    """Final states of the three streams (regions include the global token at index 0), their pooled vectors
+    (ReLU poolers to ``bi_hidden_size``) and the fused ``pooled_output`` used for matching."""
+
+    text_last_hidden_state: torch.Tensor | None = None
+    region_last_hidden_state: torch.Tensor | None = None
+    action_last_hidden_state: torch.Tensor | None = None
+    text_pooled: torch.Tensor | None = None
+    region_pooled: torch.Tensor | None = None
+    action_pooled: torch.Tensor | None = None
+    pooled_output: torch.Tensor | None = None
+
+
+@dataclass
+class ActBertModelOutput(ActBertRecords, ActBertEncoding):
+    """[`ActBertModel`]'s outputs: those of [`ActBertEncoding`], then the [`ActBertRecords`]."""
+
+
+@dataclass
+class ActBertPreTrainingLosses(ModelOutput):
     """Losses (each unweighted; ``loss`` is their weighted sum) and predictions of [`ActBertForPreTraining`].
 
     With ``labels``, ``prediction_logits`` holds the labelled positions only; ``action_logits`` (B, F, actions)
@@ -70,51 +82,22 @@ class ActBertForPreTrainingOutput(ModelOutput):
     region_object_logits: torch.Tensor | None = None
     matching_logits: torch.Tensor | None = None
     pooled_output: torch.Tensor | None = None
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    region_hidden_states: tuple[torch.Tensor, ...] | None = None
-    action_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    region_attentions: tuple[torch.Tensor, ...] | None = None
-    action_attentions: tuple[torch.Tensor, ...] | None = None
-    tangled_attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
 
 
 @dataclass
-class ActBertRetrievalOutput(ImageTextRetrievalOutput):
-    """[`ActBertForVideoTextRetrieval`]'s outputs: those of [`ImageTextRetrievalOutput`] and, on request, the records
-    of [`ActBertModelOutput`]."""
-
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    region_hidden_states: tuple[torch.Tensor, ...] | None = None
-    action_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    region_attentions: tuple[torch.Tensor, ...] | None = None
-    action_attentions: tuple[torch.Tensor, ...] | None = None
-    tangled_attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
+class ActBertForPreTrainingOutput(ActBertRecords, ActBertPreTrainingLosses):
+    """[`ActBertForPreTraining`]'s outputs: those of [`ActBertPreTrainingLosses`], then the [`ActBertRecords`]."""
 
 
 @dataclass
-class ActBertVideoQuestionAnsweringOutput(VisualQuestionAnsweringOutput):
-    """[`ActBertForVideoQuestionAnswering`]'s outputs: those of [`VisualQuestionAnsweringOutput`] and, on request, the
-    records of [`ActBertModelOutput`]."""
-
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    region_hidden_states: tuple[torch.Tensor, ...] | None = None
-    action_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    region_attentions: tuple[torch.Tensor, ...] | None = None
-    action_attentions: tuple[torch.Tensor, ...] | None = None
-    tangled_attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
+class ActBertRetrievalOutput(ActBertRecords, ImageTextRetrievalOutput):
+    """[`ActBertForVideoTextRetrieval`]'s outputs: those of [`ImageTextRetrievalOutput`], then the [`ActBertRecords`]."""
 
 
-# The record fields of [`ActBertModelOutput`] that the task heads pass on.
-_RECORDS = tuple(
-    f"{stream}_{kind}" for stream in ("text", "region", "action") for kind in ("hidden_states", "attentions")
-) + ("tangled_attentions",)
-
-
-def _records(encoded: ActBertModelOutput) -> dict[str, tuple | None]:
-    return {name: getattr(encoded, name) for name in _RECORDS}
+@dataclass
+class ActBertVideoQuestionAnsweringOutput(ActBertRecords, VisualQuestionAnsweringOutput):
+    """[`ActBertForVideoQuestionAnswering`]'s outputs: those of [`VisualQuestionAnsweringOutput`], then the
+    [`ActBertRecords`]."""
 
 
 def _resize(states: torch.Tensor, length: int) -> torch.Tensor:
@@ -284,16 +267,6 @@ class ActBertPreTrainedModel(VLPreTrainedModel):
             self.config, input_ids.shape[0], region_features=region_features, region_boxes=region_boxes,
             region_attention_mask=region_attention_mask,
         )
-
-    def encode_checked(self, inputs: dict[str, torch.Tensor | None], labels: torch.Tensor | None, labels_meaning: str,
-                       output_attentions: bool | None, output_hidden_states: bool | None) -> ActBertModelOutput:
-        """The task heads' forward up to the fused pooled vector: check ``inputs`` (the model's inputs by name) and
-        per-sample integer ``labels`` (``labels_meaning`` names them in the error), then encode."""
-        self.check_inputs(**inputs)
-        batch = inputs["input_ids"].shape[0]
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
-            raise ValueError(f"labels: expected integer {labels_meaning} of shape ({batch},)")
-        return self.actbert.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
 
 class ActBertModel(ActBertPreTrainedModel):
@@ -510,15 +483,54 @@ class ActBertForPreTraining(ActBertPreTrainedModel):
             loss=loss, mlm_loss=losses.get("mlm"), masked_action_loss=losses.get("masked_action"),
             region_class_loss=losses.get("region_class"), matching_loss=losses.get("matching"),
             prediction_logits=prediction_logits, action_logits=action_logits, region_object_logits=region_logits,
-            matching_logits=matching_logits, pooled_output=encoded.pooled_output, **_records(encoded),
+            matching_logits=matching_logits, pooled_output=encoded.pooled_output, **encoded.records(),
         )
 
 
-class ActBertForVideoTextRetrieval(ActBertPreTrainedModel):
+class ActBertPooledClassifier(ActBertPreTrainedModel):
+    """The forward of the heads that classify the fused pooled vector (retrieval, video QA): check the inputs and the
+    per-sample integer ``labels``, encode, classify with :meth:`classify`, cross-entropy against ``labels``; a head
+    turns the result into its output type with :meth:`head_output`."""
+
+    # What ``labels`` hold, for the error message of a bad one.
+    labels_meaning = "class ids"
+
+    def classify(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head_output(self, **values) -> ModelOutput:
+        raise NotImplementedError
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> ModelOutput:
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, region_features=region_features, region_boxes=region_boxes,
+            region_attention_mask=region_attention_mask,
+        )
+        self.check_inputs(**inputs)
+        batch = input_ids.shape[0]
+        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
+            raise ValueError(f"labels: expected integer {self.labels_meaning} of shape ({batch},)")
+        encoded = self.actbert.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.classify(encoded.pooled_output)
+        loss = classification_loss(logits, labels) if labels is not None else None
+        return self.head_output(loss=loss, logits=logits, pooled_output=encoded.pooled_output, **encoded.records())
+
+
+class ActBertForVideoTextRetrieval(ActBertPooledClassifier):
     """ActBERT scoring (video, caption) pairs with the matching head on the fused poolers (the port's zero-shot
     retrieval); ``scores`` = matched minus mismatched logit, ``labels`` (1 matched, 0 not) train it."""
 
     hub_auto_class = "AutoModelForSequenceClassification"
+    labels_meaning = "match labels"
 
     def __init__(self, config: ActBertConfig):
         super().__init__(config)
@@ -526,34 +538,20 @@ class ActBertForVideoTextRetrieval(ActBertPreTrainedModel):
         self.matching_head = nn.Linear(config.bi_hidden_size, 2)
         self.post_init()
 
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-    ) -> ActBertRetrievalOutput:
-        inputs = dict(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, frame_features=frame_features,
-            frame_attention_mask=frame_attention_mask, region_features=region_features, region_boxes=region_boxes,
-            region_attention_mask=region_attention_mask,
-        )
-        encoded = self.encode_checked(inputs, labels, "match labels", output_attentions, output_hidden_states)
-        logits = self.matching_head(encoded.pooled_output)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        return ActBertRetrievalOutput(
-            loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=encoded.pooled_output,
-            **_records(encoded),
-        )
+    def classify(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.matching_head(pooled_output)
+
+    def head_output(self, **values) -> ActBertRetrievalOutput:
+        logits = values["logits"]
+        return ActBertRetrievalOutput(scores=logits[:, 1] - logits[:, 0], **values)
 
 
-class ActBertForVideoQuestionAnswering(ActBertPreTrainedModel):
+class ActBertForVideoQuestionAnswering(ActBertPooledClassifier):
     """ActBERT with an answer classifier over ``config.id2label`` on the fused pooled vector (the paper's video QA
     head is unverified; this is the package's two-layer ``AnswerHead``). ``labels``: answer ids (B,)."""
 
     hub_auto_class = "AutoModelForVisualQuestionAnswering"
+    labels_meaning = "answer ids"
 
     def __init__(self, config: ActBertConfig):
         super().__init__(config)
@@ -561,26 +559,11 @@ class ActBertForVideoQuestionAnswering(ActBertPreTrainedModel):
         self.qa_head = AnswerHead(config.bi_hidden_size, config.num_labels, eps=config.layer_norm_eps)
         self.post_init()
 
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-    ) -> ActBertVideoQuestionAnsweringOutput:
-        inputs = dict(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, frame_features=frame_features,
-            frame_attention_mask=frame_attention_mask, region_features=region_features, region_boxes=region_boxes,
-            region_attention_mask=region_attention_mask,
-        )
-        encoded = self.encode_checked(inputs, labels, "answer ids", output_attentions, output_hidden_states)
-        logits = self.qa_head(encoded.pooled_output)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        return ActBertVideoQuestionAnsweringOutput(
-            loss=loss, logits=logits, pooled_output=encoded.pooled_output, **_records(encoded)
-        )
+    def classify(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.qa_head(pooled_output)
+
+    def head_output(self, **values) -> ActBertVideoQuestionAnsweringOutput:
+        return ActBertVideoQuestionAnsweringOutput(**values)
 
 
 def _check_targets(config, input_ids, frame_features, region_features, *, labels, masked_frames, action_labels,

@@ -168,25 +168,13 @@ class VideoTextRetrievalOutput(ModelOutput):
 
 @dataclass
 class CaptioningOutput(ModelOutput):
-    """Next-token logits of a caption decoder (batch, caption_length, vocab); ``loss`` with ``labels``.
-
-    ``encoder_last_hidden_state`` / ``encoder_attention_mask`` are the states the decoder attended to and their mask.
-    With ``output_hidden_states`` / ``output_attentions``: the per-layer records of the text, video and cross encoders
-    (when they ran) and of the decoder, whose ``decoder_attentions`` hold one (self, encoder) pair per layer.
-    """
+    """Next-token logits of a caption decoder (batch, caption_length, vocab); ``loss`` with ``labels``;
+    ``encoder_last_hidden_state`` / ``encoder_attention_mask``: the states the decoder attended to and their mask."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
     encoder_attention_mask: torch.Tensor | None = None
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
-    cross_hidden_states: tuple[torch.Tensor, ...] | None = None
-    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    visual_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
-    decoder_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
 
 def recording_flags(config, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:

@@ -19,7 +19,7 @@ Package conventions that differ from the original code:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -60,9 +60,9 @@ from .outputs import (
 
 
 @dataclass
-class UnivlModelOutput(VideoTextModelOutput):
-    """[`UnivlModel`]'s outputs: those of [`VideoTextModelOutput`] and, with ``output_hidden_states`` /
-    ``output_attentions``, the per-layer records (embeddings first) of the text, video and cross encoders."""
+class UnivlEncoderRecords(ModelOutput):
+    """With ``output_hidden_states`` / ``output_attentions``, the per-layer records (embeddings first) of the text,
+    video and cross encoders (None for an encoder that did not run)."""
 
     text_hidden_states: tuple[torch.Tensor, ...] | None = None
     visual_hidden_states: tuple[torch.Tensor, ...] | None = None
@@ -71,15 +71,30 @@ class UnivlModelOutput(VideoTextModelOutput):
     visual_attentions: tuple[torch.Tensor, ...] | None = None
     cross_attentions: tuple[torch.Tensor, ...] | None = None
 
+    def encoder_records(self) -> dict[str, tuple | None]:
+        """The encoders' record fields by name, for an output that passes them on."""
+        return {field.name: getattr(self, field.name) for field in fields(UnivlEncoderRecords)}
+
 
 @dataclass
-class UnivlForPreTrainingOutput(ModelOutput):
+class UnivlRecords(UnivlEncoderRecords):
+    """The encoders' records and the caption decoder's (its attentions: one (self, encoder) pair per layer)."""
+
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+@dataclass
+class UnivlModelOutput(UnivlEncoderRecords, VideoTextModelOutput):
+    """[`UnivlModel`]'s outputs: those of [`VideoTextModelOutput`], then the [`UnivlEncoderRecords`]."""
+
+
+@dataclass
+class UnivlPreTrainingLosses(ModelOutput):
     """Losses of [`UnivlForPreTraining`]: each objective's own (unweighted) loss and their weighted sum ``loss``.
 
     ``joint_scores`` is the (texts x videos) dot-product matrix of the joint objective and ``alignment_scores`` the
-    cross-encoder scores of every (text, video) pair of the batch. The records (``output_hidden_states`` /
-    ``output_attentions``) are those of the encoders over the masked inputs (stage I: the unmasked ones), of the cross
-    encoder over the matched pairs and of the decoder (one (self, encoder) attention pair per layer).
+    cross-encoder scores of every (text, video) pair of the batch.
     """
 
     loss: torch.Tensor | None = None
@@ -90,27 +105,25 @@ class UnivlForPreTrainingOutput(ModelOutput):
     reconstruction_loss: torch.Tensor | None = None
     joint_scores: torch.Tensor | None = None
     alignment_scores: torch.Tensor | None = None
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
-    cross_hidden_states: tuple[torch.Tensor, ...] | None = None
-    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    visual_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
-    decoder_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
 
 @dataclass
-class UnivlRetrievalOutput(VideoTextRetrievalOutput):
-    """[`UnivlForVideoTextRetrieval`]'s outputs: those of [`VideoTextRetrievalOutput`] and, on request, the records
-    of the text and video encoders and (``"align"`` mode) of the cross encoder over the matched pairs (i, i)."""
+class UnivlForPreTrainingOutput(UnivlRecords, UnivlPreTrainingLosses):
+    """[`UnivlForPreTraining`]'s outputs: those of [`UnivlPreTrainingLosses`], then the [`UnivlRecords`] of the
+    encoders over the masked inputs (stage I: the unmasked ones), of the cross encoder over the matched pairs and of
+    the decoder."""
 
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
-    cross_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    visual_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+@dataclass
+class UnivlRetrievalOutput(UnivlEncoderRecords, VideoTextRetrievalOutput):
+    """[`UnivlForVideoTextRetrieval`]'s outputs: those of [`VideoTextRetrievalOutput`], then the
+    [`UnivlEncoderRecords`] (the cross encoder's, in ``"align"`` mode, over the matched pairs (i, i))."""
+
+
+@dataclass
+class UnivlCaptioningOutput(UnivlRecords, CaptioningOutput):
+    """[`UnivlForCaptioning`]'s outputs: those of [`CaptioningOutput`], then the [`UnivlRecords`] (the encoders' are
+    None when ``encoder_hidden_states`` were given)."""
 
 
 class UnivlPreTrainedModel(VLPreTrainedModel):
@@ -218,10 +231,6 @@ class UnivlFramePredictionHead(nn.Module):
 
 def _ones_mask(reference: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
     return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device) if given is None else given
-
-
-# The record fields of [`UnivlModelOutput`] that a captioning output passes on.
-_ENCODER_RECORDS = tuple(f"{stream}_{kind}" for stream in ("text", "visual", "cross") for kind in ("hidden_states", "attentions"))
 
 
 def _record_rows(records: tuple[torch.Tensor, ...] | None, rows: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
@@ -755,7 +764,7 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
         encoder_hidden_states: torch.Tensor | None = None, encoder_attention_mask: torch.Tensor | None = None,
         output_attentions: bool | None = None, output_hidden_states: bool | None = None,
         **kwargs,
-    ) -> CaptioningOutput:
+    ) -> UnivlCaptioningOutput:
         """Next-token logits of the caption; pass ``encoder_hidden_states`` / ``encoder_attention_mask`` (from
         :meth:`encode`) instead of the video and text inputs to skip the encoders."""
         record = recording_flags(self.config, output_attentions, output_hidden_states)
@@ -772,7 +781,7 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
         if encoder_hidden_states is None:
             encoded = self.encode(frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids, **record)
             encoder_hidden_states, encoder_attention_mask = encoded.last_hidden_state, encoded.attention_mask
-            encoder_records = {name: getattr(encoded, name) for name in _ENCODER_RECORDS}
+            encoder_records = encoded.encoder_records()
         if labels is not None and labels.shape != decoder_input_ids.shape:
             raise ValueError(f"labels: expected shape {tuple(decoder_input_ids.shape)} like decoder_input_ids, got {tuple(labels.shape)}")
         decoded = self.univl.decode(
@@ -781,7 +790,7 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
         )
         logits = self.decoder_head(decoded.last_hidden_state)
         loss = classification_loss(logits, labels) if labels is not None else None
-        return CaptioningOutput(
+        return UnivlCaptioningOutput(
             loss=loss, logits=logits, encoder_last_hidden_state=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
             **encoder_records, **stream_records(decoder=decoded),
         )

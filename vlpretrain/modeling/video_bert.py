@@ -34,7 +34,16 @@ from .outputs import ImageTextRetrievalOutput, StreamOutput, recording_flags
 
 
 @dataclass
-class VideoBertModelOutput(ModelOutput):
+class VideoBertRecords(ModelOutput):
+    """With ``output_hidden_states`` / ``output_attentions``, the joint sequence's embeddings followed by every
+    layer's output / every layer's attention weights."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class VideoBertEncoding(ModelOutput):
     """Final states of the joint sequence, with the slices of the text tokens and of the visual words.
 
     ``visual_word_ids`` (batch, frames) are the words the frames were quantised to (before masking).
@@ -44,12 +53,15 @@ class VideoBertModelOutput(ModelOutput):
     text_last_hidden_state: torch.Tensor | None = None
     visual_last_hidden_state: torch.Tensor | None = None
     visual_word_ids: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
-class VideoBertForPreTrainingOutput(ModelOutput):
+class VideoBertModelOutput(VideoBertRecords, VideoBertEncoding):
+    """[`VideoBertModel`]'s outputs: those of [`VideoBertEncoding`], then the [`VideoBertRecords`]."""
+
+
+@dataclass
+class VideoBertPreTrainingLosses(ModelOutput):
     """Losses (each unweighted, and ``loss`` their weighted sum) and predictions of [`VideoBertForPreTraining`].
 
     ``prediction_logits`` holds the labelled text positions only when ``labels`` are given (num_labelled, joint
@@ -64,17 +76,17 @@ class VideoBertForPreTrainingOutput(ModelOutput):
     visual_word_logits: torch.Tensor | None = None
     matching_logits: torch.Tensor | None = None
     visual_word_ids: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
-class VideoBertRetrievalOutput(ImageTextRetrievalOutput):
-    """[`VideoBertForVideoTextRetrieval`]'s outputs: those of [`ImageTextRetrievalOutput`] and, with
-    ``output_hidden_states`` / ``output_attentions``, the joint sequence's per-layer records (embeddings first)."""
+class VideoBertForPreTrainingOutput(VideoBertRecords, VideoBertPreTrainingLosses):
+    """[`VideoBertForPreTraining`]'s outputs: those of [`VideoBertPreTrainingLosses`], then the [`VideoBertRecords`]."""
 
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
+
+@dataclass
+class VideoBertRetrievalOutput(VideoBertRecords, ImageTextRetrievalOutput):
+    """[`VideoBertForVideoTextRetrieval`]'s outputs: those of [`ImageTextRetrievalOutput`], then the
+    [`VideoBertRecords`]."""
 
 
 class VideoBertPreTrainedModel(VLPreTrainedModel):
