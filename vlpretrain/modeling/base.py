@@ -200,7 +200,9 @@ class VLPreTrainedModel(PreTrainedModel):
         """Initialise the text embeddings and text layers from a BERT checkpoint (path or ``BertModel``).
 
         Returns the names of the parameters that were loaded. Sizes must match (hidden size, heads,
-        intermediate size); the first ``len(text layers)`` BERT layers are used.
+        intermediate size); the first ``len(text layers)`` BERT layers are used. The key renames are
+        ``utils/bert_keys.py``'s, shared with the checkpoint converters (``hub/convert/``) so that the model side
+        never imports the converters.
         """
         from transformers import BertModel
 
