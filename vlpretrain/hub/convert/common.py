@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,26 @@ def rename_by_table(key: str, renames: tuple[tuple[str, str], ...]) -> str | Non
     """``key`` rewritten by the first ``(pattern, replacement)`` of ``renames`` whose pattern matches its start
     (``re.sub`` replacement syntax); None when none matches."""
     return next((re.sub(pattern, replacement, key) for pattern, replacement in renames if re.match(pattern, key)), None)
+
+
+def rename_state_dict(
+    state: dict[str, torch.Tensor], rename_key: Callable[[str], str | None], family: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with each key (less a DistributedDataParallel ``module.`` prefix) mapped by ``rename_key`` to its
+    new name, or to "" for a tensor the package does not build (dropped), or to None for a key with no counterpart;
+    the keys without one are reported together in one ``ValueError`` naming ``family``."""
+    renamed: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, tensor in state.items():
+        key = key.removeprefix("module.")
+        mapped = rename_key(key)
+        if mapped is None:
+            unknown.append(key)
+        elif mapped:
+            renamed[mapped] = tensor
+    if unknown:
+        raise ValueError(f"checkpoint: {len(unknown)} keys have no {family} counterpart, e.g. {unknown[:5]}")
+    return renamed
 
 
 def rename_gamma_beta(key: str) -> str:

@@ -16,7 +16,7 @@ from ...configuration.lxmert import LxmertConfig
 from ...modeling.embeddings import zero_feature_embedding
 from ...modeling.lxmert import LxmertForPreTraining, LxmertForQuestionAnswering
 from ...utils.bert_keys import fuse_qkv, rename_bert_layer_key
-from .common import embedding_sizes, layer_count, load_state_dict, placeholder_labels, rename_by_table, write_converted
+from .common import embedding_sizes, layer_count, load_state_dict, placeholder_labels, rename_by_table, rename_state_dict, write_converted
 
 _LXMERT_RENAMES: tuple[tuple[str, str], ...] = (
     (r"^lxmert\.embeddings\.LayerNorm\.", "lxmert.embeddings.norm."),
@@ -60,7 +60,15 @@ _LXMERT_CROSS_RENAMES: tuple[tuple[str, str], ...] = (
 
 
 def _rename_lxmert_key(key: str) -> str | None:
-    """Map one transformers-layout LXMERT key to the package layout (None: the key has no counterpart)."""
+    """Map one transformers-layout or airsplay LXMERT key to the package layout ("" = dropped, None = unknown)."""
+    if key.startswith("bert."):
+        key = "lxmert." + key[len("bert.") :]
+    if key.startswith("lxrt_encoder.model."):
+        key = key[len("lxrt_encoder.model.") :].removeprefix("module.").replace("bert.", "lxmert.", 1)
+    if key.startswith("logit_fc."):
+        key = "answer_head." + key
+    if key.endswith("position_ids"):
+        return ""
     mapped = rename_by_table(key, _LXMERT_RENAMES)
     if mapped is not None:
         return mapped
@@ -82,26 +90,7 @@ def _rename_lxmert_key(key: str) -> str | None:
 
 def convert_lxmert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Convert a transformers ``LxmertForPreTraining``/``LxmertForQuestionAnswering`` state dict (or airsplay's)."""
-    renamed: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, tensor in state.items():
-        key = key.removeprefix("module.")
-        if key.startswith("bert."):
-            key = "lxmert." + key[len("bert.") :]
-        if key.startswith("lxrt_encoder.model."):
-            key = key[len("lxrt_encoder.model.") :].removeprefix("module.").replace("bert.", "lxmert.", 1)
-        if key.startswith("logit_fc."):
-            key = "answer_head." + key
-        if key.endswith("position_ids"):
-            continue
-        mapped = _rename_lxmert_key(key)
-        if mapped is None:
-            unknown.append(key)
-        else:
-            renamed[mapped] = tensor
-    if unknown:
-        raise ValueError(f"checkpoint: {len(unknown)} keys have no LXMERT counterpart, e.g. {unknown[:5]}")
-    return fuse_qkv(renamed)
+    return fuse_qkv(rename_state_dict(state, _rename_lxmert_key, "LXMERT"))
 
 
 def lxmert_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> LxmertConfig:

@@ -21,7 +21,15 @@ from ...modeling.hero import HeroForPreTraining
 from ...modeling.univl import UnivlForPreTraining
 from ...processing.frames import preset_provenance
 from ...utils.bert_keys import fuse_projections, fuse_qkv, rename_bert_layer_key
-from .common import embedding_sizes, layer_count, load_state_dict, rename_by_table, rename_gamma_beta, write_converted
+from .common import (
+    embedding_sizes,
+    layer_count,
+    load_state_dict,
+    rename_by_table,
+    rename_gamma_beta,
+    rename_state_dict,
+    write_converted,
+)
 
 _UNIVL_RENAMES: tuple[tuple[str, str], ...] = (
     (r"^bert\.embeddings\.LayerNorm\.", "univl.embeddings.norm."),
@@ -74,6 +82,7 @@ _UNIVL_DECODER_LAYER = (
 
 def _rename_univl_key(key: str) -> str | None:
     """Map one microsoft/UniVL key to the package layout ("" = dropped, None = unknown)."""
+    key = rename_gamma_beta(key)
     if any(re.match(pattern, key) for pattern in _UNIVL_DROPPED):
         return ""
     match = re.match(r"^(bert|visual|cross)\.encoder\.layer\.(\d+)\.(.*)$", key)
@@ -92,17 +101,7 @@ def _rename_univl_key(key: str) -> str | None:
 
 def convert_univl_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Convert a microsoft/UniVL state dict (stage I or II; ``module.`` prefixes allowed) to ``UnivlForPreTraining``."""
-    renamed: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, tensor in state.items():
-        key = rename_gamma_beta(key.removeprefix("module."))
-        mapped = _rename_univl_key(key)
-        if mapped is None:
-            unknown.append(key)
-        elif mapped:
-            renamed[mapped] = tensor
-    if unknown:
-        raise ValueError(f"checkpoint: {len(unknown)} keys have no UniVL counterpart, e.g. {unknown[:5]}")
+    renamed = rename_state_dict(state, _rename_univl_key, "UniVL")
     return fuse_projections(fuse_qkv(renamed), "key_value", ("key", "value"))
 
 
@@ -183,6 +182,7 @@ _HERO_DROPPED = (
 
 def _rename_hero_key(key: str) -> str | None:
     """Map one linjieli222/HERO ``HeroForPretraining`` key to the package layout ("" = dropped, None = unknown)."""
+    key = rename_gamma_beta(key)
     if any(re.match(pattern, key) for pattern in _HERO_DROPPED):
         return ""
     match = re.match(r"^v_encoder\.([fc])_encoder\.encoder\.layer\.(\d+)\.(.*)$", key)
@@ -199,18 +199,8 @@ def _rename_hero_key(key: str) -> str | None:
 
 def convert_hero_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Convert a linjieli222/HERO pretraining state dict to ``HeroForPreTraining`` (fp16 tensors become fp32)."""
-    renamed: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, tensor in state.items():
-        key = rename_gamma_beta(key.removeprefix("module."))
-        mapped = _rename_hero_key(key)
-        if mapped is None:
-            unknown.append(key)
-        elif mapped:
-            renamed[mapped] = tensor.float() if tensor.is_floating_point() else tensor
-    if unknown:
-        raise ValueError(f"checkpoint: {len(unknown)} keys have no HERO pretraining counterpart, e.g. {unknown[:5]}")
-    return fuse_qkv(renamed)
+    renamed = rename_state_dict(state, _rename_hero_key, "HERO pretraining")
+    return fuse_qkv({name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in renamed.items()})
 
 
 def hero_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> HeroConfig:

@@ -13,7 +13,7 @@ import torch
 from ...configuration.vl_bert import VlBertConfig
 from ...modeling.vl_bert import VlBertForPreTraining
 from ...utils.bert_keys import fuse_qkv, rename_bert_layer_key
-from .common import embedding_sizes, layer_count, load_state_dict, rename_by_table, write_converted
+from .common import embedding_sizes, layer_count, load_state_dict, rename_by_table, rename_state_dict, write_converted
 
 _VL_BERT_RENAMES: tuple[tuple[str, str], ...] = (
     (r"^vlbert\.embedding_LayerNorm\.", "vl_bert.embeddings.norm."),
@@ -32,6 +32,22 @@ _VL_BERT_RENAMES: tuple[tuple[str, str], ...] = (
     (r"^image_feature_extractor\.obj_downsample\.1\.", "vl_bert.embeddings.region_projection."),
 )
 
+# The end-to-end models' ResNet-101 (``FastRCNN``, jackroos/VL-BERT ``common/fast_rcnn.py``), kept under ``image_feature_extractor``.
+_BACKBONE_PREFIXES = (
+    "image_feature_extractor.backbone.",
+    "image_feature_extractor.roi_head_feature_extractor.",
+    "image_feature_extractor.head.",
+)
+
+
+def _rename_vl_bert_key(key: str) -> str | None:
+    """Map one jackroos/VL-BERT key to the package layout (None: no counterpart)."""
+    match = re.match(r"^vlbert\.encoder\.layer\.(\d+)\.(.*)$", key)
+    if match:
+        mapped = rename_bert_layer_key(match.group(2))
+        return None if mapped is None else f"vl_bert.layers.{match.group(1)}.{mapped}"
+    return rename_by_table(key, _VL_BERT_RENAMES)
+
 
 def convert_vl_bert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Convert a jackroos/VL-BERT pretraining state dict (``ResNetVLBERTForPretrainingMultitask``, "prec" models).
@@ -40,32 +56,13 @@ def convert_vl_bert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
     (``image_feature_extractor.backbone.*``, ``roi_head_feature_extractor``, ``head``) have no counterpart in a
     transformers ``AutoBackbone`` and are rejected with an explicit error, as are fine-tuned VCR keys.
     """
-    renamed: dict[str, torch.Tensor] = {}
-    unknown, backbone = [], []
-    for key, tensor in state.items():
-        key = key.removeprefix("module.")
-        if key.startswith(("image_feature_extractor.backbone.", "image_feature_extractor.roi_head_feature_extractor.",
-                           "image_feature_extractor.head.")):
-            backbone.append(key)
-            continue
-        match = re.match(r"^vlbert\.encoder\.layer\.(\d+)\.(.*)$", key)
-        if match:
-            mapped = rename_bert_layer_key(match.group(2))
-            mapped = None if mapped is None else f"vl_bert.layers.{match.group(1)}.{mapped}"
-        else:
-            mapped = rename_by_table(key, _VL_BERT_RENAMES)
-        if mapped is None:
-            unknown.append(key)
-        else:
-            renamed[mapped] = tensor
+    backbone = [key for key in (key.removeprefix("module.") for key in state) if key.startswith(_BACKBONE_PREFIXES)]
     if backbone:
         raise ValueError(
             f"checkpoint: {len(backbone)} keys of the end-to-end ResNet-101 (e.g. {backbone[0]}) cannot be mapped onto a "
             "transformers AutoBackbone; convert a 'prec' checkpoint, or load the backbone separately"
         )
-    if unknown:
-        raise ValueError(f"checkpoint: {len(unknown)} keys have no VL-BERT counterpart, e.g. {unknown[:5]}")
-    return fuse_qkv(renamed)
+    return fuse_qkv(rename_state_dict(state, _rename_vl_bert_key, "VL-BERT"))
 
 
 def vl_bert_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> VlBertConfig:
