@@ -359,7 +359,7 @@ def test_pixel_image_box_is_the_originals_whole_image_box(config, batch):
         ("text_only", lambda b: torch.tensor([1.0, 0.0, 0.0]), "text_only: expected a boolean tensor"),
         ("masked_regions", lambda b: b["masked_regions"][:, :2], r"masked_regions: expected shape \(3, 5\)"),
         ("token_type_ids", lambda b: torch.full_like(b["input_ids"], 2), "token_type_ids: expected 0"),
-        ("region_class_targets", lambda b: b["region_class_targets"][..., :4], "region_class_targets: expected detector"),
+        ("region_class_targets", lambda b: b["region_class_targets"][..., :4], r"region_class_targets: expected shape \(3, 5, 9\)"),
         ("labels", lambda b: b["labels"].float(), "labels: expected integer token ids"),
         ("pixel_values", lambda b: torch.zeros(3, 3, 8, 8), "pixel_values: this model takes precomputed"),
     ],
