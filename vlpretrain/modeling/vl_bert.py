@@ -96,6 +96,7 @@ class VlBertPreTrainedModel(VLPreTrainedModel):
     config: VlBertConfig
     config_class = VlBertConfig
     base_model_prefix = "vl_bert"
+    _input_embed_layer = "word_embeddings"  # transformers' get/set_input_embeddings read embeddings.word_embeddings
     _no_split_modules = ["TransformerLayer", "VlBertEmbeddings"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -254,12 +255,6 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
         if self.backbone is not None:
             self.freeze_backbone_parts()
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
 
     @can_return_tuple
     def forward(
