@@ -151,7 +151,7 @@ class ImageBertModel(ImageBertPreTrainedModel):
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)  # (B, T, H)
+        text = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds)  # (B, T, H)
         batch, text_length = text.shape[:2]
         embeddings = self.embeddings
         regions = self.region_embeddings(region_features, region_boxes)  # (B, R, H)
