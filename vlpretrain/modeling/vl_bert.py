@@ -316,10 +316,12 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
     ) -> None:
         """Validate every input (shared image-text checks plus VL-BERT's own) before any compute."""
         config = self.config
+        # end-to-end: a stand-in of the backbone's feature size, so that the shared checks see the region count
+        region_features = self.check_pixel_inputs(pixel_values, region_features, region_boxes)
         check_image_text_inputs(
             config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            region_features=self.check_pixel_inputs(pixel_values, region_features, region_boxes),
-            region_boxes=region_boxes, region_attention_mask=region_attention_mask, inputs_embeds=inputs_embeds,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            inputs_embeds=inputs_embeds,
         )
         text_shape = tuple((input_ids if input_ids is not None else inputs_embeds).shape[:2])
         batch, regions = region_boxes.shape[:2]
