@@ -478,3 +478,29 @@ def check_video_text_inputs(
             raise ValueError(f"{name}: expected values 0 or 1")
         if results[2 * index + 1]:
             raise ValueError(f"{name}: every sample needs at least one valid position (a row is all zeros)")
+
+
+def check_target_shapes(
+    targets: dict[str, torch.Tensor | None],
+    expected: dict[str, tuple[tuple[int, ...], str]],
+    required: dict[str, tuple[str, ...]] | None = None,
+) -> None:
+    """Check pretraining targets against their inputs before any compute; raise ``ValueError`` naming the target.
+
+    ``expected`` gives each target's shape and what it holds; a description that starts with "integer" asks for an
+    integer tensor, one that starts with "float" for a floating-point one. ``required`` names, for an input among
+    ``targets``, the targets that cannot be scored without it (``masked_regions`` for the masked-region targets).
+    """
+    for name, tensor in targets.items():
+        if tensor is None or name not in expected:
+            continue
+        shape, what = expected[name]
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(f"{name}: expected shape {tuple(shape)} ({what}), got {tuple(tensor.shape)}")
+        wants_integer = what.startswith("integer")
+        if (wants_integer or what.startswith("float")) and tensor.is_floating_point() == wants_integer:
+            raise ValueError(f"{name}: expected {what}, got {tensor.dtype}")
+    for name, needing in (required or {}).items():
+        given = [target for target in needing if targets.get(target) is not None]
+        if given and targets.get(name) is None:
+            raise ValueError(f"{name}: required with {' / '.join(given)}")

@@ -174,3 +174,28 @@ class CaptioningOutput(ModelOutput):
     logits: torch.Tensor | None = None
     encoder_hidden_states: torch.Tensor | None = None
     encoder_attention_mask: torch.Tensor | None = None
+
+
+@dataclass
+class SingleStreamQuestionAnsweringOutput(VisualQuestionAnsweringOutput):
+    """[`VisualQuestionAnsweringOutput`] of a single-stream model, with the joint sequence's ``hidden_states`` /
+    ``attentions`` when asked for (see [`SingleStreamModelOutput`])."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SingleStreamRetrievalOutput(ImageTextRetrievalOutput):
+    """[`ImageTextRetrievalOutput`] of a single-stream model, with ``hidden_states`` / ``attentions`` when asked for."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SingleStreamRegionScoringOutput(RegionScoringOutput):
+    """[`RegionScoringOutput`] of a single-stream model, with ``hidden_states`` / ``attentions`` when asked for."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
