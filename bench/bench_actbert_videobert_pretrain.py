@@ -4,21 +4,20 @@ ActBERT: 12 text + 2 region + 3 action layers and 2 tangled blocks; batch of 36 
 (+ the global token), 5 action features of 2048-d, every objective's targets. VideoBERT: BERT-large (24 x 1024)
 over 51,259 joint ids; 20 tokens + ``[>]`` + 16 visual words (quantised in the model from 1024-d clip
 features with random fitted centroids) + ``[SEP]``, every objective's targets. Each step is forward + backward +
-AdamW; printed: seconds per step (median of ``--steps`` after one warm-up), samples/s, parameters and the
-process's peak resident memory after the model's steps (``ru_maxrss``; CPU) or ``max_memory_allocated`` (CUDA).
+AdamW; printed per dtype: samples/s (median of ``--steps`` after the warm-up) and peak memory of a step (as
+``step_timing.py`` says); ``--compile`` adds the model under ``torch.compile`` and its ratio to eager.
 
-Usage: ``python bench/bench_actbert_videobert_pretrain.py [--device cpu|cuda] [--batch 4] [--steps 2] [--models actbert videobert]``
+Usage: ``python bench/bench_actbert_videobert_pretrain.py [--device cpu|cuda] [--batch-size 4] [--steps 2] [--models actbert videobert]
+[--dtypes float32 bfloat16] [--compile]``
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import resource
-import statistics
-import time
 
 import torch
+from step_timing import Contender, add_step_arguments, compiled_twin, device_name, optimizer_for, print_header, report
 
 from vlpretrain import ActBertConfig, ActBertForPreTraining, VideoBertConfig, VideoBertForPreTraining
 
@@ -50,54 +49,49 @@ def videobert_batch(config: VideoBertConfig, batch: int, device: torch.device) -
     return {k: v.to(device) for k, v in values.items()}
 
 
-def run(name: str, model: torch.nn.Module, batch: dict, steps: int, device: torch.device) -> None:
+def build(name: str) -> tuple[torch.nn.Module, object]:
+    if name == "actbert":
+        config = ActBertConfig()
+        return ActBertForPreTraining(config), config
+    config = VideoBertConfig(visual_words_fitted=True)
+    model = VideoBertForPreTraining(config)
+    with torch.no_grad():
+        model.video_bert.visual_word_centroids.normal_()
+    return model, config
+
+
+TITLES = {"actbert": "ActBERT base", "videobert": "VideoBERT (BERT-large)"}
+BATCHES = {"actbert": actbert_batch, "videobert": videobert_batch}
+
+
+def contenders(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Contender]:
+    """The model and, with ``--compile``, its compiled twin (same weights, same batch)."""
+    torch.manual_seed(0)
+    model, config = build(name)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    times = []
-    for step in range(steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step:
-            times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    size = next(iter(batch.values())).shape[0]
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    if device.type == "cuda":
-        memory = f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
-    else:
-        memory = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-    print(f"{name}: {params:.0f}M parameters, batch {size}: {seconds:.2f} s/step, {size / seconds:.2f} samples/s, {memory}")
+    batch = BATCHES[name](config, args.batch_size, device)
+    models = {"vlpretrain": Contender(model, optimizer_for(model, device, args.fused_optimizer, lr=1e-5), batch)}
+    if args.compile:
+        models["vlpretrain compiled"] = compiled_twin(model, batch, device, args.compile_mode, args.fused_optimizer)
+    return models
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--models", nargs="+", default=["actbert", "videobert"])
+    add_step_arguments(parser, steps=2, batch_size=4)
+    parser.add_argument("--models", nargs="+", default=["actbert", "videobert"], choices=sorted(TITLES))
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    if "actbert" in args.models:
-        config = ActBertConfig()
-        run("ActBERT base", ActBertForPreTraining(config), actbert_batch(config, args.batch, device), args.steps, device)
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-    if "videobert" in args.models:
-        config = VideoBertConfig(visual_words_fitted=True)
-        model = VideoBertForPreTraining(config)
-        with torch.no_grad():
-            model.video_bert.visual_word_centroids.normal_()
-        run("VideoBERT (BERT-large)", model, videobert_batch(config, args.batch, device), args.steps, device)
+    for name in args.models:
+        for dtype in args.dtypes:
+            models = contenders(name, args, device)
+            parameters = sum(p.numel() for p in models["vlpretrain"].model.parameters()) / 1e6
+            print_header(f"{TITLES[name]}, {parameters:.0f}M parameters, batch {args.batch_size}, on {device_name(device)}", "eager")
+            report(models, dtype, device, args, reference="vlpretrain")
+            del models
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

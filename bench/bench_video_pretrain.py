@@ -3,22 +3,20 @@
 UniVL: 8 (caption, clip) pairs, 48 tokens, 48 S3D features of 1024-d, all five objectives (the alignment objective
 cross-encodes all 8 x 8 pairs). HERO: 8 videos of 50 frames (4352-d) with 5 subtitles of 12 tokens each, all four
 objectives in one step (``sample_tasks=False``; a sampled training step runs one of them). Each step is forward +
-backward + AdamW; the two attention kernels alternate so machine noise hits both alike.
+backward + AdamW; the two attention kernels (and, with ``--compile``, the SDPA model compiled) alternate so machine
+noise hits all alike. Printed per model, kernel and dtype: samples/s (median over steps) and peak memory of a step,
+measured as ``step_timing.py`` says, with both as ratios to the SDPA model.
 
-Printed per model and kernel: samples/s (median over steps) and peak memory: on CUDA ``max_memory_allocated`` during
-the step (both kernels' models, gradients and optimizer states are resident, plus this step's activations); on CPU
-the bytes autograd saves for backward (activations only).
-
-Usage: ``python bench/bench_video_pretrain.py [--device cpu|cuda] [--steps 4] [--batch 8]``
+Usage: ``python bench/bench_video_pretrain.py [--device cpu|cuda] [--steps 4] [--batch-size 8] [--dtypes float32 bfloat16]
+[--models univl hero] [--compile] [--compile-mode default] [--fused-optimizer]``
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from step_timing import Contender, add_step_arguments, compiled_twin, device_name, optimizer_for, print_header, report
 
 from vlpretrain import HeroConfig, HeroForPreTraining, UnivlConfig, UnivlForPreTraining
 
@@ -61,75 +59,38 @@ def hero_batch(batch: int, generator: torch.Generator) -> dict:
     )
 
 
-class SavedTensorMeter:
-    """Sum the bytes of distinct storages autograd saves for backward (activation memory, CPU)."""
-
-    def __init__(self):
-        self.storages: dict[int, int] = {}
-
-    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        self.storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
+BUILDERS = {
+    "univl": ("UniVL stage II (5 objectives)", lambda: UnivlForPreTraining(UnivlConfig(enhance_visual_probability=0.0)), univl_batch),
+    "hero": ("HERO (4 objectives)", lambda: HeroForPreTraining(HeroConfig(sample_tasks=False)), hero_batch),
+}
 
 
-def step(model, optimizer, batch, device) -> tuple[float, float]:
-    """One training step; returns (seconds, peak bytes)."""
-    meter = SavedTensorMeter()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    with torch.autograd.graph.saved_tensors_hooks(meter.pack, lambda tensor: tensor):
-        loss = model(**batch).loss
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = sum(meter.storages.values())
-    return time.perf_counter() - start, peak
-
-
-def bench(name: str, build, batch: dict, device: torch.device, steps: int, size: int) -> None:
+def contenders(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Contender]:
+    """The model with each attention kernel (same seed, same batch) and, with ``--compile``, the SDPA one compiled."""
+    _, build, make_batch = BUILDERS[name]
+    batch = {key: value.to(device) for key, value in make_batch(args.batch_size, torch.Generator().manual_seed(0)).items()}
     models = {}
     for kernel in ("sdpa", "eager"):
         torch.manual_seed(0)
         model = build().to(device).train()
         model.set_attn_implementation(kernel)
-        models[kernel] = (model, torch.optim.AdamW(model.parameters(), lr=1e-5))
-    batch = {key: value.to(device) for key, value in batch.items()}
-    times = {kernel: [] for kernel in models}
-    peaks = {kernel: 0 for kernel in models}
-    for index in range(steps + 1):
-        for kernel, (model, optimizer) in models.items():
-            seconds, peak = step(model, optimizer, batch, device)
-            if index:  # the first step warms up
-                times[kernel].append(seconds)
-                peaks[kernel] = max(peaks[kernel], peak)
-    for kernel in models:
-        print(f"{name:24s} {kernel:5s}  {size / statistics.median(times[kernel]):8.2f} samples/s  "
-              f"peak {peaks[kernel] / 2**30:6.2f} GiB")
+        models[f"vlpretrain {kernel}"] = Contender(model, optimizer_for(model, device, args.fused_optimizer, lr=1e-5), batch)
+    if args.compile:
+        sdpa = models["vlpretrain sdpa"].model
+        models["vlpretrain sdpa compiled"] = compiled_twin(sdpa, batch, device, args.compile_mode, args.fused_optimizer)
+    return models
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--models", nargs="+", default=["univl", "hero"], choices=["univl", "hero"])
+    add_step_arguments(parser, steps=4)
+    parser.add_argument("--models", nargs="+", default=["univl", "hero"], choices=sorted(BUILDERS))
     args = parser.parse_args()
     device = torch.device(args.device)
-    generator = torch.Generator().manual_seed(0)
-    print(f"device {device}, batch {args.batch}, {args.steps} timed steps, float32")
-    if "univl" in args.models:
-        bench("UniVL stage II (5 obj.)", lambda: UnivlForPreTraining(UnivlConfig(enhance_visual_probability=0.0)),
-              univl_batch(args.batch, generator), device, args.steps, args.batch)
-    if "hero" in args.models:
-        bench("HERO (4 obj.)", lambda: HeroForPreTraining(HeroConfig(sample_tasks=False)),
-              hero_batch(args.batch, generator), device, args.steps, args.batch)
+    for name in args.models:
+        print_header(f"{BUILDERS[name][0]}, base size, batch {args.batch_size}, on {device_name(device)}", "sdpa")
+        for dtype in args.dtypes:
+            report(contenders(name, args, device), dtype, device, args, reference="vlpretrain sdpa")
 
 
 if __name__ == "__main__":

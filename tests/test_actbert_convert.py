@@ -9,7 +9,7 @@ from helpers.actbert_videobert_factories import actbert_batch, tiny_actbert_conf
 
 from vlpretrain import ActBertForPreTraining
 from vlpretrain.cli import main as cli_main
-from vlpretrain.hub.actbert_convert import convert_actbert_state_dict
+from vlpretrain.hub.convert.actbert import convert_actbert_state_dict
 
 
 def _bert_layer(prefix: str, hidden: int, intermediate: int, rng) -> dict[str, np.ndarray]:

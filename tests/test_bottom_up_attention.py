@@ -280,7 +280,7 @@ def test_save_load_export_and_remote_code_in_a_fresh_process(converted, tmp_path
     assert main(["export", str(tmp_path / "saved"), "--output-dir", str(tmp_path / "exported")]) == 0
     assert "2048" not in (tmp_path / "exported" / "README.md").read_text() and "128-d" in (tmp_path / "exported" / "README.md").read_text()
     script = (
-        "import sys, numpy as np, torch\n"
+        "import re, sys, numpy as np, torch\n"
         "from PIL import Image\n"
         "from transformers import AutoImageProcessor, AutoModelForObjectDetection\n"
         "folder = sys.argv[1]\n"
@@ -289,6 +289,8 @@ def test_save_load_export_and_remote_code_in_a_fresh_process(converted, tmp_path
         "assert type(model).__module__.startswith('transformers_modules'), type(model).__module__\n"
         "outputs = model(**processor.preprocess([np.asarray(Image.open(sys.argv[2]).convert('RGB'))]))\n"
         "np.testing.assert_allclose(outputs.features[0].numpy(), np.load(sys.argv[3]), atol=1e-5)\n"
+        "card = open(folder + '/README.md').read()\n"
+        "exec(re.search(r'```python\\n(.*?)```', card, re.S).group(1), {})  # the card's snippet runs as written\n"
     )
     run_fresh_process(script, tmp_path, tmp_path / "exported", tmp_path / "image.png", tmp_path / "expected.npy")
 

@@ -23,12 +23,11 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 HEAD_TASKS = ("vqa", "retrieval", "video_qa")
 # Graph breaks of the pretraining models (torch._dynamo.explain's count), all at rows that targets select (the
 # labelled tokens, the masked frames), whose number depends on the data. The goal is at most 2 per model; VL-BERT,
-# which selects its rows once per objective with one ``nonzero``, meets it; the others select with boolean indexing
-# in the shared MLM head and their losses and are held at their present counts so that none grows. UniVL, VideoBERT
-# and ActBERT find all their rows with one ``select_rows`` call (one device sync): dynamo counts that one sync, made
-# inside a helper called from ``forward``, as 3 breaks (the same sync written inline in ``forward`` counts 1).
+# ImageBERT, UniVL, VideoBERT and ActBERT select all their rows with one ``losses.select_rows`` call (run eagerly: one
+# break); the others select with boolean indexing in the shared MLM head and their losses and are held at their
+# present counts so that none grows.
 PRETRAINING_BREAK_BUDGET = {
-    "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 5, "videobert": 3, "ernie-vil": 7, "univl": 3,
+    "vl-bert": 1, "lxmert": 3, "image-bert": 1, "actbert": 1, "vilbert": 5, "videobert": 1, "ernie-vil": 7, "univl": 1,
 }
 # HERO groups each video's tokens and frames by subtitle, and the number and size of the groups depend on the
 # subtitle indices: its graphs break there (19 breaks for HeroModel), so its compile checks are expected failures.
@@ -96,4 +95,5 @@ def test_pretraining_models_break_the_graph_only_at_selected_rows(family):
     reasons = [reason.reason.splitlines()[0] for reason in explanation.break_reasons]
     print(f"\n{family} pretraining: {explanation.graph_break_count} graph breaks {reasons}")
     assert explanation.graph_break_count <= PRETRAINING_BREAK_BUDGET[family], reasons
-    assert all("Dynamic shape operator" in reason or "data-dependent" in reason.lower() for reason in reasons), reasons
+    selection = ("dynamic shape operator", "data-dependent", "torch.compiler.disable()`d function")  # the last: select_rows
+    assert all(any(marker in reason.lower() for marker in selection) for reason in reasons), reasons

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) under torchrun: disjoint data, identical weights, same loss as one process."""
+"""Two CPU processes (gloo) under torchrun: disjoint data, identical weights, same loss as one process; and the model
+sharded with FSDP2 as the shipped FSDP config wraps it gives DDP's losses and weights."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 SCRIPT = Path(__file__).resolve().parent / "helpers" / "ddp_train.py"
+FSDP_SCRIPT = Path(__file__).resolve().parent / "helpers" / "fsdp_train.py"
+
+pytestmark = pytest.mark.slow  # multi-process
 
 
 def run(command: list[str], tmp_path: Path) -> None:
@@ -48,3 +53,25 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         torch.testing.assert_close(value, reference[name], atol=1e-5, rtol=1e-4, msg=name)
     for distributed_loss, single_loss in zip(ranks[0]["losses"], single["losses"], strict=True):
         assert abs(distributed_loss - single_loss) < 1e-3 * abs(single_loss)
+
+
+def torchrun(script: Path, *arguments: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port()), str(script), *arguments]
+
+
+def test_fsdp_sharded_training_matches_ddp_at_the_same_global_batch(tmp_path):
+    """FSDP2 over gloo, each TransformerLayer / CrossModalityLayer its own unit as examples/fsdp_config.json says:
+    each rank holds about half the parameters, and three AdamW steps give DDP's losses and weights."""
+    for sharding in ("fsdp", "ddp"):
+        run(torchrun(FSDP_SCRIPT, str(tmp_path), sharding), tmp_path)
+    fsdp, ddp = (json.loads((tmp_path / f"record-{sharding}.json").read_text()) for sharding in ("fsdp", "ddp"))
+    assert 0.45 < fsdp["local_parameter_fraction"] < 0.55
+    assert ddp["local_parameter_fraction"] == 1.0
+    assert fsdp["losses"][-1] < fsdp["losses"][0]
+    for sharded_loss, replicated_loss in zip(fsdp["losses"], ddp["losses"], strict=True):
+        assert abs(sharded_loss - replicated_loss) < 1e-4 * abs(replicated_loss)
+    sharded, replicated = load_file(tmp_path / "weights-fsdp.safetensors"), load_file(tmp_path / "weights-ddp.safetensors")
+    assert sharded.keys() == replicated.keys()
+    for name, value in sharded.items():
+        torch.testing.assert_close(value, replicated[name], atol=1e-5, rtol=1e-4, msg=name)

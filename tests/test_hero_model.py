@@ -218,7 +218,7 @@ def test_cli_pretrain_on_shapes_video(tmp_path):
 def test_converter_puts_every_tensor_in_place(tmp_path):
     from helpers.univl_hero_factories import original_hero_state_dict
 
-    from vlpretrain.hub.video_convert import convert_hero_state_dict
+    from vlpretrain.hub.convert.video import convert_hero_state_dict
 
     config = tiny_hero_config()
     original = original_hero_state_dict(config)

@@ -8,7 +8,7 @@ import transformers
 from helpers.univl_hero_factories import original_univl_state_dict, tiny_univl_config, video_text_batch
 
 from vlpretrain import UnivlConfig, UnivlForCaptioning, UnivlForPreTraining, UnivlForVideoTextRetrieval, UnivlModel
-from vlpretrain.hub.video_convert import convert_univl_state_dict
+from vlpretrain.hub.convert.video import convert_univl_state_dict
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids", "frame_features", "frame_attention_mask")
 OBJECTIVES = ("contrastive", "mlm", "frame_feature", "alignment", "reconstruction")
@@ -249,7 +249,7 @@ def test_converter_puts_every_tensor_in_place():
     torch.testing.assert_close(state["univl.cross_embeddings.token_type_embeddings.weight"], original["cross.embeddings.token_type_embeddings.weight"])
     assert model.decoder_head.decoder.weight is model.univl.embeddings.word_embeddings.weight
     # microsoft/UniVL's BERT embeddings normalise with eps 1e-12 (HERO's subtitle embeddings: 1e-5).
-    from vlpretrain.hub.video_convert import univl_config_from_state_dict
+    from vlpretrain.hub.convert.video import univl_config_from_state_dict
 
     assert UnivlForPreTraining(univl_config_from_state_dict(converted)).univl.embeddings.norm.eps == 1e-12
     renamed = {key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value for key, value in original.items()}

@@ -24,7 +24,7 @@ from vlpretrain import (
     VilbertForQuestionAnswering,
 )
 from vlpretrain.cli import main as cli_main
-from vlpretrain.hub.two_stream_convert import read_paddle_tensor
+from vlpretrain.hub.convert.two_stream import read_paddle_tensor
 
 HEADS = {"num_attention_heads": 4, "v_num_attention_heads": 2, "bi_num_attention_heads": 2}
 

@@ -8,7 +8,7 @@ from helpers.single_stream_factories import INPUT_NAMES, single_stream_batch, su
 
 from vlpretrain import VlBertForPreTraining
 from vlpretrain.cli import main as cli_main
-from vlpretrain.hub.convert import convert_vl_bert_state_dict
+from vlpretrain.hub.convert.vl_bert import convert_vl_bert_state_dict
 
 HIDDEN, LAYERS, FFN, VOCAB, POSITIONS, FEATURES, GEOMETRY, CLASSES = 32, 2, 48, 64, 40, 12, 16, 9
 

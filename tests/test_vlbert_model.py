@@ -95,6 +95,22 @@ def test_padding_does_not_change_valid_outputs(config):
         torch.testing.assert_close(output.visual_last_hidden_state[:, :3], reference.visual_last_hidden_state, atol=1e-5, rtol=1e-5)
 
 
+def test_recorded_states_under_padding_are_the_states_the_layers_computed(config, batch):
+    """Recording keeps the packed path's results (zeros at padding) and records tensors on the computation's path."""
+    model = VlBertModel(config).eval()
+    inputs = subset(batch, (*INPUT_NAMES, "masked_regions", "text_only"))
+    plain = model(**inputs)
+    recorded = model(**inputs, output_hidden_states=True, output_attentions=True)
+    torch.testing.assert_close(recorded.last_hidden_state, plain.last_hidden_state, atol=1e-6, rtol=1e-6)
+    padded = plain.last_hidden_state.abs().sum(-1) == 0  # padded text, padded regions, the text-only row's regions
+    assert padded.any() and len(recorded.hidden_states) == 1 + config.num_hidden_layers
+    assert all(states[padded].abs().max() == 0 for states in recorded.hidden_states)
+    middle = recorded.hidden_states[1]
+    middle.retain_grad()
+    recorded.pooled_output.sum().backward()
+    assert middle.grad is not None and middle.grad[~padded].abs().sum() > 0
+
+
 def test_eager_and_sdpa_give_identical_results(batch):
     sdpa = VlBertForPreTraining(tiny_vl_bert_config(attn_implementation="sdpa")).eval()
     eager = VlBertForPreTraining(tiny_vl_bert_config(attn_implementation="eager")).eval()
@@ -359,7 +375,7 @@ def test_pixel_image_box_is_the_originals_whole_image_box(config, batch):
         ("text_only", lambda b: torch.tensor([1.0, 0.0, 0.0]), "text_only: expected a boolean tensor"),
         ("masked_regions", lambda b: b["masked_regions"][:, :2], r"masked_regions: expected shape \(3, 5\)"),
         ("token_type_ids", lambda b: torch.full_like(b["input_ids"], 2), "token_type_ids: expected 0"),
-        ("region_class_targets", lambda b: b["region_class_targets"][..., :4], "region_class_targets: expected detector"),
+        ("region_class_targets", lambda b: b["region_class_targets"][..., :4], r"region_class_targets: expected shape \(3, 5, 9\)"),
         ("labels", lambda b: b["labels"].float(), "labels: expected integer token ids"),
         ("pixel_values", lambda b: torch.zeros(3, 3, 8, 8), "pixel_values: this model takes precomputed"),
     ],

@@ -120,7 +120,7 @@ def test_multiple_choice_object_head_starts_from_the_pretraining_transform(tmp_p
 def test_multiple_choice_object_labels_are_checked():
     config = tiny_vl_bert_config(vcr_num_object_labels=7)
     inputs = _choices(single_stream_batch(config, labels=False))
-    with pytest.raises(ValueError, match=r"region_object_labels: expected integer object classes of shape \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"region_object_labels: expected shape \(3, 5\) \(integer object classes\)"):
         VlBertForMultipleChoice(config)(**inputs, region_object_labels=torch.zeros(3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"region_object_labels: expected ids in \[0, 7\) \(config.vcr_num_object_labels\)"):
         VlBertForMultipleChoice(config)(**inputs, region_object_labels=torch.full((3, 5), 7))

@@ -1,4 +1,7 @@
-"""Train a tiny LXMERT for two steps under torchrun (or alone) and record what each rank saw and ended with."""
+"""Train a tiny LXMERT for two steps under torchrun (or alone) and record what each rank saw and ended with.
+
+Arguments: output folder, per-device batch size and, optionally, ``fsdp`` to shard the model with the shipped
+``examples/fsdp_config.json`` (``--fsdp "full_shard auto_wrap"``) instead of replicating it (DDP)."""
 
 from __future__ import annotations
 
@@ -49,7 +52,10 @@ class SequentialTrainer(VLPretrainingTrainer):
         return torch.utils.data.SequentialSampler(self.train_dataset)
 
 
-def main(output_dir: str, per_device_batch_size: int) -> None:
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def main(output_dir: str, per_device_batch_size: int, sharding: str = "ddp") -> None:
     config = tiny_lxmert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
     model = LxmertForPreTraining(config)
@@ -58,16 +64,19 @@ def main(output_dir: str, per_device_batch_size: int) -> None:
         output_dir=output_dir, per_device_train_batch_size=per_device_batch_size, max_steps=2, learning_rate=1e-2,
         logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None, dataloader_num_workers=0,
+        **({"fsdp": "full_shard auto_wrap", "fsdp_config": str(EXAMPLES / "fsdp_config.json")} if sharding == "fsdp" else {}),
     )
     trainer = SequentialTrainer(model=model, args=args, train_dataset=dataset)
     trainer.train()
     rank = args.process_index
-    save_file({name: value.detach().contiguous() for name, value in model.state_dict().items()
-               if name != "mlm_head.decoder.weight"}, os.path.join(output_dir, f"weights-{rank}.safetensors"))
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharding == "fsdp" else model.state_dict()
+    if state is not None:
+        save_file({name: value.detach().contiguous() for name, value in state.items() if name != "mlm_head.decoder.weight"},
+                  os.path.join(output_dir, f"weights-{rank}.safetensors"))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     with open(os.path.join(output_dir, f"record-{rank}.json"), "w") as stream:
         json.dump({"seen": dataset.seen, "losses": losses, "world_size": args.world_size}, stream)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(*sys.argv[1:2], int(sys.argv[2]), *sys.argv[3:4])

@@ -90,7 +90,7 @@ def release_s3d_state_dict(
 
 def converted_tiny_s3d(folder, **state_kwargs):
     """Write a random release-layout checkpoint, convert it with the package's converter and return the folder."""
-    from vlpretrain.hub.s3d_convert import convert_s3d_howto100m
+    from vlpretrain.hub.convert.s3d import convert_s3d_howto100m
 
     torch.save(release_s3d_state_dict(**state_kwargs), folder / "s3d_howto100m.pth")
     return convert_s3d_howto100m(folder / "s3d_howto100m.pth", folder / "s3d")

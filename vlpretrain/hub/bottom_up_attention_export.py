@@ -1,5 +1,5 @@
 """Hub-ready export of a converted bottom-up-attention detector: weights, flat remote code of the model and its
-image processor, and a model card naming the features it produces."""
+image processor, and a model card naming the features it produces (``model_cards/bottom-up-attention.md``)."""
 
 from __future__ import annotations
 
@@ -15,28 +15,8 @@ from ..modeling.bottom_up_attention import BottomUpAttentionDetector
 from ..processing.bottom_up_attention import BottomUpAttentionImageProcessor
 from ..utils.folders import replace_directory, staging_directory
 
-_CARD = """---
-{card_data}
----
-
-# {name}
-
-The bottom-up-attention Faster R-CNN (ResNet-101 C4, Visual Genome: {labels} object classes, {attributes}
-attributes), exported by [vlpretrain](https://pypi.org/project/vlpretrain/) as `BottomUpAttentionDetector`; it
-loads with `transformers` alone (`trust_remote_code=True`).
-
-```python
-from transformers import AutoImageProcessor, AutoModelForObjectDetection
-detector = AutoModelForObjectDetection.from_pretrained("{name}", trust_remote_code=True)
-processor = AutoImageProcessor.from_pretrained("{name}", trust_remote_code=True)
-regions = detector(**processor.preprocess([rgb_image]))
-```
-
-Features produced: per region a {feature_size}-d mean-pooled res5 feature of its proposal, its box (pixels and
-normalised), object and attribute ids with confidences and the {classes}-way class distribution (background first),
-selected by the "{box_selection}" rules ({min_boxes}-{max_boxes} regions; settings in `config.json`). These are the
-features LXMERT, ViLBERT, VL-BERT and ERNIE-ViL were trained on when the weights are the release's.
-"""
+# The detector's card (package data beside the architectures' cards; a whole card: it is not an architecture).
+_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "bottom-up-attention.md"
 
 
 def export_detector(source: str | os.PathLike, output_dir: str | os.PathLike, repo_id: str | None = None) -> Path:
@@ -52,18 +32,25 @@ def export_detector(source: str | os.PathLike, output_dir: str | os.PathLike, re
         if (source / "README.md").exists():
             shutil.copy2(source / "README.md", staged / "README.md")
         else:
-            config = model.config
-            name = repo_id or output_dir.name
-            data = ModelCardData(library_name="transformers", license="apache-2.0", pipeline_tag="object-detection",
-                                 tags=["vlpretrain", "bottom-up-attention", "custom_code"], model_name=name)
-            card = _CARD.format(card_data=data.to_yaml(), name=name, labels=config.num_labels, attributes=config.num_attributes,
-                                feature_size=config.res5_out_channels, classes=config.num_labels + 1,
-                                box_selection=config.box_selection, min_boxes=config.min_boxes, max_boxes=config.max_boxes)
-            ModelCard(card).save(str(staged / "README.md"))
+            write_detector_card(model.config, staged, repo_id or output_dir.name)
         replace_directory(staged, output_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return output_dir
+
+
+def write_detector_card(config: BottomUpAttentionConfig, folder: Path, name: str) -> Path:
+    """Render ``model_cards/bottom-up-attention.md`` for a detector with ``config`` into ``folder/README.md``."""
+    data = ModelCardData(library_name="transformers", license="apache-2.0", pipeline_tag="object-detection",
+                         tags=["vlpretrain", "bottom-up-attention", "custom_code"], model_name=name)
+    card = ModelCard.from_template(
+        data, template_path=str(_CARD_TEMPLATE), labels=config.num_labels, attributes=config.num_attributes,
+        feature_size=config.res5_out_channels, classes=config.num_labels + 1, box_selection=config.box_selection,
+        min_boxes=config.min_boxes, max_boxes=config.max_boxes,
+    )
+    path = folder / "README.md"
+    card.save(str(path))
+    return path
 
 
 def is_detector_folder(source: str | os.PathLike) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
+from ..utils.bert_keys import bert_text_stream_state_dict
 from ..utils.folders import staged_save
 from ..utils.log import get_logger
 from ..utils.remote_code import auto_map_reference, write_flat_modules
@@ -200,7 +200,9 @@ class VLPreTrainedModel(PreTrainedModel):
         """Initialise the text embeddings and text layers from a BERT checkpoint (path or ``BertModel``).
 
         Returns the names of the parameters that were loaded. Sizes must match (hidden size, heads,
-        intermediate size); the first ``len(text layers)`` BERT layers are used.
+        intermediate size); the first ``len(text layers)`` BERT layers are used. The key renames are
+        ``utils/bert_keys.py``'s, shared with the checkpoint converters (``hub/convert/``) so that the model side
+        never imports the converters.
         """
         from transformers import BertModel
 
@@ -247,69 +249,6 @@ def resized_rows(table: torch.Tensor, old_sizes: list[int], new_sizes: list[int]
         grown[:keep] = block[:keep]
         parts.append(grown)
     return torch.cat(parts)
-
-
-_BERT_LAYER_RENAMES = (
-    ("attention.output.LayerNorm.", "attention.output.norm."),
-    ("attention.output.dense.", "attention.output.dense."),
-    ("intermediate.dense.", "ffn.fc_in."),
-    ("output.dense.", "ffn.output.dense."),
-    ("output.LayerNorm.", "ffn.output.norm."),
-)
-
-
-def rename_bert_layer_key(key: str) -> str | None:
-    """Map a key inside a BERT layer (``attention.self.query.weight``, ``output.dense.bias``, ...) to ours.
-
-    Query/key/value keys become ``attention.qkv.<part>.<weight|bias>``; the caller joins the three parts
-    with :func:`fuse_qkv`. Returns None for keys that are not part of a BERT layer.
-    """
-    for part in ("query", "key", "value"):
-        if key.startswith(f"attention.self.{part}."):
-            return f"attention.qkv.{part}.{key.rsplit('.', 1)[1]}"
-    for old, new in _BERT_LAYER_RENAMES:
-        if key.startswith(old):
-            return new + key[len(old) :]
-    return None
-
-
-def fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Join ``<prefix>.qkv.{query,key,value}.<param>`` entries into one ``<prefix>.qkv.<param>`` tensor."""
-    fused: dict[str, torch.Tensor] = {}
-    parts: dict[str, dict[str, torch.Tensor]] = {}
-    for name, tensor in state.items():
-        match = re.match(r"(.*\.qkv)\.(query|key|value)\.(weight|bias)$", name)
-        if match:
-            parts.setdefault(f"{match.group(1)}.{match.group(3)}", {})[match.group(2)] = tensor
-        else:
-            fused[name] = tensor
-    for name, pieces in parts.items():
-        missing = {"query", "key", "value"} - set(pieces)
-        if missing:
-            raise ValueError(f"checkpoint: {name} lacks the {sorted(missing)} projection(s)")
-        fused[name] = torch.cat([pieces["query"], pieces["key"], pieces["value"]], dim=0)
-    return fused
-
-
-def bert_text_stream_state_dict(bert_state: dict[str, torch.Tensor], prefixes: dict[str, str]) -> dict[str, torch.Tensor]:
-    """Rename a ``BertModel`` state dict to the package's text-stream names.
-
-    ``prefixes`` gives where the embeddings and the text layers live, e.g.
-    ``{"embeddings": "lxmert.embeddings.", "layers": "lxmert.text_layers."}``.
-    """
-    renamed: dict[str, torch.Tensor] = {}
-    for name, tensor in bert_state.items():
-        name = name.removeprefix("bert.")
-        if name.startswith("embeddings."):
-            suffix = name[len("embeddings.") :].replace("LayerNorm", "norm")
-            if suffix.split(".")[0] in ("word_embeddings", "position_embeddings", "token_type_embeddings", "norm"):
-                renamed[prefixes["embeddings"] + suffix] = tensor
-        elif name.startswith("encoder.layer."):
-            index, rest = name[len("encoder.layer.") :].split(".", 1)
-            mapped = rename_bert_layer_key(rest)
-            if mapped is not None:
-                renamed[f"{prefixes['layers']}{index}.{mapped}"] = tensor
-    return fuse_qkv(renamed)
 
 
 def check_answer_labels(labels: torch.Tensor | None, batch: int, num_labels: int) -> None:
@@ -539,3 +478,29 @@ def check_video_text_inputs(
             raise ValueError(f"{name}: expected values 0 or 1")
         if results[2 * index + 1]:
             raise ValueError(f"{name}: every sample needs at least one valid position (a row is all zeros)")
+
+
+def check_target_shapes(
+    targets: dict[str, torch.Tensor | None],
+    expected: dict[str, tuple[tuple[int, ...], str]],
+    required: dict[str, tuple[str, ...]] | None = None,
+) -> None:
+    """Check pretraining targets against their inputs before any compute; raise ``ValueError`` naming the target.
+
+    ``expected`` gives each target's shape and what it holds; a description that starts with "integer" asks for an
+    integer tensor, one that starts with "float" for a floating-point one. ``required`` names, for an input among
+    ``targets``, the targets that cannot be scored without it (``masked_regions`` for the masked-region targets).
+    """
+    for name, tensor in targets.items():
+        if tensor is None or name not in expected:
+            continue
+        shape, what = expected[name]
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(f"{name}: expected shape {tuple(shape)} ({what}), got {tuple(tensor.shape)}")
+        wants_integer = what.startswith("integer")
+        if (wants_integer or what.startswith("float")) and tensor.is_floating_point() == wants_integer:
+            raise ValueError(f"{name}: expected {what}, got {tensor.dtype}")
+    for name, needing in (required or {}).items():
+        given = [target for target in needing if targets.get(target) is not None]
+        if given and targets.get(name) is None:
+            raise ValueError(f"{name}: required with {' / '.join(given)}")

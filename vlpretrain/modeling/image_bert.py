@@ -14,14 +14,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.image_bert import ImageBertConfig
-from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
+from .base import (
+    VLPreTrainedModel,
+    check_answer_labels,
+    check_image_text_inputs,
+    check_match_labels,
+    check_target_shapes,
+)
 from .embeddings import RegionEmbeddings, TextEmbeddings, join_streams
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
-from .layers import TransformerLayer, key_padding_mask
-from .losses import IGNORE_INDEX, classification_loss, region_feature_regression_loss, soft_score_loss
-from .outputs import ImageTextRetrievalOutput, SingleStreamModelOutput, VisualQuestionAnsweringOutput
+from .layers import TransformerLayer, key_padding_mask, run_layers
+from .losses import IGNORE_INDEX, classification_loss, region_feature_regression_loss, select_rows, soft_score_loss
+from .outputs import SingleStreamModelOutput, SingleStreamQuestionAnsweringOutput, SingleStreamRetrievalOutput
 
 
 @dataclass
@@ -52,6 +59,7 @@ class ImageBertPreTrainedModel(VLPreTrainedModel):
     config: ImageBertConfig
     config_class = ImageBertConfig
     base_model_prefix = "image_bert"
+    _input_embed_layer = "word_embeddings"  # transformers' get/set_input_embeddings read embeddings.word_embeddings
     _no_split_modules = ["TransformerLayer", "TextEmbeddings", "RegionEmbeddings"]
 
     def text_stream_prefix(self) -> dict[str, str]:
@@ -74,12 +82,7 @@ class ImageBertModel(ImageBertPreTrainedModel):
         self.pooler = Pooler(config.hidden_size, config.hidden_size, "tanh")
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -91,24 +94,22 @@ class ImageBertModel(ImageBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SingleStreamModelOutput | tuple:
+    ) -> SingleStreamModelOutput:
         """Encode captions/questions with their RoIs (inputs as in the package's naming table).
 
         Invalid inputs raise ``ValueError`` before any compute.
         """
-        self.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            inputs_embeds=inputs_embeds,
         )
-        output = self.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds, output_attentions, output_hidden_states,
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        self.check_inputs(**inputs)
+        return self.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
     def check_inputs(
         self,
+        *,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
         token_type_ids: torch.Tensor | None,
@@ -120,8 +121,9 @@ class ImageBertModel(ImageBertPreTrainedModel):
         """The shared image-text checks plus the text length against the position table."""
         config = self.config
         check_image_text_inputs(
-            config, input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds,
+            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            inputs_embeds=inputs_embeds,
         )
         length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         if length > config.dummy_region_position and config.region_position_id is None:
@@ -134,6 +136,7 @@ class ImageBertModel(ImageBertPreTrainedModel):
 
     def encode(
         self,
+        *,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
         token_type_ids: torch.Tensor | None,
@@ -148,33 +151,32 @@ class ImageBertModel(ImageBertPreTrainedModel):
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
+        text = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds)  # (B, T, H)
         batch, text_length = text.shape[:2]
         embeddings = self.embeddings
-        regions = self.region_embeddings(region_features, region_boxes)
+        regions = self.region_embeddings(region_features, region_boxes)  # (B, R, H)
         regions = regions + embeddings.token_type_embeddings.weight[config.image_segment_id]
         regions = regions + embeddings.position_embeddings.weight[config.dummy_region_position]
         regions = embeddings.dropout(embeddings.norm(regions))
         ones = torch.ones(batch, 1, dtype=torch.long, device=text.device)
         text_mask = ones.expand(batch, text_length) if attention_mask is None else attention_mask
         region_mask = ones.expand(batch, regions.shape[1]) if region_attention_mask is None else region_attention_mask
-        hidden, mask = join_streams((text, text_mask), (regions.to(text.dtype), region_mask))
-        attention = key_padding_mask(mask, hidden.dtype, config._attn_implementation)
-        all_states = (hidden,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden, weights = layer(hidden, attention, output_attentions)
-            if output_hidden_states:
-                all_states += (hidden,)
-            if output_attentions:
-                all_attentions += (weights,)
+        hidden, mask = join_streams((text, text_mask), (regions.to(text.dtype), region_mask))  # (B, T + R, H), (B, T + R)
+        stream = run_layers(
+            self.layers,
+            hidden,
+            key_padding_mask(mask, hidden.dtype, config._attn_implementation),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = stream.last_hidden_state
         return SingleStreamModelOutput(
             last_hidden_state=hidden,
             text_last_hidden_state=hidden[:, :text_length],
             visual_last_hidden_state=hidden[:, text_length:],
             pooled_output=self.pooler(hidden),
-            hidden_states=all_states,
-            attentions=all_attentions,
+            hidden_states=stream.hidden_states,
+            attentions=stream.attentions,
         )
 
 
@@ -206,6 +208,7 @@ class ImageBertForPreTraining(ImageBertPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.mlm_head.decoder = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -223,51 +226,45 @@ class ImageBertForPreTraining(ImageBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageBertForPreTrainingOutput | tuple:
+    ) -> ImageBertForPreTrainingOutput:
         """Every objective's loss and prediction. ``region_object_confidences`` (the detector scores the package
         collator passes with ``region_object_labels``) are accepted but do not weight the loss: ImageBERT's masked
         object classification is a plain cross-entropy to the top label."""
         config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
-        self.image_bert.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            inputs_embeds=inputs_embeds,
         )
+        self.image_bert.check_inputs(**inputs)
         batch, text_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-        regions = region_features.shape[1]
-        expected = {
-            "labels": (batch, text_length),
-            "matched_labels": (batch,),
-            "masked_regions": (batch, regions),
-            "region_object_labels": (batch, regions),
-            "region_object_confidences": (batch, regions),
-            "region_feature_targets": tuple(region_features.shape),
-        }
-        given = {
-            "labels": labels, "matched_labels": matched_labels, "masked_regions": masked_regions,
-            "region_object_labels": region_object_labels, "region_feature_targets": region_feature_targets,
-            "region_object_confidences": region_object_confidences,
-        }
-        for name, tensor in given.items():
-            if tensor is None:
-                continue
-            if tuple(tensor.shape) != expected[name]:
-                raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
-            if name in ("labels", "matched_labels", "region_object_labels") and tensor.is_floating_point():
-                raise ValueError(f"{name}: expected integer class ids (torch.long), got {tensor.dtype}")
-        if (region_object_labels is not None or region_feature_targets is not None) and masked_regions is None:
-            raise ValueError("masked_regions: required with region_object_labels / region_feature_targets")
+        regions = (batch, region_features.shape[1])
+        check_target_shapes(
+            {
+                "labels": labels, "matched_labels": matched_labels, "masked_regions": masked_regions,
+                "region_object_labels": region_object_labels, "region_feature_targets": region_feature_targets,
+                "region_object_confidences": region_object_confidences,
+            },
+            {
+                "labels": ((batch, text_length), "integer class ids (torch.long)"),
+                "matched_labels": ((batch,), "integer class ids (torch.long)"),
+                "masked_regions": (regions, "the masked regions"),
+                "region_object_labels": (regions, "integer class ids (torch.long)"),
+                "region_object_confidences": (regions, "float detector scores"),
+                "region_feature_targets": (tuple(region_features.shape), "float region features"),
+            },
+            required={"masked_regions": ("region_object_labels", "region_feature_targets")},
+        )
+        mlm_positions = None
+        if labels is not None and config.objective_enabled("mlm"):
+            (mlm_positions,) = select_rows(labels != IGNORE_INDEX)  # flat indices of the labelled tokens in (B * T)
         encoded = self.image_bert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds, output_attentions, output_hidden_states,
+            **inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
         losses: dict[str, torch.Tensor] = {}
-        if labels is not None and config.objective_enabled("mlm"):
-            positions = labels != IGNORE_INDEX
-            prediction_logits = self.mlm_head(encoded.text_last_hidden_state, positions)
-            losses["mlm"] = classification_loss(prediction_logits, labels[positions])
-        else:
-            prediction_logits = self.mlm_head(encoded.text_last_hidden_state)
+        prediction_logits = self.mlm_head(encoded.text_last_hidden_state, mlm_positions)
+        if mlm_positions is not None:
+            losses["mlm"] = classification_loss(prediction_logits, labels.flatten().index_select(0, mlm_positions))
         predictions = self.region_head(encoded.visual_last_hidden_state) if self.region_head is not None else {}
         if masked_regions is not None:
             selected = masked_regions.bool()
@@ -284,9 +281,8 @@ class ImageBertForPreTraining(ImageBertPreTrainedModel):
         matching_logits = self.matching_head(encoded.pooled_output) if self.matching_head is not None else None
         if matched_labels is not None and matching_logits is not None:
             losses["matching"] = classification_loss(matching_logits, matched_labels)
-        loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
-        output = ImageBertForPreTrainingOutput(
-            loss=loss,
+        return ImageBertForPreTrainingOutput(
+            loss=sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None,
             mlm_loss=losses.get("mlm"),
             region_object_loss=losses.get("region_object"),
             region_feature_loss=losses.get("region_feature"),
@@ -299,10 +295,47 @@ class ImageBertForPreTraining(ImageBertPreTrainedModel):
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
-class ImageBertForImageTextRetrieval(ImageBertPreTrainedModel):
+class ImageBertPooledHead(ImageBertPreTrainedModel):
+    """The forward pass shared by the ImageBERT heads on the pooled [CLS] (VQA, retrieval): check the inputs and
+    ``labels``, encode, then ``head_output``; a head defines ``check_labels`` and ``head_output``."""
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> ModelOutput:
+        """Inputs as [`ImageBertModel`]'s; ``labels`` as the head's class docstring says."""
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            inputs_embeds=inputs_embeds,
+        )
+        self.image_bert.check_inputs(**inputs)
+        self.check_labels(labels, (input_ids if input_ids is not None else inputs_embeds).shape[0])
+        encoded = self.image_bert.encode(
+            **inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        return self.head_output(encoded, labels)
+
+    def check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
+        raise NotImplementedError
+
+    def head_output(self, encoded: SingleStreamModelOutput, labels: torch.Tensor | None) -> ModelOutput:
+        raise NotImplementedError
+
+
+class ImageBertForImageTextRetrieval(ImageBertPooledHead):
     """ImageBERT scoring (image, caption) pairs with the matching head on the pooled [CLS] (binary classification,
     the first of the paper's retrieval losses). ``scores`` = matched minus mismatched logit; ``labels`` 1 = matched.
     The head keeps the pretraining name, so a pretraining checkpoint loads whole."""
@@ -315,36 +348,22 @@ class ImageBertForImageTextRetrieval(ImageBertPreTrainedModel):
         self.matching_head = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageTextRetrievalOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        self.image_bert.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
-        )
-        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+    def check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
         check_match_labels(labels, batch)
-        encoded = self.image_bert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
-        )
+
+    def head_output(self, encoded: SingleStreamModelOutput, labels: torch.Tensor | None) -> SingleStreamRetrievalOutput:
         logits = self.matching_head(encoded.pooled_output)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        output = ImageTextRetrievalOutput(
-            loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=encoded.pooled_output
+        return SingleStreamRetrievalOutput(
+            loss=classification_loss(logits, labels) if labels is not None else None,
+            logits=logits,
+            scores=logits[:, 1] - logits[:, 0],
+            pooled_output=encoded.pooled_output,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
-class ImageBertForQuestionAnswering(ImageBertPreTrainedModel):
+class ImageBertForQuestionAnswering(ImageBertPooledHead):
     """ImageBERT with a VQA answer classifier over ``config.id2label`` (two-layer MLP on the pooled [CLS]; the paper
     does not evaluate VQA, so the package's shared answer head is used). ``labels``: soft scores (B, A) or ids (B,)."""
 
@@ -356,31 +375,17 @@ class ImageBertForQuestionAnswering(ImageBertPreTrainedModel):
         self.vqa_head = AnswerHead(config.hidden_size, config.num_labels, eps=config.layer_norm_eps)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> VisualQuestionAnsweringOutput | tuple:
-        config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
-        self.image_bert.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
-        )
-        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        check_answer_labels(labels, batch, config.num_labels)
-        encoded = self.image_bert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask, inputs_embeds
-        )
+    def check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
+        check_answer_labels(labels, batch, self.config.num_labels)
+
+    def head_output(
+        self, encoded: SingleStreamModelOutput, labels: torch.Tensor | None
+    ) -> SingleStreamQuestionAnsweringOutput:
         logits = self.vqa_head(encoded.pooled_output)
         loss = None
         if labels is not None:
             loss = soft_score_loss(logits, labels) if labels.is_floating_point() else classification_loss(logits, labels)
-        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=encoded.pooled_output)
-        return output if return_dict else output.to_tuple()
+        return SingleStreamQuestionAnsweringOutput(
+            loss=loss, logits=logits, pooled_output=encoded.pooled_output, hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )

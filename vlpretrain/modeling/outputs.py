@@ -177,6 +177,31 @@ class CaptioningOutput(ModelOutput):
     encoder_attention_mask: torch.Tensor | None = None
 
 
+@dataclass
+class SingleStreamQuestionAnsweringOutput(VisualQuestionAnsweringOutput):
+    """[`VisualQuestionAnsweringOutput`] of a single-stream model, with the joint sequence's ``hidden_states`` /
+    ``attentions`` when asked for (see [`SingleStreamModelOutput`])."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SingleStreamRetrievalOutput(ImageTextRetrievalOutput):
+    """[`ImageTextRetrievalOutput`] of a single-stream model, with ``hidden_states`` / ``attentions`` when asked for."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SingleStreamRegionScoringOutput(RegionScoringOutput):
+    """[`RegionScoringOutput`] of a single-stream model, with ``hidden_states`` / ``attentions`` when asked for."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
 def recording_flags(config, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:
     """``output_attentions`` / ``output_hidden_states`` with None replaced by the config's default, as the keyword
     arguments of :func:`layers.run_layers` and of the encoders that call it."""

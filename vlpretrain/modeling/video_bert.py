@@ -30,7 +30,7 @@ from .heads import MaskedLanguageModelingHead
 from .input_checks import check_values
 from .layers import TransformerLayer, key_padding_mask, run_layers
 from .losses import IGNORE_INDEX, classification_loss, select_rows
-from .outputs import ImageTextRetrievalOutput, StreamOutput, recording_flags
+from .outputs import SingleStreamRetrievalOutput, StreamOutput, recording_flags
 
 
 @dataclass
@@ -81,12 +81,6 @@ class VideoBertPreTrainingLosses(ModelOutput):
 @dataclass
 class VideoBertForPreTrainingOutput(VideoBertRecords, VideoBertPreTrainingLosses):
     """[`VideoBertForPreTraining`]'s outputs: those of [`VideoBertPreTrainingLosses`], then the [`VideoBertRecords`]."""
-
-
-@dataclass
-class VideoBertRetrievalOutput(VideoBertRecords, ImageTextRetrievalOutput):
-    """[`VideoBertForVideoTextRetrieval`]'s outputs: those of [`ImageTextRetrievalOutput`], then the
-    [`VideoBertRecords`]."""
 
 
 class VideoBertPreTrainedModel(VLPreTrainedModel):
@@ -473,7 +467,7 @@ class VideoBertForVideoTextRetrieval(VideoBertPreTrainedModel):
         frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
         visual_word_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
         output_attentions: bool | None = None, output_hidden_states: bool | None = None,
-    ) -> VideoBertRetrievalOutput:
+    ) -> SingleStreamRetrievalOutput:
         if input_ids is None or (frame_features is None and visual_word_ids is None):
             raise ValueError("input_ids: retrieval scores text against video; pass input_ids and frame_features (or visual_word_ids)")
         self.video_bert.check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids)
@@ -487,7 +481,7 @@ class VideoBertForVideoTextRetrieval(VideoBertPreTrainedModel):
         pooled = encoded.last_hidden_state[:, 0]
         logits = self.alignment_head(pooled)
         loss = classification_loss(logits, labels) if labels is not None else None
-        return VideoBertRetrievalOutput(
+        return SingleStreamRetrievalOutput(
             loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=pooled,
             hidden_states=encoded.hidden_states, attentions=encoded.attentions,
         )

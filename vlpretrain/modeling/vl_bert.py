@@ -13,29 +13,36 @@ original), boxes are normalised (x1, y1, x2, y2).
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoBackbone, AutoConfig
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.vl_bert import VlBertConfig
-from ..utils.roi import roi_align
-from .base import VLPreTrainedModel, check_answer_labels, check_image_text_inputs, check_match_labels
+from .base import (
+    VLPreTrainedModel,
+    check_answer_labels,
+    check_image_text_inputs,
+    check_match_labels,
+    check_target_shapes,
+)
 from .embeddings import join_streams, sinusoidal_box_embedding
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
-from .layers import TokenPacking, TransformerLayer, key_padding_mask, masked_mean
-from .losses import IGNORE_INDEX, classification_loss, soft_cross_entropy_loss, soft_score_loss
+from .layers import TokenPacking, TransformerLayer, key_padding_mask, masked_mean, run_layers
+from .losses import IGNORE_INDEX, classification_loss, select_rows, soft_cross_entropy_loss, soft_score_loss
 from .outputs import (
-    ImageTextRetrievalOutput,
-    RegionScoringOutput,
     SingleStreamModelOutput,
-    VisualQuestionAnsweringOutput,
+    SingleStreamQuestionAnsweringOutput,
+    SingleStreamRegionScoringOutput,
+    SingleStreamRetrievalOutput,
+    StreamOutput,
 )
+from .vl_bert_backbone import RegionBackboneMixin, build_region_backbone
 
 TEXT_SEGMENT, REGION_SEGMENT = 0, 2
 
@@ -70,7 +77,8 @@ class VlBertForMultipleChoiceOutput(ModelOutput):
 
     ``loss`` = ``choice_loss`` (per-choice sigmoid BCE, with ``labels``) + ``config.vcr_object_loss_weight`` x
     ``object_loss`` (object classification of every valid region's final state, with ``region_object_labels``);
-    ``object_logits`` (batch, num_choices, regions, ``config.vcr_num_object_labels``).
+    ``object_logits`` (batch, num_choices, regions, ``config.vcr_num_object_labels``); ``hidden_states`` /
+    ``attentions`` over the (batch x num_choices) encoded sequences when asked for.
     """
 
     loss: torch.Tensor | None = None
@@ -78,6 +86,8 @@ class VlBertForMultipleChoiceOutput(ModelOutput):
     object_loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     object_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class VlBertPreTrainedModel(VLPreTrainedModel):
@@ -86,6 +96,7 @@ class VlBertPreTrainedModel(VLPreTrainedModel):
     config: VlBertConfig
     config_class = VlBertConfig
     base_model_prefix = "vl_bert"
+    _input_embed_layer = "word_embeddings"  # transformers' get/set_input_embeddings read embeddings.word_embeddings
     _no_split_modules = ["TransformerLayer", "VlBertEmbeddings"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -139,6 +150,7 @@ class VlBertEmbeddings(nn.Module):
 
     def forward(
         self,
+        *,
         input_ids: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None,
         attention_mask: torch.Tensor,
@@ -151,44 +163,45 @@ class VlBertEmbeddings(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the embedded joint sequence (B, T + R' + 1, H) and its 0/1 key mask.
 
-        ``region_reps`` (B, R', H) include box 0 first when the config adds it; ``masked_input`` (B, R') marks
-        masked RoIs; ``text_only`` (B,) rows drop the regions; ``token_region_ids`` (B, T) name, per text token,
-        the region whose representation is its visual clue (-1: box 0, as for every token outside VCR).
+        ``region_reps`` (B, R', H) include box 0 first when the config adds it; ``region_mask`` / ``masked_input``
+        (B, R') mark the valid / masked RoIs; ``text_only`` (B,) rows drop the regions; ``token_region_ids`` (B, T)
+        name, per text token, the region whose representation is its visual clue (-1: box 0, as for every token
+        outside VCR).
         """
-        words = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        words = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, H)
         batch, text_length = words.shape[:2]
         num_regions = region_reps.shape[1]
-        text_count = attention_mask.sum(1)
-        text_positions = (attention_mask.cumsum(1) - 1).clamp_min(0)
-        text_types = torch.zeros_like(attention_mask) if token_type_ids is None else token_type_ids
+        text_count = attention_mask.sum(1)  # (B,) real text tokens: the position id every region token shares
+        text_positions = (attention_mask.cumsum(1) - 1).clamp_min(0)  # (B, T) 0, 1, ... over the real tokens
+        text_types = torch.zeros_like(attention_mask) if token_type_ids is None else token_type_ids  # (B, T)
 
         visual_objects = self.visual_ln_object(region_reps)
-        clue = region_reps[:, :1].expand(batch, text_length, -1)
+        clue = region_reps[:, :1].expand(batch, text_length, -1)  # (B, T, H) box 0 for every token
         if token_region_ids is not None:
-            index = token_region_ids.clamp_min(0)[..., None].expand(-1, -1, region_reps.shape[-1])
+            index = token_region_ids.clamp_min(0)[..., None].expand(-1, -1, region_reps.shape[-1])  # (B, T, H)
             clue = torch.where(token_region_ids[..., None] >= 0, region_reps.gather(1, index), clue)
         clue = torch.where(text_only[:, None, None], self.aux_text_visual_embedding.weight.to(clue.dtype), clue)
         text = words + self.visual_ln_text(clue) + self.token_type_embeddings(text_types)
-        text = text + self.position_embeddings(text_positions)
+        text = text + self.position_embeddings(text_positions)  # (B, T, H)
 
         object_words = torch.where(
             masked_input[..., None],
             self.object_mask_word_embedding.weight,
             self.object_linguistic_embedding.weight,
-        )
-        region_position = self.position_embeddings(text_count)[:, None]
+        )  # (B, R', H)
+        region_position = self.position_embeddings(text_count)[:, None]  # (B, 1, H)
         regions = object_words + visual_objects + self.token_type_embeddings.weight[REGION_SEGMENT] + region_position
         end = (
             self.end_embedding.weight
             + self.token_type_embeddings.weight[REGION_SEGMENT]
             + self.position_embeddings(text_count + 1)
-        )[:, None]
-        region_mask = region_mask.bool() & ~text_only[:, None]
+        )[:, None]  # (B, 1, H) [END] at the position after the regions'
+        region_mask = region_mask.bool() & ~text_only[:, None]  # (B, R')
         embeddings, mask = join_streams(
             (text, attention_mask),
             (regions.to(text.dtype), region_mask.expand(batch, num_regions)),
             (end.to(text.dtype), attention_mask.new_ones(batch, 1)),
-        )
+        )  # (B, T + R' + 1, H), (B, T + R' + 1)
         return self.dropout(self.norm(embeddings)), mask
 
 
@@ -204,19 +217,6 @@ class VlBertRegionHead(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.dropout(self.activation(self.dense(hidden_states))))
-
-
-def backbone_stages(backbone: nn.Module) -> list[nn.Module]:
-    """A transformers backbone's stages in the original's numbering: the stem, then each residual stage."""
-    stem = getattr(backbone, "embedder", None) or getattr(backbone, "embeddings", None)
-    encoder = getattr(backbone, "encoder", None)
-    blocks = getattr(encoder, "stages", None) or getattr(encoder, "layers", None)
-    if stem is None or blocks is None:
-        raise ValueError(
-            f"backbone_frozen_stages: {type(backbone).__name__} has no stem (embedder) and encoder stages to freeze; "
-            "set backbone_frozen_stages=0"
-        )
-    return [stem, *blocks]
 
 
 class VlBertObjectClassificationHead(nn.Module):
@@ -236,8 +236,13 @@ class VlBertObjectClassificationHead(nn.Module):
         return self.object_scores(self.dropout(self.activation(self.dense(hidden_states))))
 
 
-class VlBertModel(VlBertPreTrainedModel):
-    """The VL-BERT stream, with an optional end-to-end region backbone and an optional tanh [CLS] pooler."""
+class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
+    """The VL-BERT stream, with an optional end-to-end region backbone (``vl_bert_backbone``) and an optional tanh
+    [CLS] pooler.
+
+    The joint sequence has L = T + R' + 1 positions: the text (T, padded), box 0 (the whole image, when
+    ``config.add_image_box``) and the given regions (R' = R + 1 or R, padded), then ``[END]``.
+    """
 
     hub_auto_class = "AutoModel"
 
@@ -246,60 +251,12 @@ class VlBertModel(VlBertPreTrainedModel):
         self.embeddings = VlBertEmbeddings(config)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = Pooler(config.hidden_size, config.hidden_size, "tanh") if add_pooling_layer else None
-        self.backbone = None
-        if config.backbone_config is not None:
-            backbone_values = dict(config.backbone_config)
-            self.backbone = AutoBackbone.from_config(AutoConfig.for_model(**backbone_values))
-            channels = self.backbone.channels[config.backbone_feature_index]
-            if channels != config.region_feature_size:
-                raise ValueError(
-                    f"region_feature_size ({config.region_feature_size}) must equal the backbone's channels "
-                    f"({channels}) in the end-to-end setting"
-                )
+        self.backbone = build_region_backbone(config)
+        if self.backbone is not None:
             self.freeze_backbone_parts()
         self.post_init()
 
-    def freeze_backbone_parts(self) -> None:
-        """Stop gradients to the first ``config.backbone_frozen_stages`` backbone stages and, with
-        ``config.backbone_frozen_batch_norm``, to every BatchNorm's affine parameters (see [`VlBertConfig`])."""
-        config = self.config
-        if config.backbone_frozen_stages:
-            stages = backbone_stages(self.backbone)
-            if config.backbone_frozen_stages > len(stages):
-                raise ValueError(
-                    f"backbone_frozen_stages: the backbone has {len(stages)} stages (stem included), "
-                    f"got {config.backbone_frozen_stages}"
-                )
-            for stage in stages[: config.backbone_frozen_stages]:
-                stage.requires_grad_(False)
-        if config.backbone_frozen_batch_norm:
-            for module in self.backbone_batch_norms():
-                module.requires_grad_(False)
-
-    def backbone_batch_norms(self) -> list[nn.Module]:
-        """Every BatchNorm of the end-to-end backbone."""
-        return [module for module in self.backbone.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-
-    def train(self, mode: bool = True) -> VlBertModel:
-        """Set the training mode; frozen BatchNorms of the backbone stay in eval mode (fixed statistics).
-
-        The frozen parts are frozen again here: ``from_pretrained`` re-creates every loaded parameter with
-        ``requires_grad=True`` and then calls ``eval()``, which lands here.
-        """
-        super().train(mode)
-        if self.backbone is not None:
-            self.freeze_backbone_parts()
-            if self.config.backbone_frozen_batch_norm:
-                for module in self.backbone_batch_norms():
-                    module.eval()
-        return self
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -317,8 +274,7 @@ class VlBertModel(VlBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SingleStreamModelOutput | tuple:
+    ) -> SingleStreamModelOutput:
         """Encode captions/questions with their regions.
 
         Inputs follow the package's naming table: ``input_ids`` (B, T), ``attention_mask`` (B, T),
@@ -332,20 +288,18 @@ class VlBertModel(VlBertPreTrainedModel):
         end-to-end setting every region of ``masked_regions`` is masked). Invalid inputs raise ``ValueError``
         before any compute.
         """
-        self.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, image_sizes, kept_regions,
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            masked_regions=masked_regions, text_only=text_only, token_region_ids=token_region_ids,
+            pixel_values=pixel_values, image_sizes=image_sizes, kept_regions=kept_regions, inputs_embeds=inputs_embeds,
         )
-        output = self.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, output_attentions,
-            output_hidden_states, image_sizes=image_sizes, kept_regions=kept_regions,
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        self.check_inputs(**inputs)
+        return self.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
     def check_inputs(
         self,
+        *,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
         token_type_ids: torch.Tensor | None,
@@ -356,29 +310,19 @@ class VlBertModel(VlBertPreTrainedModel):
         text_only: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
         kept_regions: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> None:
         """Validate every input (shared image-text checks plus VL-BERT's own) before any compute."""
         config = self.config
-        if self.backbone is not None:
-            if pixel_values is None or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-                shape = None if pixel_values is None else tuple(pixel_values.shape)
-                raise ValueError(f"pixel_values: expected (batch, 3, height, width) in the end-to-end setting, got {shape}")
-            if region_features is not None:
-                raise ValueError("region_features: the end-to-end model computes them from pixel_values; pass only boxes")
-            if region_boxes is not None and region_boxes.dim() == 3:
-                shape = (*region_boxes.shape[:2], config.region_feature_size)
-                region_features = region_boxes.new_ones(()).expand(shape)
-        elif pixel_values is not None:
-            raise ValueError("pixel_values: this model takes precomputed region_features (config.backbone_config is None)")
+        # end-to-end: a stand-in of the backbone's feature size, so that the shared checks see the region count
+        region_features = self.check_pixel_inputs(pixel_values, region_features, region_boxes)
         check_image_text_inputs(
-            config, input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds,
+            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            inputs_embeds=inputs_embeds,
         )
-        if self.backbone is not None and pixel_values.shape[0] != region_boxes.shape[0]:
-            raise ValueError(f"pixel_values: expected batch {region_boxes.shape[0]}, got {pixel_values.shape[0]}")
         text_shape = tuple((input_ids if input_ids is not None else inputs_embeds).shape[:2])
         batch, regions = region_boxes.shape[:2]
         if masked_regions is not None and tuple(masked_regions.shape) != (batch, regions):
@@ -426,54 +370,35 @@ class VlBertModel(VlBertPreTrainedModel):
         pixel_values: torch.Tensor | None,
         image_sizes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Appearance features and boxes of every region token, box 0 (the whole image) first when configured.
+        """Appearance features (B, R', D) and boxes (B, R', 4) of every region token, box 0 (the whole image) first
+        when configured; ``valid`` and ``masked_input`` are (B, R).
 
         Box 0 is (0, 0, 1, 1), or with ``config.image_box_style`` "pixels" the original's (0, 0, W - 1, H - 1) in
         pixels (jackroos/VL-BERT ``pretrain/data/datasets/conceptual_captions.py``, ``image_box``) normalised by
-        the image size: (0, 0, 1 - 1 / W, 1 - 1 / H).
+        the image size: (0, 0, 1 - 1 / W, 1 - 1 / H). Its precomputed feature is the mean of the valid regions that
+        are not masked.
         """
         config = self.config
         batch = region_boxes.shape[0]
-        whole = region_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(batch, 1, 4)
+        whole = region_boxes.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(batch, 1, 4)  # (B, 1, 4)
         if config.image_box_style == "pixels":
-            height, width = image_sizes.to(region_boxes.dtype).unbind(-1)
-            corner = torch.stack([1 - 1 / width, 1 - 1 / height], dim=-1)
-            whole = torch.cat([torch.zeros_like(corner), corner], dim=-1)[:, None]
-        boxes = torch.cat([whole, region_boxes], dim=1) if config.add_image_box else region_boxes
+            height, width = image_sizes.to(region_boxes.dtype).unbind(-1)  # (B,) each
+            corner = torch.stack([1 - 1 / width, 1 - 1 / height], dim=-1)  # (B, 2)
+            whole = torch.cat([torch.zeros_like(corner), corner], dim=-1)[:, None]  # (B, 1, 4)
+        boxes = torch.cat([whole, region_boxes], dim=1) if config.add_image_box else region_boxes  # (B, R', 4)
         if self.backbone is not None:
             return self.pool_regions(pixel_values, boxes, masked_input), boxes
         features = torch.where(
             masked_input[..., None], self.embeddings.object_mask_visual_embedding.weight.to(region_features.dtype), region_features
-        )
+        )  # (B, R, D)
         if config.add_image_box:
-            mean = masked_mean(features, valid & ~masked_input, keepdim=True)
+            mean = masked_mean(features, valid & ~masked_input, keepdim=True)  # (B, 1, D)
             features = torch.cat([mean, features], dim=1)
         return features, boxes
 
-    def pool_regions(self, pixel_values: torch.Tensor, boxes: torch.Tensor, masked_input: torch.Tensor) -> torch.Tensor:
-        """End-to-end region features: zero the masked regions' pixels, run the backbone, RoIAlign and average."""
-        config = self.config
-        height, width = pixel_values.shape[-2:]
-        scale = boxes.new_tensor([width, height, width, height])
-        pixel_boxes = boxes.float() * scale
-        offset = 1 if config.add_image_box else 0
-        if bool(masked_input.any()):
-            pixel_values = pixel_values.clone()
-            for row, region in masked_input.nonzero().tolist():
-                x1, y1, x2, y2 = pixel_boxes[row, region + offset].tolist()
-                pixel_values[row, :, math.floor(y1) : math.ceil(y2), math.floor(x1) : math.ceil(x2)] = 0.0
-        feature_map = self.backbone(pixel_values=pixel_values).feature_maps[config.backbone_feature_index]
-        spatial = (feature_map.shape[-1] / width, feature_map.shape[-2] / height)
-        pooled = [
-            roi_align(feature_map[row], pixel_boxes[row], config.roi_output_size, spatial, config.roi_sampling_ratio).mean(
-                dim=(2, 3)
-            )
-            for row in range(feature_map.shape[0])
-        ]
-        return torch.stack(pooled)
-
     def encode(
         self,
+        *,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
         token_type_ids: torch.Tensor | None,
@@ -484,24 +409,23 @@ class VlBertModel(VlBertPreTrainedModel):
         text_only: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        output_positions: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
         kept_regions: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_positions: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> SingleStreamModelOutput:
         """The forward pass on inputs already checked by ``check_inputs`` (used by the task heads).
 
-        Padded positions (padded text, padded regions, every region of a text-only row) are dropped from the
-        position-wise work of every layer (``TokenPacking``); their output states are 0. ``output_positions``
-        (B, T + R) bool over [text; given regions]: only these positions (and [CLS] when there is a pooler) are
-        computed in the last layer, whose other output states are then 0; the pretraining heads need no more.
+        ``output_positions`` (B, T + R) bool over [text; given regions]: only these positions (and [CLS] when there
+        is a pooler) are computed in the last layer, whose other output states are then 0; the pretraining heads need
+        no more. Padded positions are left out of the layers' position-wise work (see ``run_joint_layers``).
         """
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]  # (B, T)
         batch, text_length = reference.shape[:2]
         device = region_boxes.device
         if attention_mask is None:
@@ -511,7 +435,8 @@ class VlBertModel(VlBertPreTrainedModel):
             torch.ones(batch, num_regions, dtype=torch.bool, device=device)
             if region_attention_mask is None
             else region_attention_mask.bool()
-        )
+        )  # (B, R)
+        # (B, R) regions whose input is replaced by the mask embeddings
         masked_input = torch.zeros_like(valid) if masked_regions is None else masked_regions.bool() & valid
         if kept_regions is not None:
             masked_input = masked_input & ~kept_regions.bool()
@@ -519,71 +444,118 @@ class VlBertModel(VlBertPreTrainedModel):
             masked_input = masked_input & (region_features == 0).all(-1)
         text_only = torch.zeros(batch, dtype=torch.bool, device=device) if text_only is None else text_only.bool()
         appearance, boxes = self.region_appearance(
-            region_features, region_boxes, valid, masked_input, pixel_values, image_sizes
-        )
-        region_reps = self.embeddings.region_representations(appearance, boxes)
+            region_features=region_features, region_boxes=region_boxes, valid=valid, masked_input=masked_input,
+            pixel_values=pixel_values, image_sizes=image_sizes,
+        )  # (B, R', D), (B, R', 4)
+        region_reps = self.embeddings.region_representations(appearance, boxes)  # (B, R', H)
         offset = 1 if config.add_image_box else 0
-        if offset:
-            valid = torch.cat([valid.new_ones(batch, 1), valid], dim=1)
-            masked_input = torch.cat([masked_input.new_zeros(batch, 1), masked_input], dim=1)
+        if offset:  # box 0 leads the region tokens: valid, never masked, and region ids shift by one
+            valid = torch.cat([valid.new_ones(batch, 1), valid], dim=1)  # (B, R')
+            masked_input = torch.cat([masked_input.new_zeros(batch, 1), masked_input], dim=1)  # (B, R')
             if token_region_ids is not None:
                 token_region_ids = torch.where(token_region_ids >= 0, token_region_ids + 1, token_region_ids)
         hidden, mask = self.embeddings(
-            input_ids, inputs_embeds, attention_mask.long(), token_type_ids, region_reps, valid, masked_input,
-            text_only, token_region_ids,
-        )
-        attention = key_padding_mask(mask, hidden.dtype, config._attn_implementation, drop_if_unpadded=False)
-        length = hidden.shape[1]
-        kept = mask.bool().flatten()
+            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask.long(),
+            token_type_ids=token_type_ids, region_reps=region_reps, region_mask=valid, masked_input=masked_input,
+            text_only=text_only, token_region_ids=token_region_ids,
+        )  # (B, L, H), (B, L) with L = T + R' + 1
         wanted = None
-        compiling = torch.compiler.is_compiling()  # packing sizes depend on the mask: traced graphs run unpacked
-        if output_positions is not None and not output_hidden_states and len(self.layers) and not compiling:
-            corner = torch.zeros(batch, offset, dtype=torch.bool, device=device)
-            end = torch.zeros(batch, 1, dtype=torch.bool, device=device)
-            text_wanted, region_wanted = output_positions.bool().split([text_length, num_regions], dim=1)
-            if self.pooler is not None:
-                text_wanted = text_wanted.clone()
-                text_wanted[:, 0] = True
-            wanted = torch.cat([text_wanted, corner, region_wanted, end], dim=1).flatten() & kept
-        counts = [batch * length] if compiling else torch.stack([kept.sum(), kept.sum() if wanted is None else wanted.sum()]).tolist()
-        packing = None
-        if counts[0] < batch * length:
-            packing = TokenPacking(torch.nonzero_static(kept, size=counts[0]).squeeze(1), batch, length)
-            hidden = packing.pack(hidden)
-        wanted_positions = output_rows = None
-        if wanted is not None:
-            wanted_positions = torch.nonzero_static(wanted, size=counts[1]).squeeze(1)
-            output_rows = wanted_positions if packing is None else (kept.cumsum(0) - 1).index_select(0, wanted_positions)
-
-        def unpacked(states: torch.Tensor) -> torch.Tensor:
-            if compiling:  # zeros at padded positions, as packing.pad gives
-                return states.masked_fill(~mask.bool()[..., None], 0.0)
-            return states if packing is None else packing.pad(states)
-
-        all_states = (unpacked(hidden),) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
-            rows = output_rows if index == last else None
-            hidden, weights = layer(hidden, attention, output_attentions, packing=packing, output_rows=rows)
-            if output_hidden_states:
-                all_states += (unpacked(hidden),)
-            if output_attentions:
-                all_attentions += (weights,)
-        if wanted_positions is not None:
-            hidden = hidden.new_zeros(batch * length, hidden.shape[-1]).index_copy(0, wanted_positions, hidden)
-            hidden = hidden.view(batch, length, -1)
-        else:
-            hidden = all_states[-1] if output_hidden_states else unpacked(hidden)
+        if output_positions is not None:
+            wanted = self.joint_positions(output_positions, text_length=text_length, offset=offset)  # (B, L)
+        stream = self.run_joint_layers(
+            hidden, mask, wanted=wanted, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        hidden = stream.last_hidden_state  # (B, L, H)
         start = text_length + offset
         return SingleStreamModelOutput(
             last_hidden_state=hidden,
             text_last_hidden_state=hidden[:, :text_length],
             visual_last_hidden_state=hidden[:, start : start + num_regions],
             pooled_output=self.pooler(hidden) if self.pooler is not None else None,
-            hidden_states=all_states,
-            attentions=all_attentions,
+            hidden_states=stream.hidden_states,
+            attentions=stream.attentions,
         )
+
+    def joint_positions(self, output_positions: torch.Tensor, *, text_length: int, offset: int) -> torch.Tensor:
+        """(B, T + R) positions over [text; given regions] -> the same positions (B, L) of the joint sequence
+        [text, box 0 (``offset`` of them), regions, END], with [CLS] added when the pooler reads it."""
+        batch, length = output_positions.shape
+        text_wanted, region_wanted = output_positions.bool().split([text_length, length - text_length], dim=1)
+        if self.pooler is not None:
+            text_wanted = text_wanted.clone()
+            text_wanted[:, 0] = True
+        box_zero = text_wanted.new_zeros(batch, offset)  # (B, offset)
+        end = text_wanted.new_zeros(batch, 1)  # (B, 1)
+        return torch.cat([text_wanted, box_zero, region_wanted, end], dim=1)  # (B, T + offset + R + 1)
+
+    def run_joint_layers(
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        wanted: torch.Tensor | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> StreamOutput:
+        """Run the layers on the joint sequence ``hidden`` (B, L, H) with its 0/1 key ``mask`` (B, L); the final states
+        are (B, L, H) with zeros at the padded positions.
+
+        Padded positions (padded text, padded regions, every region of a text-only row) are dropped from the
+        position-wise work of every layer (``TokenPacking``: the layers run on the K kept rows). With ``wanted``
+        (B, L) the last layer computes only those rows, and the others come out 0. With ``output_hidden_states``
+        each layer's output is brought back to the padded layout (zeros at padding) and the next layer reads that
+        tensor, so the recorded states are the ones the model computed and gradients flow through them.
+        """
+        batch, length = mask.shape
+        attention = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation, drop_if_unpadded=False)
+        keep = mask.bool()  # (B, L)
+        kept = keep.flatten()  # (B * L,)
+        packing = wanted_rows = output_rows = None
+        if not torch.compiler.is_compiling():  # packing sizes depend on the mask: traced graphs run unpacked
+            if wanted is not None and not output_hidden_states and len(self.layers):
+                wanted = wanted.flatten() & kept  # (B * L,)
+            else:
+                wanted = None
+            kept_count, wanted_count = torch.stack([kept.sum(), (kept if wanted is None else wanted).sum()]).tolist()
+            if kept_count < batch * length:
+                packing = TokenPacking(torch.nonzero_static(kept, size=kept_count).squeeze(1), batch, length)
+            if wanted is not None:
+                wanted_rows = torch.nonzero_static(wanted, size=wanted_count).squeeze(1)  # (W,) rows of (B * L)
+                # (W,) the same rows among the packed (K, H) states
+                output_rows = wanted_rows if packing is None else (kept.cumsum(0) - 1).index_select(0, wanted_rows)
+
+        def padded(states: torch.Tensor) -> torch.Tensor:
+            """Packed (K, H) or (B, L, H) states -> (B, L, H) with zeros at the padded positions."""
+            return packing.pad(states) if packing is not None else states.masked_fill(~keep[..., None], 0.0)
+
+        def layer_on_padded_states(layer: nn.Module) -> Callable:
+            def run(states: torch.Tensor, attention_mask: torch.Tensor | None, output_attentions: bool = False):
+                states = states if packing is None else packing.pack(states)  # (K, H) or (B, L, H)
+                states, weights = layer(states, attention_mask, output_attentions=output_attentions, packing=packing)
+                return padded(states), weights
+
+            return run
+
+        flags = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        if output_hidden_states:
+            layers = [layer_on_padded_states(layer) for layer in self.layers]
+            return run_layers(layers, hidden.masked_fill(~keep[..., None], 0.0), attention, **flags)
+        states = hidden if packing is None else packing.pack(hidden)  # (K, H) or (B, L, H)
+        if output_rows is None:
+            stream = run_layers(self.layers, states, attention, **flags, packing=packing)
+        else:
+            body = run_layers(self.layers[:-1], states, attention, **flags, packing=packing)
+            stream = run_layers(
+                self.layers[-1:], body.last_hidden_state, attention, **flags, recorded_attentions=body.attentions,
+                packing=packing, output_rows=output_rows,
+            )  # (W, H)
+        states = stream.last_hidden_state
+        if wanted_rows is not None:
+            states = states.new_zeros(batch * length, states.shape[-1]).index_copy(0, wanted_rows, states)
+            states = states.view(batch, length, -1)
+        else:
+            states = padded(states)
+        return StreamOutput(last_hidden_state=states, attentions=stream.attentions)
 
 
 class VlBertForPreTraining(VlBertPreTrainedModel):
@@ -618,6 +590,7 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.mlm_head.decoder = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -638,56 +611,53 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> VlBertForPreTrainingOutput | tuple:
+    ) -> VlBertForPreTrainingOutput:
         config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
-        self.vl_bert.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, image_sizes, kept_regions,
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            masked_regions=masked_regions, text_only=text_only, token_region_ids=token_region_ids,
+            pixel_values=pixel_values, image_sizes=image_sizes, kept_regions=kept_regions, inputs_embeds=inputs_embeds,
         )
-        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        self.vl_bert.check_inputs(**inputs)
+        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]  # (B, T)
         batch, text_length = reference.shape[:2]
         regions = region_boxes.shape[1]
-        if labels is not None and (tuple(labels.shape) != (batch, text_length) or labels.is_floating_point()):
-            raise ValueError(f"labels: expected integer token ids of shape ({batch}, {text_length}), got {tuple(labels.shape)}")
-        if matched_labels is not None and (tuple(matched_labels.shape) != (batch,) or matched_labels.is_floating_point()):
-            raise ValueError(f"matched_labels: expected integer labels (1 matched, 0 not) of shape ({batch},)")
-        if region_class_targets is not None:
-            expected = (batch, regions, config.num_object_labels)
-            if tuple(region_class_targets.shape) != expected or not region_class_targets.is_floating_point():
-                raise ValueError(
-                    f"region_class_targets: expected detector class distributions of shape {expected} (float), "
-                    f"got {tuple(region_class_targets.shape)}"
-                )
-            if masked_regions is None:
-                raise ValueError("masked_regions: required with region_class_targets (which regions were masked)")
+        check_target_shapes(
+            {"labels": labels, "matched_labels": matched_labels, "region_class_targets": region_class_targets,
+             "masked_regions": masked_regions},
+            {
+                "labels": ((batch, text_length), "integer token ids"),
+                "matched_labels": ((batch,), "integer labels, 1 matched and 0 not"),
+                "region_class_targets": ((batch, regions, config.num_object_labels), "float detector class distributions"),
+            },
+            required={"masked_regions": ("region_class_targets",)},
+        )
         text_rows = torch.zeros(batch, dtype=torch.bool, device=reference.device) if text_only is None else text_only.bool()
-        predicted_tokens = predicted_regions = None
+        selections: dict[str, torch.Tensor] = {}  # (B, T) predicted tokens, (B, R) predicted regions
         if labels is not None and (config.objective_enabled("mlm") or config.objective_enabled("text_mlm")):
-            predicted_tokens = labels != IGNORE_INDEX
+            selections["tokens"] = labels != IGNORE_INDEX
         if self.region_class_head is not None and region_class_targets is not None:
-            predicted_regions = masked_regions.bool() & ~text_rows[:, None]
+            selections["regions"] = masked_regions.bool() & ~text_rows[:, None]
             if region_attention_mask is not None:
-                predicted_regions = predicted_regions & region_attention_mask.bool()
+                selections["regions"] = selections["regions"] & region_attention_mask.bool()
         output_positions = None
-        if predicted_tokens is not None and (predicted_regions is not None or self.region_class_head is None):
+        if "tokens" in selections and ("regions" in selections or self.region_class_head is None):
             # Every head has targets: the last layer computes only the positions they read.
-            regions_read = predicted_regions
+            regions_read = selections.get("regions")
             if regions_read is None:
-                regions_read = torch.zeros(batch, regions, dtype=torch.bool, device=predicted_tokens.device)
-            output_positions = torch.cat([predicted_tokens, regions_read], dim=1)
+                regions_read = torch.zeros(batch, regions, dtype=torch.bool, device=reference.device)
+            output_positions = torch.cat([selections["tokens"], regions_read], dim=1)  # (B, T + R)
+        rows = dict(zip(selections, select_rows(*selections.values())))  # flat indices into (B * T) / (B * R)
         encoded = self.vl_bert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            masked_regions, text_only, token_region_ids, pixel_values, inputs_embeds, output_attentions,
-            output_hidden_states, output_positions, image_sizes=image_sizes, kept_regions=kept_regions,
+            **inputs, output_positions=output_positions, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         losses: dict[str, torch.Tensor] = {}
-        if predicted_tokens is not None:
-            rows = predicted_tokens.flatten().nonzero().squeeze(1)  # one wait for the device, not one per boolean index
-            prediction_logits = self.mlm_head(encoded.text_last_hidden_state.flatten(0, 1).index_select(0, rows))
-            selected = labels.flatten().index_select(0, rows)
-            from_text_only = text_rows[:, None].expand_as(labels).flatten().index_select(0, rows)
+        prediction_logits = self.mlm_head(encoded.text_last_hidden_state, rows.get("tokens"))
+        if "tokens" in rows:
+            selected = labels.flatten().index_select(0, rows["tokens"])
+            from_text_only = text_rows[:, None].expand_as(labels).flatten().index_select(0, rows["tokens"])
             if config.objective_enabled("mlm"):
                 losses["mlm"] = classification_loss(
                     prediction_logits, selected.masked_fill(from_text_only, IGNORE_INDEX)
@@ -696,16 +666,14 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
                 losses["text_mlm"] = classification_loss(
                     prediction_logits, selected.masked_fill(~from_text_only, IGNORE_INDEX)
                 )
-        else:
-            prediction_logits = self.mlm_head(encoded.text_last_hidden_state)
-
         region_class_logits = None
-        if predicted_regions is not None:
-            rows = predicted_regions.flatten().nonzero().squeeze(1)
-            region_states = encoded.visual_last_hidden_state.flatten(0, 1).index_select(0, rows)
+        if "regions" in rows:
+            region_states = encoded.visual_last_hidden_state.flatten(0, 1).index_select(0, rows["regions"])
             region_class_logits = self.region_class_head(region_states)
-            targets = region_class_targets.flatten(0, 1).index_select(0, rows)
-            losses["region_class"] = soft_cross_entropy_loss(region_class_logits, targets, targets.new_ones(rows.shape[0]))
+            targets = region_class_targets.flatten(0, 1).index_select(0, rows["regions"])
+            losses["region_class"] = soft_cross_entropy_loss(
+                region_class_logits, targets, targets.new_ones(rows["regions"].shape[0])
+            )
         elif self.region_class_head is not None:
             region_class_logits = self.region_class_head(encoded.visual_last_hidden_state)
         matching_logits = None
@@ -715,9 +683,8 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
                 losses["matching"] = classification_loss(
                     matching_logits, matched_labels.masked_fill(text_rows, IGNORE_INDEX)
                 )
-        loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
-        output = VlBertForPreTrainingOutput(
-            loss=loss,
+        return VlBertForPreTrainingOutput(
+            loss=sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None,
             mlm_loss=losses.get("mlm"),
             text_mlm_loss=losses.get("text_mlm"),
             region_class_loss=losses.get("region_class"),
@@ -729,10 +696,55 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
-class VlBertForQuestionAnswering(VlBertPreTrainedModel):
+class VlBertPairHead(VlBertPreTrainedModel):
+    """The forward pass shared by the VL-BERT heads that read one encoded image-text pair (VQA, retrieval, referring
+    expressions): check the inputs and ``labels``, encode, then ``head_output``. A head defines ``check_labels`` and
+    ``head_output``, and ``encoder_inputs`` where it adds to the text."""
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_sizes: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> ModelOutput:
+        """Inputs as [`VlBertModel`]'s; ``labels`` as the head's class docstring says."""
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
+            pixel_values=pixel_values, image_sizes=image_sizes,
+        )
+        self.vl_bert.check_inputs(**inputs)
+        self.check_labels(labels, inputs)
+        encoded = self.vl_bert.encode(
+            **self.encoder_inputs(inputs), output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        return self.head_output(encoded, labels, inputs)
+
+    def check_labels(self, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]) -> None:
+        raise NotImplementedError
+
+    def encoder_inputs(self, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
+        """The encoder's inputs made from the checked forward ``inputs`` (as given, unless the head adds to them)."""
+        return inputs
+
+    def head_output(
+        self, encoded: SingleStreamModelOutput, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]
+    ) -> ModelOutput:
+        raise NotImplementedError
+
+
+class VlBertForQuestionAnswering(VlBertPairHead):
     """VL-BERT for VQA: the answer is read at a ``[MASK]`` answer slot, as in ``vqa/modules/resnet_vlbert_for_vqa.py``.
 
     The model appends ``[MASK] [SEP]`` (segment B) to each question itself, so the package's question-only inputs
@@ -751,46 +763,37 @@ class VlBertForQuestionAnswering(VlBertPreTrainedModel):
         self.answer_classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        image_sizes: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> VisualQuestionAnsweringOutput | tuple:
-        config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
-        self.vl_bert.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values, image_sizes=image_sizes,
+    def check_labels(self, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]) -> None:
+        check_answer_labels(labels, inputs["input_ids"].shape[0], self.config.num_labels)
+
+    def encoder_inputs(self, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
+        """The questions (B, T) followed by the answer slot ``[MASK] [SEP]``: (B, T + 2), segment B."""
+        input_ids = inputs["input_ids"]
+        slot = input_ids.new_tensor([self.config.mask_token_id, self.config.sep_token_id]).expand(input_ids.shape[0], 2)
+        attention_mask = torch.ones_like(input_ids) if inputs["attention_mask"] is None else inputs["attention_mask"]
+        token_type_ids = torch.zeros_like(input_ids) if inputs["token_type_ids"] is None else inputs["token_type_ids"]
+        return dict(
+            inputs,
+            input_ids=torch.cat([input_ids, slot], 1),
+            attention_mask=torch.cat([attention_mask, torch.ones_like(slot)], 1),
+            token_type_ids=torch.cat([token_type_ids, torch.ones_like(slot)], 1),
         )
-        batch = input_ids.shape[0]
-        check_answer_labels(labels, batch, config.num_labels)
-        slot = input_ids.new_tensor([config.mask_token_id, config.sep_token_id]).expand(batch, 2)
-        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-        encoded = self.vl_bert.encode(
-            torch.cat([input_ids, slot], 1),
-            torch.cat([attention_mask, torch.ones_like(slot)], 1),
-            torch.cat([token_type_ids, torch.ones_like(slot)], 1),
-            region_features, region_boxes, region_attention_mask, pixel_values=pixel_values, image_sizes=image_sizes,
-        )
-        answer_state = encoded.text_last_hidden_state[:, input_ids.shape[1]]
+
+    def head_output(
+        self, encoded: SingleStreamModelOutput, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]
+    ) -> SingleStreamQuestionAnsweringOutput:
+        answer_state = encoded.text_last_hidden_state[:, inputs["input_ids"].shape[1]]  # (B, H) at the [MASK] slot
         logits = self.answer_classifier(self.answer_dropout(self.answer_transform(answer_state)))
         loss = None
         if labels is not None:
             loss = soft_score_loss(logits, labels) if labels.is_floating_point() else classification_loss(logits, labels)
-        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=answer_state)
-        return output if return_dict else output.to_tuple()
+        return SingleStreamQuestionAnsweringOutput(
+            loss=loss, logits=logits, pooled_output=answer_state, hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
 
 
-class VlBertForImageTextRetrieval(VlBertPreTrainedModel):
+class VlBertForImageTextRetrieval(VlBertPairHead):
     """VL-BERT scoring (image, caption) pairs with the sentence-image relationship head on the pooled [CLS].
 
     ``scores`` = matched minus mismatched logit; ``labels`` (1 matched, 0 not) train it with cross-entropy. The
@@ -805,39 +808,24 @@ class VlBertForImageTextRetrieval(VlBertPreTrainedModel):
         self.relationship_head = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        image_sizes: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageTextRetrievalOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        self.vl_bert.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values, image_sizes=image_sizes,
-        )
-        batch = input_ids.shape[0]
-        check_match_labels(labels, batch)
-        encoded = self.vl_bert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values, image_sizes=image_sizes,
-        )
+    def check_labels(self, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]) -> None:
+        check_match_labels(labels, inputs["input_ids"].shape[0])
+
+    def head_output(
+        self, encoded: SingleStreamModelOutput, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]
+    ) -> SingleStreamRetrievalOutput:
         logits = self.relationship_head(encoded.pooled_output)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        output = ImageTextRetrievalOutput(
-            loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=encoded.pooled_output
+        return SingleStreamRetrievalOutput(
+            loss=classification_loss(logits, labels) if labels is not None else None,
+            logits=logits,
+            scores=logits[:, 1] - logits[:, 0],
+            pooled_output=encoded.pooled_output,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
-class VlBertForReferringExpressions(VlBertPreTrainedModel):
+class VlBertForReferringExpressions(VlBertPairHead):
     """VL-BERT for RefCOCO+: every region's final state -> ``final_mlp`` (dense, GELU, dropout, Linear to 1).
 
     ``logits`` (B, R), one per given region; ``labels`` (B, R) are 0/1 (IoU > 0.5 with the referred box), trained
@@ -850,32 +838,16 @@ class VlBertForReferringExpressions(VlBertPreTrainedModel):
         self.region_head = VlBertRegionHead(config.hidden_size, 1, config.hidden_act, config.hidden_dropout_prob)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        image_sizes: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> RegionScoringOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        self.vl_bert.check_inputs(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values, image_sizes=image_sizes,
-        )
-        shape = tuple(region_boxes.shape[:2])
+    def check_labels(self, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]) -> None:
+        shape = tuple(inputs["region_boxes"].shape[:2])
         if labels is not None and tuple(labels.shape) != shape:
             raise ValueError(f"labels: expected 0/1 region labels of shape {shape}, got {tuple(labels.shape)}")
-        encoded = self.vl_bert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            pixel_values=pixel_values, image_sizes=image_sizes,
-        )
-        logits = self.region_head(encoded.visual_last_hidden_state).squeeze(-1)
+
+    def head_output(
+        self, encoded: SingleStreamModelOutput, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]
+    ) -> SingleStreamRegionScoringOutput:
+        logits = self.region_head(encoded.visual_last_hidden_state).squeeze(-1)  # (B, R)
+        region_attention_mask = inputs["region_attention_mask"]
         valid = torch.ones_like(logits) if region_attention_mask is None else region_attention_mask.to(logits.dtype)
         logits = logits.masked_fill(valid == 0, torch.finfo(logits.dtype).min)
         loss = None
@@ -884,8 +856,9 @@ class VlBertForReferringExpressions(VlBertPreTrainedModel):
                 logits.float().clamp_min(-1e4), labels.float(), reduction="none"
             )
             loss = (per_region * valid).sum() / valid.sum().clamp_min(1.0)
-        output = RegionScoringOutput(loss=loss, logits=logits)
-        return output if return_dict else output.to_tuple()
+        return SingleStreamRegionScoringOutput(
+            loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
+        )
 
 
 class VlBertForMultipleChoice(VlBertPreTrainedModel):
@@ -922,6 +895,7 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
         )
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -935,10 +909,10 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
         region_object_labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> VlBertForMultipleChoiceOutput | tuple:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> VlBertForMultipleChoiceOutput:
         config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
         if input_ids is None or input_ids.dim() != 3:
             raise ValueError(f"input_ids: expected (batch, choices, text_length), got {None if input_ids is None else tuple(input_ids.shape)}")
         batch, choices, length = input_ids.shape
@@ -947,50 +921,46 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
                 raise ValueError(f"{name}: expected shape {(batch, choices, length)} like input_ids, got {tuple(tensor.shape)}")
         if labels is not None and (tuple(labels.shape) != (batch,) or labels.is_floating_point()):
             raise ValueError(f"labels: expected the right choice's index, shape ({batch},) integer")
-        if labels is not None and bool(((labels < 0) | (labels >= choices)).any()):
+        if labels is not None and not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= choices)).any()):
             raise ValueError(f"labels: expected choice indices in [0, {choices})")
 
         def per_choice(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            """(B, ...) shared by the choices -> (B * C, ...)."""
             if tensor is None:
                 return None
             return tensor[:, None].expand(batch, choices, *tensor.shape[1:]).reshape(batch * choices, *tensor.shape[1:])
 
         def flat(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            """(B, C, T) -> (B * C, T)."""
             return None if tensor is None else tensor.reshape(batch * choices, length)
 
-        inputs = (
-            flat(input_ids), flat(attention_mask), flat(token_type_ids), per_choice(region_features),
-            per_choice(region_boxes), per_choice(region_attention_mask),
+        inputs = dict(
+            input_ids=flat(input_ids), attention_mask=flat(attention_mask), token_type_ids=flat(token_type_ids),
+            region_features=per_choice(region_features), region_boxes=per_choice(region_boxes),
+            region_attention_mask=per_choice(region_attention_mask), token_region_ids=flat(token_region_ids),
+            pixel_values=per_choice(pixel_values), image_sizes=per_choice(image_sizes),
         )
-        extra = dict(pixel_values=per_choice(pixel_values), image_sizes=per_choice(image_sizes))
-        self.vl_bert.check_inputs(*inputs, token_region_ids=flat(token_region_ids), **extra)
+        self.vl_bert.check_inputs(**inputs)
         if region_object_labels is not None:
             if self.region_class_head is None:
                 raise ValueError("region_object_labels: config.vcr_object_loss_weight is 0, so there is no object head")
-            regions = region_boxes.shape[1]
-            if region_object_labels.is_floating_point() or tuple(region_object_labels.shape) != (batch, regions):
-                raise ValueError(
-                    f"region_object_labels: expected integer object classes of shape ({batch}, {regions}), got "
-                    f"{tuple(region_object_labels.shape)} {region_object_labels.dtype}"
-                )
-            outside = (region_object_labels != IGNORE_INDEX) & (
-                (region_object_labels < 0) | (region_object_labels >= config.vcr_num_object_labels)
+            check_target_shapes(
+                {"region_object_labels": region_object_labels},
+                {"region_object_labels": ((batch, region_boxes.shape[1]), "integer object classes")},
             )
-            if bool(outside.any()):
-                raise ValueError(
-                    f"region_object_labels: expected classes in [0, {config.vcr_num_object_labels}) or -100 (ignored)"
-                )
-        encoded = self.vl_bert.encode(*inputs, token_region_ids=flat(token_region_ids), **extra)
+        encoded = self.vl_bert.encode(
+            **inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
         logits = self.classifier(self.dropout(encoded.pooled_output)).view(batch, choices)
         choice_loss = object_loss = object_logits = None
         if labels is not None:
             targets = nn.functional.one_hot(labels, choices).float()
             choice_loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
         if self.region_class_head is not None:
-            object_logits = self.region_class_head(encoded.visual_last_hidden_state)
+            object_logits = self.region_class_head(encoded.visual_last_hidden_state)  # (B * C, R, classes)
             object_logits = object_logits.view(batch, choices, *object_logits.shape[1:])
             if region_object_labels is not None:
-                targets = region_object_labels
+                targets = region_object_labels  # (B, R)
                 if region_attention_mask is not None:
                     targets = targets.masked_fill(region_attention_mask == 0, IGNORE_INDEX)
                 object_loss = classification_loss(object_logits, targets[:, None].expand(batch, choices, -1))
@@ -998,7 +968,12 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
         if object_loss is not None:
             weighted = config.vcr_object_loss_weight * object_loss
             loss = weighted if loss is None else loss + weighted
-        output = VlBertForMultipleChoiceOutput(
-            loss=loss, choice_loss=choice_loss, object_loss=object_loss, logits=logits, object_logits=object_logits
+        return VlBertForMultipleChoiceOutput(
+            loss=loss,
+            choice_loss=choice_loss,
+            object_loss=object_loss,
+            logits=logits,
+            object_logits=object_logits,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()

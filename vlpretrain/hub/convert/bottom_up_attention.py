@@ -17,15 +17,14 @@ else generic names), and the folder gets the matching ``preprocessor_config.json
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import torch
 
-from ..configuration.bottom_up_attention import BottomUpAttentionConfig
-from ..modeling.bottom_up_attention import BottomUpAttentionDetector, caffe_cell_anchors
-from ..processing.bottom_up_attention import BottomUpAttentionImageProcessor
-from .convert import _write_converted, load_state_dict
+from ...configuration.bottom_up_attention import BottomUpAttentionConfig
+from ...modeling.bottom_up_attention import BottomUpAttentionDetector, caffe_cell_anchors
+from ...processing.bottom_up_attention import BottomUpAttentionImageProcessor
+from .common import layer_count, load_state_dict, placeholder_labels, rename_by_table, write_converted
 
 
 def read_vocabulary(path: str | os.PathLike, expected: int, where: str) -> dict[int, str]:
@@ -47,13 +46,8 @@ def _vocabularies(source: Path, num_labels: int, num_attributes: int, objects_vo
         path = Path(given) if given else folder / name
         if given and not path.is_file():
             raise FileNotFoundError(f"{key}: vocabulary file not found: {path}")
-        values[key] = read_vocabulary(path, count, key) if path.is_file() else {index: f"{generic}_{index}" for index in range(count)}
+        values[key] = read_vocabulary(path, count, key) if path.is_file() else placeholder_labels(count, generic)
     return values
-
-
-def _count_blocks(state: dict[str, torch.Tensor], prefix: str) -> int:
-    indices = {int(m.group(1)) for key in state for m in [re.match(rf"^{re.escape(prefix)}(\d+)\.", key)] if m}
-    return max(indices) + 1 if indices else 0
 
 
 def _structure_from_state(state: dict[str, torch.Tensor], where: str) -> dict:
@@ -63,8 +57,8 @@ def _structure_from_state(state: dict[str, torch.Tensor], where: str) -> dict:
             "stem_out_channels": state["backbone.stem.conv1.weight"].shape[0],
             "res2_bottleneck_channels": state["backbone.res2.0.conv1.weight"].shape[0],
             "res2_out_channels": state["backbone.res2.0.conv3.weight"].shape[0],
-            "stage_blocks": [_count_blocks(state, f"backbone.res{stage}.") for stage in (2, 3, 4)],
-            "res5_blocks": _count_blocks(state, "res5."),
+            "stage_blocks": [layer_count(state, f"backbone.res{stage}.") for stage in (2, 3, 4)],
+            "res5_blocks": layer_count(state, "res5."),
             "rpn_hidden_channels": state["rpn_head.conv.weight"].shape[0],
             "num_labels": state["box_predictor.cls_score.weight"].shape[0] - 1,
             "num_attributes": state["box_predictor.attr_score.weight"].shape[0] - 1,
@@ -80,12 +74,11 @@ def _rename(state: dict[str, torch.Tensor], renames: tuple[tuple[str, str], ...]
     for key, tensor in state.items():
         if key.endswith("num_batches_tracked"):
             continue
-        for pattern, replacement in renames:
-            if re.match(pattern, key):
-                renamed[re.sub(pattern, replacement, key)] = tensor
-                break
-        else:
+        mapped = rename_by_table(key, renames)
+        if mapped is None:
             unknown.append(key)
+        else:
+            renamed[mapped] = tensor
     if unknown:
         raise ValueError(f"{where}: {len(unknown)} keys do not belong to the layout, first: {unknown[:8]}")
     return renamed
@@ -181,7 +174,7 @@ def _write(state, values, image_settings, source, output_dir, objects_vocab, att
     config = BottomUpAttentionConfig(**values)
     if "rpn_head.cell_anchors" not in state:
         state["rpn_head.cell_anchors"] = caffe_cell_anchors(config.feature_stride, config.anchor_ratios, config.anchor_sizes)
-    output_dir = _write_converted(BottomUpAttentionDetector(config), state, output_dir)
+    output_dir = write_converted(BottomUpAttentionDetector(config), state, output_dir)
     resize_rule = "opencv" if config.box_selection == "bottom-up" else "torch"
     BottomUpAttentionImageProcessor(**image_settings, resize_rule=resize_rule).save_pretrained(output_dir)
     return output_dir

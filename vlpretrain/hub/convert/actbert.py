@@ -20,13 +20,12 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..configuration.actbert import ActBertConfig
-from ..modeling.actbert import ActBertForPreTraining
-from ..modeling.base import rename_bert_layer_key
-from .convert import _write_converted, load_state_dict
+from ...configuration.actbert import ActBertConfig
+from ...modeling.actbert import ActBertForPreTraining
+from ...utils.bert_keys import fuse_qkv, rename_bert_layer_key
+from .common import embedding_sizes, layer_count, load_npz, load_state_dict, rename_by_table, swap_matching_rows, write_converted
 
 _NO_TRANSPOSE = re.compile(r"(word_embeddings|position_embeddings|token_type_embeddings)\.weight$|decoder_weight$")
 _STREAMS = {"layer": "text_layers", "v_layer": "region_layers", "a_layer": "action_layers"}
@@ -67,8 +66,7 @@ def read_paddle_parameters(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "np.savez('ActBERT.npz', **{k: v.numpy() for k, v in paddle.load(path).items()}) and convert the .npz"
         )
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as arrays:
-            return {name: torch.from_numpy(np.array(arrays[name])) for name in arrays.files}
+        return {name: torch.from_numpy(array) for name, array in load_npz(path).items()}
     return load_state_dict(path)
 
 
@@ -96,10 +94,7 @@ def _rename(key: str) -> str | None:
             part = "fc_in" if found.group(2) == "intermediate" else ("output.dense" if found.group(3) == "dense" else "output.norm")
             return f"{block}.{stream}.{part}.{found.group(4)}"
         return None
-    for pattern, replacement in _RENAMES:
-        if re.match(pattern, key):
-            return re.sub(pattern, replacement, key)
-    return None
+    return rename_by_table(key, _RENAMES)
 
 
 def convert_actbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -121,23 +116,10 @@ def convert_actbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
             renamed[target.replace(".value_at.", ".value_av.")] = tensor.clone()
     if unknown:
         raise ValueError(f"checkpoint: keys not in the ActBERT port's layout: {sorted(unknown)[:8]}")
-    fused: dict[str, torch.Tensor] = {}
-    parts: dict[str, dict[str, torch.Tensor]] = {}
-    for name, tensor in renamed.items():
-        match = re.match(r"(.*(?:\.|_)qkv)\.(query|key|value)\.(weight|bias)$", name)
-        if match:
-            parts.setdefault(f"{match.group(1)}.{match.group(3)}", {})[match.group(2)] = tensor
-        else:
-            fused[name] = tensor
-    for name, pieces in parts.items():
-        if set(pieces) != {"query", "key", "value"}:
-            raise ValueError(f"checkpoint: {name} lacks the {sorted({'query', 'key', 'value'} - set(pieces))} projection(s)")
-        fused[name] = torch.cat([pieces["query"], pieces["key"], pieces["value"]], dim=0)
+    fused = fuse_qkv(renamed)  # the tangled blocks' region_qkv, text_qkv, action_qkv as well
     if "mlm_head.decoder.weight" not in fused and "actbert.embeddings.word_embeddings.weight" in fused:
         fused["mlm_head.decoder.weight"] = fused["actbert.embeddings.word_embeddings.weight"]
-    for name in ("matching_head.weight", "matching_head.bias"):
-        if name in fused:  # port: row 0 = matched; package: row 1 = matched
-            fused[name] = fused[name].flip(0).contiguous()
+    swap_matching_rows(fused)  # port: row 0 = matched; package: row 1 = matched
     bias = fused.get("actbert.action_embeddings.feature_proj.bias")
     if bias is not None:  # the port's masked action is its zeroed feature, i.e. the projection's bias
         fused["actbert.action_embeddings.mask_embedding.weight"] = bias[None].clone()
@@ -147,18 +129,11 @@ def convert_actbert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
 def actbert_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> ActBertConfig:
     """Sizes of a converted (package-layout) ActBERT state dict; head counts and the tangled placement come from the
     defaults (the port's) unless ``overrides`` give them."""
-
-    def count(prefix: str) -> int:
-        return len({key.split(".")[2] for key in state if key.startswith(prefix)})
-
     values = dict(
-        vocab_size=state["actbert.embeddings.word_embeddings.weight"].shape[0],
-        hidden_size=state["actbert.embeddings.word_embeddings.weight"].shape[1],
-        max_position_embeddings=state["actbert.embeddings.position_embeddings.weight"].shape[0],
-        type_vocab_size=state["actbert.embeddings.token_type_embeddings.weight"].shape[0],
-        num_hidden_layers=count("actbert.text_layers."),
-        v_num_hidden_layers=count("actbert.region_layers."),
-        a_num_hidden_layers=count("actbert.action_layers."),
+        **embedding_sizes(state, "actbert.embeddings", head_width=None),
+        num_hidden_layers=layer_count(state, "actbert.text_layers."),
+        v_num_hidden_layers=layer_count(state, "actbert.region_layers."),
+        a_num_hidden_layers=layer_count(state, "actbert.action_layers."),
         v_hidden_size=state["actbert.region_embeddings.feature_proj.weight"].shape[0],
         region_feature_size=state["actbert.region_embeddings.feature_proj.weight"].shape[1],
         a_hidden_size=state["actbert.action_embeddings.feature_proj.weight"].shape[0],
@@ -180,4 +155,4 @@ def convert_actbert(source: str | os.PathLike, output_dir: str | os.PathLike, **
     """Convert the port's parameters (``.npz`` export or safetensors) into an ``ActBertForPreTraining`` folder."""
     state = convert_actbert_state_dict(read_paddle_parameters(source))
     config = actbert_config_from_state_dict(state, **config_overrides)
-    return _write_converted(ActBertForPreTraining(config), state, output_dir)
+    return write_converted(ActBertForPreTraining(config), state, output_dir)

@@ -15,17 +15,16 @@ from pathlib import Path
 
 import torch
 
-from ..configuration.s3d import S3D_BLOCK_NAMES, S3DConfig
-from ..modeling.s3d import S3DModel
-from ..processing.featurizer_models import file_sha256
-from .convert import _write_converted, load_state_dict
+from ...configuration.s3d import S3D_BLOCK_NAMES, S3DConfig
+from ...modeling.s3d import S3DModel
+from ...processing.featurizer_models import file_sha256
+from .common import load_state_dict, rename_gamma_beta, write_converted
 
 _MAX_LISTED = 8
 
 
 def _release_key(key: str) -> str:
-    key = re.sub(r"^(module\.)?(s3dg\.)?", "", key)
-    return re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+    return rename_gamma_beta(re.sub(r"^(module\.)?(s3dg\.)?", "", key))
 
 
 def s3d_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> S3DConfig:
@@ -95,4 +94,4 @@ def convert_s3d_howto100m(source: str | os.PathLike, output_dir: str | os.PathLi
     model.config.converted_from = {
         "format": "s3d-howto100m", "file": source.name, "sha256": file_sha256(source) if source.is_file() else None,
     }
-    return _write_converted(model, state, output_dir)
+    return write_converted(model, state, output_dir)

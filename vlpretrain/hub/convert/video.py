@@ -15,13 +15,21 @@ from pathlib import Path
 
 import torch
 
-from ..configuration.hero import HeroConfig
-from ..configuration.univl import UnivlConfig
-from ..modeling.base import fuse_qkv, rename_bert_layer_key
-from ..modeling.hero import HeroForPreTraining
-from ..modeling.univl import UnivlForPreTraining
-from ..processing.frames import preset_provenance
-from .convert import _write_converted, load_state_dict
+from ...configuration.hero import HeroConfig
+from ...configuration.univl import UnivlConfig
+from ...modeling.hero import HeroForPreTraining
+from ...modeling.univl import UnivlForPreTraining
+from ...processing.frames import preset_provenance
+from ...utils.bert_keys import fuse_projections, fuse_qkv, rename_bert_layer_key
+from .common import (
+    embedding_sizes,
+    layer_count,
+    load_state_dict,
+    rename_by_table,
+    rename_gamma_beta,
+    rename_state_dict,
+    write_converted,
+)
 
 _UNIVL_RENAMES: tuple[tuple[str, str], ...] = (
     (r"^bert\.embeddings\.LayerNorm\.", "univl.embeddings.norm."),
@@ -72,29 +80,9 @@ _UNIVL_DECODER_LAYER = (
 )
 
 
-def _gamma_beta(key: str) -> str:
-    return re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
-
-
-def _fuse_key_value(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Join ``<prefix>.key_value.{key,value}.<param>`` entries into one ``<prefix>.key_value.<param>`` tensor."""
-    fused: dict[str, torch.Tensor] = {}
-    parts: dict[str, dict[str, torch.Tensor]] = {}
-    for name, tensor in state.items():
-        match = re.match(r"(.*\.key_value)\.(key|value)\.(weight|bias)$", name)
-        if match:
-            parts.setdefault(f"{match.group(1)}.{match.group(3)}", {})[match.group(2)] = tensor
-        else:
-            fused[name] = tensor
-    for name, pieces in parts.items():
-        if set(pieces) != {"key", "value"}:
-            raise ValueError(f"checkpoint: {name} lacks the {sorted({'key', 'value'} - set(pieces))} projection")
-        fused[name] = torch.cat([pieces["key"], pieces["value"]], dim=0)
-    return fused
-
-
 def _rename_univl_key(key: str) -> str | None:
     """Map one microsoft/UniVL key to the package layout ("" = dropped, None = unknown)."""
+    key = rename_gamma_beta(key)
     if any(re.match(pattern, key) for pattern in _UNIVL_DROPPED):
         return ""
     match = re.match(r"^(bert|visual|cross)\.encoder\.layer\.(\d+)\.(.*)$", key)
@@ -108,51 +96,31 @@ def _rename_univl_key(key: str) -> str | None:
             if match.group(2).startswith(old):
                 return f"univl.decoder.layers.{match.group(1)}.{new}{match.group(2)[len(old):]}"
         return None
-    return next((re.sub(pattern, new, key) for pattern, new in _UNIVL_RENAMES if re.match(pattern, key)), None)
+    return rename_by_table(key, _UNIVL_RENAMES)
 
 
 def convert_univl_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Convert a microsoft/UniVL state dict (stage I or II; ``module.`` prefixes allowed) to ``UnivlForPreTraining``."""
-    renamed: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, tensor in state.items():
-        key = _gamma_beta(key.removeprefix("module."))
-        mapped = _rename_univl_key(key)
-        if mapped is None:
-            unknown.append(key)
-        elif mapped:
-            renamed[mapped] = tensor
-    if unknown:
-        raise ValueError(f"checkpoint: {len(unknown)} keys have no UniVL counterpart, e.g. {unknown[:5]}")
-    return _fuse_key_value(fuse_qkv(renamed))
-
-
-def _layer_count(state: dict[str, torch.Tensor], prefix: str) -> int:
-    indices = {int(m.group(1)) for key in state for m in [re.match(rf"^{re.escape(prefix)}(\d+)\.", key)] if m}
-    return max(indices) + 1 if indices else 0
+    renamed = rename_state_dict(state, _rename_univl_key, "UniVL")
+    return fuse_projections(fuse_qkv(renamed), "key_value", ("key", "value"))
 
 
 def univl_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> UnivlConfig:
     """Infer the sizes of a converted (package-layout) UniVL state dict; 64-wide heads are assumed."""
-    words = state["univl.embeddings.word_embeddings.weight"]
     stage_two = "univl.cross_embeddings.position_embeddings.weight" in state
     values = {
-        "vocab_size": words.shape[0],
-        "hidden_size": words.shape[1],
-        "num_attention_heads": max(1, words.shape[1] // 64),
+        **embedding_sizes(state, "univl.embeddings"),
         "intermediate_size": state["univl.text_layers.0.ffn.fc_in.weight"].shape[0],
-        "max_position_embeddings": state["univl.embeddings.position_embeddings.weight"].shape[0],
-        "type_vocab_size": state["univl.embeddings.token_type_embeddings.weight"].shape[0],
-        "num_text_layers": _layer_count(state, "univl.text_layers."),
-        "num_visual_layers": _layer_count(state, "univl.visual_layers."),
+        "num_text_layers": layer_count(state, "univl.text_layers."),
+        "num_visual_layers": layer_count(state, "univl.visual_layers."),
         "frame_feature_size": state["univl.visual_embeddings.proj.weight"].shape[1],
         "max_frames": state["univl.visual_embeddings.position_embeddings.weight"].shape[0],
         "stage": 2 if stage_two else 1,
     }
     if stage_two:
         values.update(
-            num_cross_layers=_layer_count(state, "univl.cross_layers."),
-            num_decoder_layers=_layer_count(state, "univl.decoder.layers."),
+            num_cross_layers=layer_count(state, "univl.cross_layers."),
+            num_decoder_layers=layer_count(state, "univl.decoder.layers."),
             max_cross_positions=state["univl.cross_embeddings.position_embeddings.weight"].shape[0],
             # the release pads every text to max_words = 48, so its frames start there
             frame_position_offset=min(48, values["max_position_embeddings"]),
@@ -169,7 +137,7 @@ def convert_univl(source: str | os.PathLike, output_dir: str | os.PathLike, **co
     for name in list(model._tied_weights_keys):
         state.setdefault(name, state["univl.embeddings.word_embeddings.weight"])
     model.config.feature_provenance = preset_provenance("univl-s3d")
-    return _write_converted(model, state, output_dir)
+    return write_converted(model, state, output_dir)
 
 
 _HERO_RENAMES: tuple[tuple[str, str], ...] = (
@@ -214,6 +182,7 @@ _HERO_DROPPED = (
 
 def _rename_hero_key(key: str) -> str | None:
     """Map one linjieli222/HERO ``HeroForPretraining`` key to the package layout ("" = dropped, None = unknown)."""
+    key = rename_gamma_beta(key)
     if any(re.match(pattern, key) for pattern in _HERO_DROPPED):
         return ""
     match = re.match(r"^v_encoder\.([fc])_encoder\.encoder\.layer\.(\d+)\.(.*)$", key)
@@ -225,54 +194,23 @@ def _rename_hero_key(key: str) -> str | None:
     if match:
         mapped = rename_bert_layer_key(match.group(1).replace("self.", "attention.self.", 1).replace("output.", "attention.output.", 1))
         return None if mapped is None else f"matching_heads.query_encoder.self_attention.{mapped.removeprefix('attention.')}"
-    return next((re.sub(pattern, new, key) for pattern, new in _HERO_RENAMES if re.match(pattern, key)), None)
-
-
-def load_hero_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read ``hero-tv-ht100.pt`` with ``weights_only=True``, dropping its non-tensor entries (``vocab_padded``)."""
-    path = Path(path)
-    if path.suffix == ".safetensors" or path.is_dir():
-        return load_state_dict(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: not a plain tensor checkpoint; refusing to unpickle it: {error}") from error
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a state dict mapping parameter names to tensors")
-    return {key: value for key, value in loaded.items() if isinstance(value, torch.Tensor)}
+    return rename_by_table(key, _HERO_RENAMES)
 
 
 def convert_hero_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Convert a linjieli222/HERO pretraining state dict to ``HeroForPreTraining`` (fp16 tensors become fp32)."""
-    renamed: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, tensor in state.items():
-        key = _gamma_beta(key.removeprefix("module."))
-        mapped = _rename_hero_key(key)
-        if mapped is None:
-            unknown.append(key)
-        elif mapped:
-            renamed[mapped] = tensor.float() if tensor.is_floating_point() else tensor
-    if unknown:
-        raise ValueError(f"checkpoint: {len(unknown)} keys have no HERO pretraining counterpart, e.g. {unknown[:5]}")
-    return fuse_qkv(renamed)
+    renamed = rename_state_dict(state, _rename_hero_key, "HERO pretraining")
+    return fuse_qkv({name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in renamed.items()})
 
 
 def hero_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> HeroConfig:
     """Infer the sizes of a converted (package-layout) HERO state dict (64-wide heads are assumed) and set the
     release's fixed values (subtitle-embedding eps, RoBERTa's ``<pad>`` / ``<s>`` ids)."""
-    words = state["hero.embeddings.word_embeddings.weight"]
     values = {
-        "vocab_size": words.shape[0],
-        "hidden_size": words.shape[1],
-        "num_attention_heads": max(1, words.shape[1] // 64),
+        **embedding_sizes(state, "hero.embeddings"),
         "intermediate_size": state["hero.cross_layers.0.ffn.fc_in.weight"].shape[0],
-        "max_position_embeddings": state["hero.embeddings.position_embeddings.weight"].shape[0],
-        "type_vocab_size": state["hero.embeddings.token_type_embeddings.weight"].shape[0],
-        "num_cross_layers": _layer_count(state, "hero.cross_layers."),
-        "num_temporal_layers": _layer_count(state, "hero.temporal_layers."),
+        "num_cross_layers": layer_count(state, "hero.cross_layers."),
+        "num_temporal_layers": layer_count(state, "hero.temporal_layers."),
         "frame_feature_size": state["hero.frame_embeddings.proj.weight"].shape[1],
         "max_frames": state["hero.frame_embeddings.position_embeddings.weight"].shape[0],
         # the release's subtitle embeddings normalise with eps 1e-5 (model/embed.py SubEmbeddings); RoBERTa ids
@@ -286,12 +224,11 @@ def hero_config_from_state_dict(state: dict[str, torch.Tensor], **overrides) -> 
 
 def convert_hero(source: str | os.PathLike, output_dir: str | os.PathLike, **config_overrides) -> Path:
     """Convert ``hero-tv-ht100.pt`` (linjieli222/HERO) into a ``HeroForPreTraining`` folder (vocabulary kept padded)."""
-    state = convert_hero_state_dict(load_hero_checkpoint(source))
+    # the release also stores its padded vocabulary size (``vocab_padded``), which is not a tensor
+    state = convert_hero_state_dict(load_state_dict(source, tensors_only=True))
     model = HeroForPreTraining(hero_config_from_state_dict(state, **config_overrides))
     for name, owner in model._tied_weights_keys.items():
         state.setdefault(name, state[owner])
     state.setdefault("task_step", torch.zeros((), dtype=torch.long))
-    return _write_converted(model, state, output_dir)
+    return write_converted(model, state, output_dir)
 
-
-VIDEO_CONVERTERS = {"univl": convert_univl, "hero": convert_hero}

@@ -3,7 +3,7 @@
 Both map onto the same package modules (ViLBERT: facebookresearch/vilbert-multi-task ``vilbert/vilbert.py``;
 ERNIE-ViL: PaddlePaddle/ERNIE, branch ``repro``, ``ernie-vil/model/vl_transformer_encoder.py``). Checkpoints are read without unpickling
 (``load_state_dict`` uses ``weights_only=True``; Paddle files are parsed as raw tensors), every key is renamed,
-query/key/value matrices are fused, and ``_write_converted`` checks that every tensor of the target model is
+query/key/value matrices are fused, and ``write_converted`` checks that every tensor of the target model is
 provided with the right shape before anything is written.
 """
 
@@ -18,13 +18,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configuration.ernie_vil import ErnieVilConfig
-from ..configuration.vilbert import VilbertConfig
-from ..modeling.base import fuse_qkv, rename_bert_layer_key
-from ..modeling.ernie_vil import ErnieVilForQuestionAnswering, ErnieVilModel
-from ..modeling.vilbert import VilbertForPreTraining, VilbertForQuestionAnswering, VilbertForReferringExpressions
-from ..utils.log import get_logger
-from .convert import _write_converted, load_state_dict
+from ...configuration.ernie_vil import ErnieVilConfig
+from ...configuration.vilbert import VilbertConfig
+from ...modeling.ernie_vil import ErnieVilForQuestionAnswering, ErnieVilModel
+from ...modeling.vilbert import VilbertForPreTraining, VilbertForQuestionAnswering, VilbertForReferringExpressions
+from ...utils.bert_keys import fuse_qkv, rename_bert_layer_key
+from ...utils.log import get_logger
+from .common import (
+    embedding_sizes,
+    layer_count,
+    load_npz,
+    load_state_dict,
+    placeholder_labels,
+    rename_by_table,
+    rename_gamma_beta,
+    swap_matching_rows,
+    write_converted,
+)
 
 logger = get_logger(__name__)
 # ViLBERT (vilbert_beta / vilbert-multi-task ``.bin`` state dicts) -------------------------------------------
@@ -89,7 +99,7 @@ def convert_vilbert_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str
     norms: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
         key = key.removeprefix("module.")
-        key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key)) if "LayerNorm" in key else key
+        key = rename_gamma_beta(key) if "LayerNorm" in key else key
         if key == "bert.embeddings.task_embeddings.weight":
             raise ValueError(
                 "checkpoint: has 12-in-1 task embeddings (multi_task_model.bin with task_specific_tokens); only "
@@ -109,11 +119,7 @@ def convert_vilbert_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str
         if key.startswith("vision_logit."):
             renamed["region_scorer." + key[len("vision_logit.") :]] = tensor
             continue
-        mapped = None
-        for pattern, replacement in _VILBERT_RENAMES:
-            if re.match(pattern, key):
-                mapped = re.sub(pattern, replacement, key)
-                break
+        mapped = rename_by_table(key, _VILBERT_RENAMES)
         layer_match = re.match(r"^bert\.encoder\.(layer|v_layer)\.(\d+)\.(.*)$", key)
         if layer_match:
             inner = rename_bert_layer_key(layer_match.group(3))
@@ -134,15 +140,8 @@ def convert_vilbert_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str
         if set(parts) != {"weight_g", "weight_v"}:
             raise ValueError(f"checkpoint: {layer} has {sorted(parts)}; expected both weight_g and weight_v")
         renamed[f"{layer}.weight"] = parts["weight_g"] * parts["weight_v"] / parts["weight_v"].norm()
-    for name in ("matching_head.weight", "matching_head.bias"):
-        if name in renamed:
-            renamed[name] = renamed[name].flip(0)
+    swap_matching_rows(renamed)
     return fuse_qkv(renamed), dropped
-
-
-def _layer_count(state: dict[str, torch.Tensor], prefix: str) -> int:
-    indices = {int(m.group(1)) for key in state for m in [re.match(rf"^{re.escape(prefix)}(\d+)\.", key)] if m}
-    return max(indices) + 1 if indices else 0
 
 
 def _two_stream_sizes(state: dict[str, torch.Tensor], prefix: str) -> dict:
@@ -153,18 +152,13 @@ def _two_stream_sizes(state: dict[str, torch.Tensor], prefix: str) -> dict:
     ``T - K + k`` and before visual layer k, which is what is assumed; override ``t_biattention_id`` /
     ``v_biattention_id`` for other placements.
     """
-    words = state[f"{prefix}.embeddings.word_embeddings.weight"]
-    text_layers = _layer_count(state, f"{prefix}.encoder.text_layers.")
-    visual_layers = _layer_count(state, f"{prefix}.encoder.visual_layers.")
-    co_layers = _layer_count(state, f"{prefix}.encoder.co_layers.")
+    text_layers = layer_count(state, f"{prefix}.encoder.text_layers.")
+    visual_layers = layer_count(state, f"{prefix}.encoder.visual_layers.")
+    co_layers = layer_count(state, f"{prefix}.encoder.co_layers.")
     visual_size = state[f"{prefix}.region_embeddings.feature_proj.weight"].shape[0]
     co_size = state[f"{prefix}.encoder.co_layers.0.visual_attention.qkv.weight"].shape[0] // 3
     return {
-        "vocab_size": words.shape[0],
-        "hidden_size": words.shape[1],
-        "num_attention_heads": max(1, words.shape[1] // 64),
-        "max_position_embeddings": state[f"{prefix}.embeddings.position_embeddings.weight"].shape[0],
-        "type_vocab_size": state[f"{prefix}.embeddings.token_type_embeddings.weight"].shape[0],
+        **embedding_sizes(state, f"{prefix}.embeddings"),
         "num_hidden_layers": text_layers,
         "region_feature_size": state[f"{prefix}.region_embeddings.feature_proj.weight"].shape[1],
         "v_hidden_size": visual_size,
@@ -195,7 +189,7 @@ def convert_vilbert(source: str | os.PathLike, output_dir: str | os.PathLike, **
     if "vqa_head.fc_out.weight" in state:
         values["vqa_hidden_size"] = state["vqa_head.fc_in.weight"].shape[0]
         answers = state["vqa_head.fc_out.weight"].shape[0]
-        values["id2label"] = {index: f"LABEL_{index}" for index in range(answers)}
+        values["id2label"] = placeholder_labels(answers)
         model_class = VilbertForQuestionAnswering
         keep = ("vilbert.", "vqa_head.")
     elif "region_scorer.weight" in state:
@@ -212,7 +206,7 @@ def convert_vilbert(source: str | os.PathLike, output_dir: str | os.PathLike, **
                        model_class.__name__, left_out[:4])
     state = {key: value for key, value in state.items() if key.startswith(keep)}
     values.update(config_overrides)
-    return _write_converted(model_class(VilbertConfig(**values)), state, output_dir)
+    return write_converted(model_class(VilbertConfig(**values)), state, output_dir)
 
 
 # ERNIE-ViL (Paddle Fluid 1.x persistables: one file per parameter) ------------------------------------------
@@ -294,8 +288,7 @@ def load_paddle_parameters(source: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     source = Path(source)
     if source.is_file() and source.suffix == ".npz":
-        with np.load(source, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        return load_npz(source)
     if not source.is_dir():
         raise ValueError(f"{source}: expected a folder of Paddle parameter files or a .npz archive")
     optimizer_state = re.compile(r"moment\d|_pow_acc|learning_rate|LR_DECAY|@")
@@ -448,10 +441,10 @@ def convert_ernie_vil(source: str | os.PathLike, output_dir: str | os.PathLike, 
         values.update({ours: original[theirs] for theirs, ours in _ERNIE_VIL_JSON_KEYS.items() if theirs in original})
     if "vqa_head.fc_out.weight" in state:
         values["vqa_hidden_size"] = state["vqa_head.fc_in.weight"].shape[0]
-        values["id2label"] = {index: f"LABEL_{index}" for index in range(state["vqa_head.fc_out.weight"].shape[0])}
+        values["id2label"] = placeholder_labels(state["vqa_head.fc_out.weight"].shape[0])
         model = ErnieVilForQuestionAnswering(ErnieVilConfig(**{**values, **config_overrides}))
     else:
         model = ErnieVilModel(ErnieVilConfig(**{**values, **config_overrides}))
         state = {key[len("ernie_vil.") :]: value for key, value in state.items()}
-    return _write_converted(model, state, output_dir)
+    return write_converted(model, state, output_dir)
 
