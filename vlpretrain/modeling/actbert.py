@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from ..configuration.actbert import ActBertConfig
-from .base import VLPreTrainedModel, check_video_text_inputs
+from .base import VLPreTrainedModel, check_target_shapes, check_video_text_inputs
 from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
 from .layers import FeedForward, MultiHeadAttention, ResidualOutput, TransformerLayer, key_padding_mask, run_layers
@@ -566,19 +566,16 @@ class ActBertForVideoQuestionAnswering(ActBertPooledClassifier):
         return ActBertVideoQuestionAnsweringOutput(**values)
 
 
-def _check_targets(config, input_ids, frame_features, region_features, *, labels, masked_frames, action_labels,
-                   masked_regions, region_class_targets, matched_labels) -> None:
-    """Shapes of the pretraining targets against the inputs, before any compute."""
+def _check_targets(config: ActBertConfig, input_ids: torch.Tensor, frame_features: torch.Tensor, region_features: torch.Tensor,
+                   **targets: torch.Tensor | None) -> None:
+    """Shapes and kinds of the pretraining targets against the inputs, before any compute."""
     batch = input_ids.shape[0]
     frames, regions = tuple(frame_features.shape[:2]), tuple(region_features.shape[:2])
-    expected = {"labels": tuple(input_ids.shape), "masked_frames": frames, "action_labels": (batch,),
-                "masked_regions": regions, "matched_labels": (batch,),
-                "region_class_targets": regions + (config.num_object_labels,)}
-    given = {"labels": labels, "masked_frames": masked_frames, "action_labels": action_labels,
-             "masked_regions": masked_regions, "region_class_targets": region_class_targets, "matched_labels": matched_labels}
-    for name, tensor in given.items():
-        if tensor is not None and tuple(tensor.shape) != expected[name]:
-            raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
-    for name in ("labels", "action_labels", "matched_labels"):
-        if given[name] is not None and given[name].is_floating_point():
-            raise ValueError(f"{name}: expected integer class ids, got {given[name].dtype}")
+    check_target_shapes(targets, {
+        "labels": (tuple(input_ids.shape), "integer token ids, -100 where nothing is predicted"),
+        "masked_frames": (frames, "1 where an action is masked"),
+        "action_labels": ((batch,), "integer action class ids, one per video"),
+        "masked_regions": (regions, "1 where a region is masked"),
+        "region_class_targets": (regions + (config.num_object_labels,), "float detector class distributions"),
+        "matched_labels": ((batch,), "integer match labels"),
+    })

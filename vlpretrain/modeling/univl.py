@@ -32,6 +32,7 @@ from ..configuration.univl import UnivlConfig
 from .base import (
     VLPreTrainedModel,
     check_match_labels,
+    check_target_shapes,
     check_video_text_inputs,
     retrieval_placeholder_text,
     retrieval_text_mask,
@@ -411,19 +412,14 @@ class UnivlModel(UnivlPreTrainedModel):
         return scores, matched, mask[diagonal]
 
 
-def _check_targets(input_ids: torch.Tensor, frame_features: torch.Tensor, **targets) -> None:
+def _check_targets(input_ids: torch.Tensor, frame_features: torch.Tensor, **targets: torch.Tensor | None) -> None:
     batch, length = input_ids.shape
-    expected = {
-        "labels": (batch, length),
-        "masked_frames": tuple(frame_features.shape[:2]),
-        "frame_feature_targets": tuple(frame_features.shape),
-        "contrastive_positive_mask": (batch, batch),
-    }
-    for name, tensor in targets.items():
-        if tensor is not None and tuple(tensor.shape) != expected[name]:
-            raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
-    if targets.get("labels") is not None and targets["labels"].is_floating_point():
-        raise ValueError(f"labels: expected integer token ids (torch.long), got {targets['labels'].dtype}")
+    check_target_shapes(targets, {
+        "labels": ((batch, length), "integer token ids, -100 where nothing is predicted"),
+        "masked_frames": (tuple(frame_features.shape[:2]), "1 where a frame is masked"),
+        "frame_feature_targets": (tuple(frame_features.shape), "float features of the unmasked frames"),
+        "contrastive_positive_mask": ((batch, batch), "True where text i and video j show the same video"),
+    })
 
 
 def _keep_cls_and_sep(attention_mask: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
