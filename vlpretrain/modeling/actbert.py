@@ -42,7 +42,10 @@ class ActBertRecords(ModelOutput):
 
     def records(self) -> dict[str, tuple | None]:
         """The record fields by name, for a task head's output."""
-        return {field.name: getattr(self, field.name) for field in fields(ActBertRecords)}
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
+
+
+_RECORD_FIELDS = tuple(field.name for field in fields(ActBertRecords))
 
 
 @dataclass

@@ -74,7 +74,10 @@ class UnivlEncoderRecords(ModelOutput):
 
     def encoder_records(self) -> dict[str, tuple | None]:
         """The encoders' record fields by name, for an output that passes them on."""
-        return {field.name: getattr(self, field.name) for field in fields(UnivlEncoderRecords)}
+        return {name: getattr(self, name) for name in _ENCODER_RECORD_FIELDS}
+
+
+_ENCODER_RECORD_FIELDS = tuple(field.name for field in fields(UnivlEncoderRecords))
 
 
 @dataclass
