@@ -109,7 +109,7 @@ def test_video_qa_fuses_each_candidate_appended_to_every_subtitle_with_frames():
         batch["text_subtitle_index"], batch["frame_subtitle_index"],
     )
     features = batch["frame_features"].repeat_interleave(2, 0)
-    fused, _ = model.hero.fuse(ids, index, features, frame_index)
+    fused, _, _ = model.hero.fuse(ids, index, features, frame_index)
     text_index, subtitle_frames = _masked_indices(batch)
     for choice in range(2):
         appended = [candidates[row, choice][mask[row, choice].bool()] for row in range(3)]
