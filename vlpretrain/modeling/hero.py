@@ -10,7 +10,9 @@ tokens is a ``ValueError`` (each subtitle's tokens take positions 0..L-1 in its 
 Forward (``HierarchicalVlModel.forward_repr``): each subtitle's sequence is [its aligned frames ; its tokens]
 with local positions (frames 0..nf-1, tokens 0..L-1) and type id 1; the cross-modal frame outputs are scattered
 back onto the timeline and added to ``frame_transform`` (LN -> dropout -> Linear -> ReLU) of the raw frames;
-the temporal transformer adds global positions and runs over the whole video.
+the temporal transformer adds global positions and runs over the whole video. The per-subtitle runs are written
+with static shapes (:func:`subtitle_attention`): one sequence [all frames ; all tokens] per video whose attention
+stays inside each subtitle, positions counted per subtitle, so the models trace as one graph.
 
 Package conventions that differ from the original: ignored targets are -100; frame order labels come from the
 collator, which shuffles *input* frames; the model undoes that shuffle for the cross-modal stage and re-applies it
@@ -251,8 +253,8 @@ class HeroModel(HeroPreTrainedModel):
         eps = config.head_layer_norm_eps
         self.embeddings = TextEmbeddings(config, eps=config.embedding_layer_norm_eps)
         self.frame_embeddings = FrameEmbeddings(
-            config.frame_feature_size, config.hidden_size, config.max_frames, eps, config.hidden_dropout_prob,
-            input_norm_eps=eps,
+            config.frame_feature_size, config.hidden_size, max_positions=config.max_frames, eps=eps,
+            dropout=config.hidden_dropout_prob, input_norm_eps=eps,
         )
         self.frame_mask_embedding = nn.Embedding(2, config.frame_feature_size, padding_idx=0)
         self.cross_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_cross_layers))
@@ -302,12 +304,13 @@ class HeroModel(HeroPreTrainedModel):
         if masked_frames is not None:
             features = features + self.frame_mask_embedding(masked_frames.long())
         frame_embeds = self.frame_embeddings(
-            features, frame_rank.clamp_max(config.max_frames - 1), torch.ones_like(frame_index),
+            features, position_ids=frame_rank.clamp_max(config.max_frames - 1), token_type_ids=torch.ones_like(frame_index),
             token_type_embeddings=self.embeddings.token_type_embeddings,
         )
-        # Subtitle lengths are checked eagerly; the clamp keeps a traced graph in the table.
+        # Subtitle lengths are checked eagerly; the clamp keeps a traced graph inside the position table.
         text_embeds = self.embeddings(
-            input_ids, torch.ones_like(input_ids), position_ids=token_rank.clamp_max(config.max_position_embeddings - 1)
+            input_ids, token_type_ids=torch.ones_like(input_ids),
+            position_ids=token_rank.clamp_max(config.max_position_embeddings - 1),
         )
         record = run_layers(
             self.cross_layers, torch.cat([frame_embeds, text_embeds], 1), attend[:, None],
@@ -402,7 +405,10 @@ def prepare_hero_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Check the inputs (``ValueError`` before any compute) and return (token subtitle index, frame subtitle index,
     frame mask), with -1 for padding and unmatched items. Without indices, the text is one subtitle over all frames."""
-    check_video_text_inputs(config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames)
+    check_video_text_inputs(
+        config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+        frame_features=frame_features, frame_attention_mask=frame_attention_mask, max_frames=config.max_frames,
+    )
     text_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     frame_mask = (
         torch.ones(frame_features.shape[:2], dtype=torch.long, device=frame_features.device)
@@ -468,7 +474,7 @@ class HeroFramePredictionHead(nn.Module):
 
     def __init__(self, config: HeroConfig):
         super().__init__()
-        self.transform = PredictionHeadTransform(config.hidden_size, "gelu", config.head_layer_norm_eps)
+        self.transform = PredictionHeadTransform(config.hidden_size, activation="gelu", eps=config.head_layer_norm_eps)
         self.decoder = nn.Linear(config.hidden_size, config.frame_feature_size)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
@@ -582,7 +588,7 @@ class HeroForPreTraining(HeroPreTrainedModel):
         super().__init__(config)
         self.hero = HeroModel(config)
         eps = config.head_layer_norm_eps
-        self.mlm_head = MaskedLanguageModelingHead(config.hidden_size, config.vocab_size, "gelu", eps)
+        self.mlm_head = MaskedLanguageModelingHead(config.hidden_size, config.vocab_size, activation="gelu", eps=eps)
         self.frame_head = HeroFramePredictionHead(config)
         self.frame_order_head = AnswerHead(config.hidden_size, config.max_frames, eps=eps)
         self.matching_heads = HeroMatchingHeads(config)
@@ -846,7 +852,9 @@ class HeroTwoStageScoring:
         self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None
     ) -> UnimodalEncoding:
         """Temporal frame states, frame mask and normalised mean-of-frames embeddings of a batch of videos."""
-        placeholder_text = retrieval_placeholder_text(frame_features, "frame_features", "frames", self.config.frame_feature_size)
+        placeholder_text = retrieval_placeholder_text(
+            frame_features, name="frame_features", items="frames", feature_size=self.config.frame_feature_size
+        )
         frame_mask, _, temporal = self.encode_videos(frame_features, frame_attention_mask, None, None, None, placeholder_text)
         states = temporal.last_hidden_state
         unit_frames = nn.functional.normalize(states.float(), dim=-1, eps=1e-5)
@@ -902,7 +910,8 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
         (B, F, H) and the frame mask (B, F)."""
         config = self.config
         check_video_text_inputs(
-            config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames
+            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            frame_features=frame_features, frame_attention_mask=frame_attention_mask, max_frames=config.max_frames,
         )
         frame_mask, cross, temporal = self.encode_videos(frame_features, frame_attention_mask, *subtitles, input_ids, **record)
         states = temporal.last_hidden_state
@@ -1087,7 +1096,10 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
             raise ValueError(f"attention_mask: expected shape {(batch, choices, length)}, got {tuple(mask.shape)}")
         if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
             raise ValueError(f"labels: expected the index of the right candidate, shape ({batch},), integer dtype")
-        check_video_text_inputs(config, input_ids[:, 0], mask[:, 0], None, frame_features, frame_attention_mask, config.max_frames)
+        check_video_text_inputs(
+            config, input_ids=input_ids[:, 0], attention_mask=mask[:, 0], token_type_ids=None, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, max_frames=config.max_frames,
+        )
         frames = frame_features.shape[1]
         for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):
             if tensor is not None and (tensor.is_floating_point() or tuple(tensor.shape) != (batch,)):
