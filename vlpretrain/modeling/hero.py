@@ -903,16 +903,22 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
         frame_features: torch.Tensor | None,
         frame_attention_mask: torch.Tensor | None,
         subtitles: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+        targets: dict[str, torch.Tensor | None],
         record: dict[str, bool],
     ) -> tuple[dict[str, torch.Tensor | tuple | None], torch.Tensor, torch.Tensor]:
-        """Check the inputs, encode queries and videos (``subtitles``: ``subtitle_input_ids``, ``text_subtitle_index``,
-        ``frame_subtitle_index``) and score every pair: the retrieval output's fields but the loss, the frame states
-        (B, F, H) and the frame mask (B, F)."""
+        """Check the inputs and the (B,) ``targets`` (``labels``: match labels; others: frame indices), encode queries
+        and videos (``subtitles``: ``subtitle_input_ids``, ``text_subtitle_index``, ``frame_subtitle_index``) and
+        score every pair: the retrieval output's fields but the loss, the frame states (B, F, H) and the frame mask."""
         config = self.config
         check_video_text_inputs(
             config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             frame_features=frame_features, frame_attention_mask=frame_attention_mask, max_frames=config.max_frames,
         )
+        batch = input_ids.shape[0]
+        check_match_labels(targets.pop("labels", None), batch)
+        for name, tensor in targets.items():
+            if tensor is not None and (tensor.is_floating_point() or tuple(tensor.shape) != (batch,)):
+                raise ValueError(f"{name}: expected frame indices of shape ({batch},) and integer dtype")
         frame_mask, cross, temporal = self.encode_videos(frame_features, frame_attention_mask, *subtitles, input_ids, **record)
         states = temporal.last_hidden_state
         queries, query = self.encode_queries(input_ids, attention_mask, **record)
@@ -940,10 +946,10 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> HeroRetrievalOutput:
-        check_match_labels(labels, input_ids.shape[0] if input_ids is not None else 0)
         fields, _, _ = self.score_batch(
             input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-            (subtitle_input_ids, text_subtitle_index, frame_subtitle_index), self.record_flags(output_attentions, output_hidden_states),
+            (subtitle_input_ids, text_subtitle_index, frame_subtitle_index), {"labels": labels},
+            self.record_flags(output_attentions, output_hidden_states),
         )
         loss = None
         if return_loss or labels is not None:
@@ -979,18 +985,16 @@ class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> HeroMomentRetrievalOutput:
-        batch = input_ids.shape[0] if input_ids is not None else 0
-        for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):
-            if tensor is not None and (tensor.is_floating_point() or tuple(tensor.shape) != (batch,)):
-                raise ValueError(f"{name}: expected frame indices of shape ({batch},) and integer dtype")
         fields, states, frame_mask = self.score_batch(
             input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-            (subtitle_input_ids, text_subtitle_index, frame_subtitle_index), self.record_flags(output_attentions, output_hidden_states),
+            (subtitle_input_ids, text_subtitle_index, frame_subtitle_index),
+            {"start_positions": start_positions, "end_positions": end_positions},
+            self.record_flags(output_attentions, output_hidden_states),
         )
         start_logits, end_logits = self.matching_heads.span_logits(fields["text_embeds"], states, frame_mask)
         loss = None
         if start_positions is not None and end_positions is not None:
-            owner = torch.arange(batch, device=states.device)
+            owner = torch.arange(states.shape[0], device=states.device)
             span = classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)
             loss = hinge_ranking_loss(fields["logits"], owner, self.config.vsm_margin, 8.0, 8.0) + self.config.vsm_span_weight * span
         return HeroMomentRetrievalOutput(loss=loss, start_logits=start_logits, end_logits=end_logits, **fields)
