@@ -1,4 +1,5 @@
-"""HERO's subtitle grouping with static shapes equals the release's per-subtitle runs.
+"""HERO's subtitle grouping with static shapes equals the release's per-subtitle runs (and VSM's fixed query slots the
+per-query loss).
 
 The model runs every subtitle of a video at once (one sequence per video, attention kept inside each subtitle, local
 positions from ranks); the reference below runs each subtitle on its own, as linjieli222/HERO model/encoder.py
@@ -11,8 +12,10 @@ import pytest
 import torch
 from helpers.univl_hero_factories import hero_batch, tiny_hero_config
 
-from vlpretrain import HeroForVideoQuestionAnswering, HeroModel
+from vlpretrain import HeroForPreTraining, HeroForVideoQuestionAnswering, HeroModel
+from vlpretrain.modeling.hero import hinge_ranking_loss, video_scores
 from vlpretrain.modeling.layers import key_padding_mask
+from vlpretrain.modeling.losses import classification_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,3 +120,52 @@ def test_video_qa_fuses_each_candidate_appended_to_every_subtitle_with_frames():
             matched, _ = reference_cross_modal(model.hero, batch["input_ids"], text_index, batch["frame_features"], subtitle_frames, appended)
         expected = model.hero.frame_transform(batch["frame_features"]) + matched
         torch.testing.assert_close(fused[choice::2], expected)
+
+
+def reference_vsm_loss(model, batch):
+    """The VSM loss one query at a time, as before the static rewrite, when every candidate subtitle is drawn (at
+    most ``vsm_queries_per_video`` per video): queries of the exact width, no left-out query slots."""
+    config, hero = model.config, model.hero
+    text_index, frame_index = _masked_indices(batch)
+    input_ids, frame_mask = batch["input_ids"], batch["frame_attention_mask"]
+    queries = []
+    for row in range(input_ids.shape[0]):
+        with_frames = set(frame_index[row][frame_index[row] >= 0].tolist())
+        numbers = [number for number in sorted(set(text_index[row][text_index[row] >= 0].tolist())) if number in with_frames]
+        assert len(numbers) <= config.vsm_queries_per_video  # the draw takes them all
+        if numbers:
+            queries += [(row, number) for number in numbers + [numbers[-1]] * (config.vsm_queries_per_video - len(numbers))]
+    owner = torch.tensor([row for row, _ in queries])
+    width = max(int((text_index[row] == number).sum()) for row, number in queries)
+    query_ids = torch.zeros(len(queries), width, dtype=torch.long)
+    query_mask = torch.zeros_like(query_ids)
+    kept_index, starts, ends = text_index.clone(), [], []
+    for slot, (row, number) in enumerate(queries):
+        tokens = (text_index[row] == number).nonzero().squeeze(1)
+        query_ids[slot, : tokens.numel()] = input_ids[row, tokens]
+        query_ids[slot, 0] = config.bos_token_id
+        query_mask[slot, : tokens.numel()] = 1
+        kept_index[row, tokens[1:]] = -1
+        aligned = (frame_index[row] == number).nonzero().squeeze(1)
+        starts.append(int(aligned[0]))
+        ends.append(min(max(int(aligned[0]) + 1, int(aligned[-1])), int(frame_mask[row].sum()) - 1))
+    query_states = hero.encode_text_only(query_ids, query_mask).last_hidden_state
+    vectors = model.matching_heads.query_encoder(query_states, query_mask)
+    fused, _, _ = hero.fuse(input_ids, kept_index, batch["frame_features"], frame_index)
+    frames = hero.temporal(fused, frame_mask).last_hidden_state
+    weights = (config.vsm_margin, config.vsm_negative_video_weight, config.vsm_negative_query_weight)
+    loss = hinge_ranking_loss(video_scores(vectors, frames, frame_mask), owner, *weights)
+    start_logits, end_logits = model.matching_heads.span_logits(vectors, frames[owner], frame_mask[owner])
+    span = classification_loss(start_logits, torch.tensor(starts)) + classification_loss(end_logits, torch.tensor(ends))
+    return loss + config.vsm_span_weight * span
+
+
+@pytest.mark.parametrize("make_batch", [lambda config: hero_batch(config, targets=False), edge_case_batch])
+def test_vsm_with_fixed_query_slots_equals_the_per_query_loss(make_batch):
+    config = tiny_hero_config(max_frames=8, bos_token_id=1, vsm_span_weight=0.5)
+    torch.manual_seed(0)
+    model = HeroForPreTraining(config).eval()
+    batch = make_batch(config)  # the edge cases hold a video without any subtitle to query (no matched frame)
+    with torch.no_grad():
+        expected = reference_vsm_loss(model, batch)
+        torch.testing.assert_close(model(**batch, task="vsm").vsm_loss, expected)
