@@ -62,8 +62,8 @@ class HeroForPreTrainingOutput(ModelOutput):
     """Losses of [`HeroForPreTraining`]: the objective(s) run this step, unweighted, and their weighted sum ``loss``.
 
     ``task`` is the index in ``HERO_OBJECTIVES`` of the sampled objective (-1 when every objective ran). Each
-    objective runs the model on its own view of the batch: the records hold one tuple per pass, in objective order
-    (MLM runs the cross-modal transformer only).
+    objective runs the model on its own view of the batch: the records hold one tuple per pass over the videos, in
+    objective order (MLM runs the cross-modal transformer only; VSM's query pass is not recorded).
     """
 
     loss: torch.Tensor | None = None
@@ -152,11 +152,11 @@ class HeroPreTrainedModel(VLPreTrainedModel):
         text_subtitle_index: torch.Tensor | None,
         frame_subtitle_index: torch.Tensor | None,
         input_ids: torch.Tensor,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        **record: bool,
     ) -> tuple[torch.Tensor, StreamOutput, StreamOutput]:
         """Encode videos (with their subtitles when given) for the matching heads: the (B, F) frame mask, the
-        cross-modal record and the temporal transformer's output (frame states B x F x H)."""
+        cross-modal record and the temporal transformer's output (frame states B x F x H); ``record``: the
+        ``output_attentions`` / ``output_hidden_states`` switches."""
         config = self.config
         batch, frames = frame_features.shape[:2]
         subtitles = subtitle_input_ids
@@ -171,7 +171,6 @@ class HeroPreTrainedModel(VLPreTrainedModel):
         _, _, frame_mask = prepare_hero_inputs(
             config, subtitles, None, None, frame_features, frame_attention_mask, text_index, frame_index
         )
-        record = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         fused, _, cross = self.hero.fuse(
             input_ids=subtitles, text_index=text_index, frame_features=frame_features,
             frame_index=frame_index.masked_fill(frame_mask == 0, -1), **record,
