@@ -297,7 +297,7 @@ def test_video_question_answering_scores_each_candidate(tmp_path):
         model(**dict(inputs, input_ids=candidates[:, 0]))
 
 
-def test_video_qa_appends_each_candidate_to_every_subtitle_with_frames():
+def test_video_qa_appends_each_candidate_to_every_subtitle_with_frames(monkeypatch):
     config = tiny_hero_config()
     model = HeroForVideoQuestionAnswering(config).eval()
     subtitles = torch.tensor([[5, 6, 7, 8, 9, 0, 4]])
@@ -305,15 +305,18 @@ def test_video_qa_appends_each_candidate_to_every_subtitle_with_frames():
     frame_index = torch.tensor([[0, 1, 1, -1]])
     candidates = torch.tensor([[[20, 21, 0], [30, 31, 32]]])
     mask = torch.tensor([[[1, 1, 0], [1, 1, 1]]])
-    ids, index, frames, frame_mask = model._candidate_inputs(
-        candidates, mask, torch.randn(1, 4, 12), None, subtitles, text_index, frame_index
-    )
-    # One copy slot per frame: slot k holds the k-th subtitle with frames (0, then 1), the others are unused (-1).
-    assert ids.tolist() == [[5, 6, 7, 8, 9, 0, 4] + [20, 21, 0] * 4, [5, 6, 7, 8, 9, 0, 4] + [30, 31, 32] * 4]
-    assert index.tolist() == [
-        [0, 0, 1, 1, 1, -1, 2, 0, 0, -1, 1, 1, -1] + [-1] * 6, [0, 0, 1, 1, 1, -1, 2, 0, 0, 0, 1, 1, 1] + [-1] * 6
-    ]
+    arguments = (candidates, mask, torch.randn(1, 4, 12), None, subtitles, text_index, frame_index)
+    ids, index, frames, frame_mask = model._candidate_inputs(*arguments)
+    # Copy slot k holds the k-th subtitle with frames (0, then 1); eagerly there are as many slots as needed.
+    assert ids.tolist() == [[5, 6, 7, 8, 9, 0, 4] + [20, 21, 0] * 2, [5, 6, 7, 8, 9, 0, 4] + [30, 31, 32] * 2]
+    assert index.tolist() == [[0, 0, 1, 1, 1, -1, 2, 0, 0, -1, 1, 1, -1], [0, 0, 1, 1, 1, -1, 2, 0, 0, 0, 1, 1, 1]]
     assert frames.tolist() == [[0, 1, 1, -1]] * 2 and frame_mask.tolist() == [[1, 1, 1, 1]]
+    # Traced (static shapes): one slot per frame, the unused ones masked.
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    static_ids, static_index, _, _ = model._candidate_inputs(*arguments)
+    assert static_ids[:, :13].tolist() == ids.tolist() and static_ids.shape == (2, 7 + 4 * 3)
+    assert static_index[:, :13].tolist() == index.tolist() and (static_index[:, 13:] == -1).all()
+    monkeypatch.undo()
     # Without subtitles the candidate is one subtitle over every valid frame.
     _, index, frames, _ = model._candidate_inputs(candidates, mask, torch.randn(1, 4, 12), torch.tensor([[1, 1, 1, 0]]), None, None, None)
     assert index[:, 1:].tolist() == [[0, 0, -1], [0, 0, 0]] and frames.tolist() == [[0, 0, 0, -1]] * 2

@@ -1134,8 +1134,8 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         then one copy of the candidate per subtitle that has frames (token subtitle index; a subtitle without frames
         only changes token outputs, which QA does not use), the frame subtitle index, and the (B, F) frame mask.
 
-        With static shapes: there are F copy slots (1 without subtitles, where all frames show one subtitle), slot k
-        holding the k-th subtitle with frames in timeline order and unused slots masked (-1)."""
+        With static shapes: there are F copy slots (1 without subtitles, where all frames show one subtitle; eagerly
+        as many as needed), slot k holding the k-th subtitle with frames in timeline order, unused slots masked (-1)."""
         config = self.config
         batch, choices, length = input_ids.shape
         if subtitle_input_ids is None:
@@ -1155,6 +1155,10 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
             )
             slots = frame_index.shape[1]
         frame_index = frame_index.masked_fill(frame_mask == 0, -1)  # (B, F) frame -> subtitle, -1: none or padded
+        frames = frame_index.shape[1]
+        earlier = torch.ones(frames, frames, dtype=torch.bool, device=frame_index.device).tril(-1)  # (F, F) key before query
+        repeated = ((frame_index[:, :, None] == frame_index[:, None, :]) & earlier).any(-1)  # (B, F) subtitle seen before
+        first_frame = (frame_index >= 0) & ~repeated  # (B, F) the first frame of each subtitle
         if not torch.compiler.is_compiling():
             tokens_per_subtitle = ((text_index[:, :, None] == text_index[:, None, :]) & (text_index >= 0)[:, :, None]).sum(-1)
             longest = int(tokens_per_subtitle.max()) + length  # the longest subtitle (B, T) with a candidate appended
@@ -1163,10 +1167,8 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
                     f"input_ids: a subtitle with a candidate appended has {longest} tokens, more than max_position_embeddings "
                     f"({config.max_position_embeddings}); truncate the subtitles or the candidates"
                 )
-        frames = frame_index.shape[1]
-        earlier = torch.ones(frames, frames, dtype=torch.bool, device=frame_index.device).tril(-1)  # (F, F) key before query
-        repeated = ((frame_index[:, :, None] == frame_index[:, None, :]) & earlier).any(-1)  # (B, F) subtitle seen before
-        first_frame = (frame_index >= 0) & ~repeated  # (B, F) the first frame of each subtitle
+            # Eager calls use as many slots as the most subtitles with frames in one video: the same outputs, less work.
+            slots = min(slots, max(int(first_frame.sum(1).max()), 1))
         slot = torch.where(first_frame, first_frame.long().cumsum(1) - 1, slots)  # (B, F) its subtitle's slot; else spare
         slot_subtitle = frame_index.new_full((batch, slots + 1), -1).scatter(1, slot, frame_index)[:, :slots]  # (B, K)
         appended = (slot_subtitle >= 0)[:, None, :, None] & mask.bool()[:, :, None, :]  # (B, C, K, L)
