@@ -22,13 +22,16 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 HEAD_TASKS = ("vqa", "retrieval", "video_qa")
 # Graph breaks of the pretraining models (torch._dynamo.explain's count), all at rows that targets select (the
-# labelled tokens, the masked frames), whose number depends on the data. The goal is at most 2 per model; HERO counts
-# every objective's rows with one device sync in its forward (1 break); VL-BERT,
-# which selects its rows once per objective with one ``nonzero``, meets it; the others select with boolean indexing
-# in the shared MLM head and their losses and are held at their present counts so that none grows.
+# labelled tokens, the masked frames), whose number depends on the data. The goal is at most 2 per model; VL-BERT
+# and ImageBERT select all their rows with one ``losses.select_rows`` call (run eagerly: one break); the others
+# select with boolean indexing in the shared MLM head and their losses and are held at their present counts so that
+# none grows.
 PRETRAINING_BREAK_BUDGET = {
-    "hero": 1, "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 5, "videobert": 5, "ernie-vil": 7, "univl": 11,
+    "vl-bert": 1, "lxmert": 3, "image-bert": 1, "actbert": 3, "vilbert": 5, "videobert": 5, "ernie-vil": 7, "univl": 11,
+    "hero": 1,  # one select_rows call for the rows of all four objectives
 }
+
+
 def tensors(output) -> dict[str, torch.Tensor]:
     return {name: value for name, value in output.items() if isinstance(value, torch.Tensor)}
 
@@ -86,4 +89,5 @@ def test_pretraining_models_break_the_graph_only_at_selected_rows(family):
     reasons = [reason.reason.splitlines()[0] for reason in explanation.break_reasons]
     print(f"\n{family} pretraining: {explanation.graph_break_count} graph breaks {reasons}")
     assert explanation.graph_break_count <= PRETRAINING_BREAK_BUDGET[family], reasons
-    assert all("Dynamic shape operator" in reason or "data dependent" in reason.lower().replace("-", " ") for reason in reasons), reasons
+    selection = ("dynamic shape operator", "data-dependent", "torch.compiler.disable()`d function")  # the last: select_rows
+    assert all(any(marker in reason.lower() for marker in selection) for reason in reasons), reasons

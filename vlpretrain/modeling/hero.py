@@ -41,7 +41,7 @@ from .base import (
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, PredictionHeadTransform
 from .layers import SelfAttention, TransformerLayer, key_padding_mask, masked_mean, run_layers
-from .losses import IGNORE_INDEX, classification_loss
+from .losses import IGNORE_INDEX, classification_loss, select_rows
 from .outputs import StreamOutput, UnimodalEncoding, VideoTextModelOutput, VideoTextRetrievalOutput
 
 
@@ -664,13 +664,7 @@ class HeroForPreTraining(HeroPreTrainedModel):
             selections["masked"], selections["unmasked"] = masked, frame_mask.bool() & ~masked
         if "frame_order" in tasks and frame_order_labels is not None:
             selections["frame_order"] = frame_order_labels != IGNORE_INDEX  # (B, F)
-        # One device sync for all of them, as losses.select_rows takes it, written out here: under the output-format
-        # wrapper (``can_return_tuple``) a sync inside a helper breaks the graph once more, in the helper's frame.
-        counts = torch.stack([mask.sum() for mask in selections.values()]).tolist() if selections else []
-        rows = {
-            name: torch.nonzero_static(mask.flatten(), size=count).squeeze(1)
-            for (name, mask), count in zip(selections.items(), counts, strict=True)
-        }
+        rows = dict(zip(selections, select_rows(*selections.values()), strict=True))
         losses: dict[str, torch.Tensor] = {}
         passes: list[tuple[StreamOutput, StreamOutput | None]] = []  # (cross-modal, temporal) of each pass
         if "mlm" in rows:
