@@ -90,9 +90,9 @@ def test_cli_pretraining_feeds_hero_several_subtitles_per_video(tmp_path, monkey
     seen = []
     original = HeroModel.cross_modal
 
-    def recording(self, input_ids, text_index, frame_features, frame_index, masked_frames):
+    def recording(self, input_ids, text_index, frame_features, frame_index, masked_frames=None, **record):
         seen.append((text_index.clone(), frame_index.clone()))
-        return original(self, input_ids, text_index, frame_features, frame_index, masked_frames)
+        return original(self, input_ids, text_index, frame_features, frame_index, masked_frames, **record)
 
     monkeypatch.setattr(HeroModel, "cross_modal", recording)
     argv = ["pretrain", "--model", "hero", "--dataset", "shapes-video", "--model_size", "tiny", "--num_images", "8",
