@@ -118,6 +118,8 @@ def test_span_masker_masks_contiguous_spans(tokenizer):
     assert bool((masked[selected] == tokenizer.mask_token_id).all())
     starts = selected[:, 1:] & ~selected[:, :-1]
     assert float(selected.sum()) / float(starts.sum()) > 1.8, "spans are not contiguous runs"
+    budget = torch.round(0.15 * candidates.sum(1).double()).long()
+    assert torch.equal(selected.sum(1), budget), "a row's spans do not cover its share of the tokens"
 
 
 def region_batch(rows=500, items=40, dim=6, seed=0):
@@ -306,3 +308,14 @@ def test_masking_settings_from_each_config_class():
         assert settings.frame_mask_style == tuple(config.frame_mask_style or (1.0, 0.0)), name
         assert settings.whole_word_masking == bool(getattr(config, "whole_word_masking", False)), name
         assert settings.negative_image_probability == getattr(config, "negative_image_probability", 0.0), name
+
+
+def test_frame_shuffler_draws_derangements_uniformly():
+    """Four selected frames have 9 derangements; each is drawn about equally often, none leaves a frame in place."""
+    features, mask = region_batch(rows=2700, items=4)
+    mask[:] = 1
+    _, labels = FrameShuffler(1.0, seed=6)(features, mask)
+    assert bool((labels != torch.arange(4)).all())
+    orders, counts = torch.unique(labels, dim=0, return_counts=True)
+    assert len(orders) == 9 and bool((torch.sort(orders, 1).values == torch.arange(4)).all())
+    assert bool(((counts / 2700 - 1 / 9).abs() < 0.025).all()), counts  # sd of each share about 0.006

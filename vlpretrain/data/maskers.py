@@ -236,11 +236,41 @@ class SpanMasker(SeededMasker):
         self.mean_span_length = float(mean_span_length)
         self.max_span_length = int(max_span_length)
 
-    def _span_length(self) -> int:
+    def _span_lengths(self, count: int) -> torch.Tensor:
+        """``count`` geometric span lengths with mean ``mean_span_length``, clipped to ``max_span_length``."""
+        draws = self._uniform((count,)).double()
         success = 1.0 / self.mean_span_length
-        draw = float(self._uniform((1,)))
-        length = 1 + int(np.floor(np.log1p(-draw) / np.log1p(-success))) if success < 1.0 else 1
-        return min(length, self.max_span_length)
+        if success >= 1.0:
+            return torch.ones(count, dtype=torch.long)
+        lengths = 1 + torch.floor(torch.log1p(-draws) / np.log1p(-success)).long()
+        return lengths.clamp(max=self.max_span_length)
+
+    def _select_spans(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Draw one span per row in each round, for all rows at once, until every row covers its budget (or has
+        tried ten times its candidate count); a span that would cover a special token or padding is redrawn."""
+        width = candidates.shape[1]
+        counts = candidates.sum(1)
+        budget = torch.round(self.probability * counts.double()).long()
+        ends = torch.cumsum(candidates.long(), 1)  # candidates of each row up to and including each position
+        # running[b, t]: candidates of row b before position t; a span [start, stop) is clean when the difference
+        # equals its length.
+        running = torch.nn.functional.pad(ends, (1, 0))
+        columns = torch.arange(width)
+        selected = torch.zeros_like(candidates)
+        attempts = torch.zeros_like(counts)
+        while True:
+            covered = selected.sum(1)
+            active = (covered < budget) & (attempts < 10 * counts)
+            if not bool(active.any()):
+                return selected
+            attempts += active.long()
+            lengths = torch.minimum(self._span_lengths(len(counts)), budget - covered).clamp(min=0)
+            picks = (self._uniform((len(counts),)) * counts).long()
+            starts = torch.searchsorted(ends, (picks + 1)[:, None]).squeeze(1)
+            stops = (starts + lengths).clamp(max=width)
+            clean = running.gather(1, stops[:, None]) - running.gather(1, starts[:, None])
+            accepted = active & (starts + lengths <= width) & (clean.squeeze(1) == lengths)
+            selected |= accepted[:, None] & (columns >= starts[:, None]) & (columns < stops[:, None])
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(masked_input_ids, labels)`` with whole spans masked."""
@@ -250,18 +280,7 @@ class SpanMasker(SeededMasker):
                 f"{tuple(attention_mask.shape)}"
             )
         candidates = attention_mask.bool() & ~torch.isin(input_ids, self.special_token_ids)
-        selected = torch.zeros_like(candidates)
-        for row in range(input_ids.shape[0]):
-            positions = torch.nonzero(candidates[row]).flatten()
-            budget = int(round(self.probability * len(positions)))
-            attempts = 0
-            while int(selected[row].sum()) < budget and attempts < 10 * len(positions):
-                attempts += 1
-                length = min(self._span_length(), budget - int(selected[row].sum()))
-                start = positions[int(torch.randint(len(positions), (1,), generator=self.generator))]
-                stop = int(start) + length
-                if stop <= input_ids.shape[1] and bool(candidates[row, start:stop].all()):
-                    selected[row, start:stop] = True
+        selected = self._select_spans(candidates)
         labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         masked = torch.where(selected, torch.full_like(input_ids, self.mask_token_id), input_ids)
         return masked, labels
@@ -367,7 +386,8 @@ class FrameShuffler(SeededMasker):
     """Frame order modelling (HERO FOM): select ``probability`` of each clip's valid frames and permute them
     among themselves. ``frame_order_labels[b, p]`` is the original index of the frame now at position ``p``
     for every selected position and -100 elsewhere. With two or more selected frames the permutation moves
-    every one of them; a single selected frame stays in place (its label is its own index).
+    every one of them (uniform over such derangements); a single selected frame stays in place (its label is its own
+    index).
     """
 
     name = "frame_order"
@@ -376,13 +396,19 @@ class FrameShuffler(SeededMasker):
         super().__init__(seed)
         self.probability = _check_probability("probability", probability)
 
-    def _derangement(self, size: int) -> torch.Tensor:
-        if size < 2:
-            return torch.arange(size)
-        while True:
-            order = torch.randperm(size, generator=self.generator)
-            if bool((order != torch.arange(size)).all()):
-                return order
+    def _derangements(self, counts: torch.Tensor) -> torch.Tensor:
+        """A permutation of consecutive runs of ``counts`` items (flat indices) that moves every item of a run of two
+        or more: uniform over derangements, by redrawing the runs that kept an item in place, all runs at once."""
+        run = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        identity = torch.arange(len(run))
+        order = identity.clone()
+        pending = counts >= 2
+        while bool(pending.any()):
+            # Keys in [run, run + 1) sort every run within its own span of the flat order.
+            draw = torch.argsort(self._uniform((len(run),)).double() + run)
+            order = torch.where(pending[run], draw, order)
+            pending &= torch.bincount(run[order == identity], minlength=len(counts)) > 0
+        return order
 
     def __call__(self, features: torch.Tensor, valid_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(shuffled_features, frame_order_labels)`` for features (B, F, D) and a mask (B, F)."""
@@ -392,13 +418,12 @@ class FrameShuffler(SeededMasker):
                 f"{tuple(features.shape)} and {tuple(valid_mask.shape)}"
             )
         selected = valid_mask.bool() & (self._uniform(valid_mask.shape) < self.probability)
+        rows, positions = torch.nonzero(selected, as_tuple=True)
+        sources = positions[self._derangements(selected.sum(1))]
         labels = torch.full(valid_mask.shape, IGNORE_INDEX, dtype=torch.long)
+        labels[rows, positions] = sources
         shuffled = features.clone()
-        for row in range(features.shape[0]):
-            positions = torch.nonzero(selected[row]).flatten()
-            sources = positions[self._derangement(len(positions))]
-            shuffled[row, positions] = features[row, sources]
-            labels[row, positions] = sources
+        shuffled[rows, positions] = features[rows, sources]
         return shuffled, labels
 
 
@@ -584,38 +609,68 @@ class SceneGraphMasker(SeededMasker):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """Return the masked ids, the labels of each kind (``object`` / ``attribute`` / ``relation``, -100 where
         not selected) and the boolean (B, T) positions selected by any kind (left out of plain MLM)."""
+        cells: dict[str, list[tuple[int, int]]] = {kind: [] for kind in self.KINDS}
+        replacements: list[tuple[int, int, int]] = []
+        for row, (ids, valid) in enumerate(zip(input_ids.tolist(), attention_mask.bool().tolist())):
+            nodes = self._node_tokens(ids, valid)
+            taken: set[int] = set()
+            for kind in self.KINDS:
+                if nodes and nodes[kind]:
+                    self._select_nodes(row, nodes[kind], taken, cells[kind], replacements)
         masked = input_ids.clone()
         labels = {kind: torch.full_like(input_ids, IGNORE_INDEX) for kind in self.KINDS}
         selected = torch.zeros_like(input_ids, dtype=torch.bool)
-        for row in range(input_ids.shape[0]):
-            words, positions = self.words(input_ids[row].tolist(), attention_mask[row].bool().tolist())
-            graph = parse_scene_graph(words)
-            if graph is None:
-                self.counts["unparsed"] += 1
-                continue
-            self.counts["parsed"] += 1
-            nodes = {
-                "object": list(graph.objects),
-                "attribute": [indices for _, indices in graph.attributes],
-                "relation": [indices for _, _, indices in graph.relations],
-            }
-            for kind in self.KINDS:
-                if not nodes[kind]:
-                    continue
-                draws = self._uniform((len(nodes[kind]), 2))
-                for (chosen, branch), word_indices in zip(draws.tolist(), nodes[kind]):
-                    if chosen >= self.probability:
-                        continue
-                    tokens = [p for index in word_indices for p in positions[index] if not selected[row, p]]
-                    for position in tokens:
-                        labels[kind][row, position] = input_ids[row, position]
-                        selected[row, position] = True
-                        if branch < self.mask_ratio:
-                            masked[row, position] = self.mask_token_id
-                        elif branch < self.mask_ratio + self.random_ratio:
-                            pick = int(torch.randint(len(self.random_token_ids), (1,), generator=self.generator))
-                            masked[row, position] = self.random_token_ids[pick]
+        for kind, chosen in cells.items():
+            if chosen:
+                rows, positions = torch.tensor(chosen).T
+                labels[kind][rows, positions] = input_ids[rows, positions]
+                selected[rows, positions] = True
+        if replacements:
+            rows, positions, values = torch.tensor(replacements).T
+            masked[rows, positions] = values
         return masked, labels, selected
+
+    def _node_tokens(self, ids: Sequence[int], valid: Sequence[bool]) -> dict[str, list[list[int]]] | None:
+        """The token positions of every node of the caption's scene graph, per kind (None when it has none)."""
+        words, positions = self.words(ids, valid)
+        graph = parse_scene_graph(words)
+        if graph is None:
+            self.counts["unparsed"] += 1
+            return None
+        self.counts["parsed"] += 1
+        nodes = {
+            "object": list(graph.objects),
+            "attribute": [indices for _, indices in graph.attributes],
+            "relation": [indices for _, _, indices in graph.relations],
+        }
+        return {kind: [[p for i in indices for p in positions[i]] for indices in nodes[kind]] for kind in self.KINDS}
+
+    def _select_nodes(
+        self,
+        row: int,
+        nodes: Sequence[Sequence[int]],
+        taken: set[int],
+        cells: list[tuple[int, int]],
+        replacements: list[tuple[int, int, int]],
+    ) -> None:
+        """One draw per node for selection and one for the 80/10/10 branch; the selected nodes' tokens not yet
+        taken by another node go to ``cells`` and their new ids (when changed) to ``replacements``."""
+        randomised = []
+        for (chosen, branch), node in zip(self._uniform((len(nodes), 2)).tolist(), nodes):
+            if chosen >= self.probability:
+                continue
+            tokens = [position for position in node if position not in taken]
+            for position in tokens:
+                taken.add(position)
+                cells.append((row, position))
+                if branch < self.mask_ratio:
+                    replacements.append((row, position, self.mask_token_id))
+                elif branch < self.mask_ratio + self.random_ratio:
+                    randomised.append(position)
+        if randomised:
+            picks = torch.randint(len(self.random_token_ids), (len(randomised),), generator=self.generator)
+            new_ids = self.random_token_ids[picks].tolist()
+            replacements.extend((row, position, new_id) for position, new_id in zip(randomised, new_ids))
 
 
 def objective_names(objectives: Iterable[str] | Mapping[str, float]) -> tuple[str, ...]:
