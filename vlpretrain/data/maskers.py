@@ -76,6 +76,18 @@ def _check_probability(name: str, value: float) -> float:
     return float(value)
 
 
+def _maskable_tokens(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, special_token_ids: torch.Tensor
+) -> torch.Tensor:
+    """The (B, T) real tokens that are not special tokens: the candidates of token and span masking."""
+    if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
+        raise ValueError(
+            f"input_ids and attention_mask must both be (batch, length); got {tuple(input_ids.shape)} and "
+            f"{tuple(attention_mask.shape)}"
+        )
+    return attention_mask.bool() & ~torch.isin(input_ids, special_token_ids)
+
+
 class SeededMasker:
     """Base of the maskers: a name, a seed, and one random generator per data-loader worker.
 
@@ -184,12 +196,7 @@ class TokenMasker(SeededMasker):
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(masked_input_ids, labels)``; labels hold the original id where selected, -100 elsewhere."""
-        if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids and attention_mask must both be (batch, length); got {tuple(input_ids.shape)} and "
-                f"{tuple(attention_mask.shape)}"
-            )
-        candidates = attention_mask.bool() & ~torch.isin(input_ids, self.special_token_ids)
+        candidates = _maskable_tokens(input_ids, attention_mask, self.special_token_ids)
         unit_index, num_units = self._selection_units(candidates, input_ids)
         if num_units == 0:
             return input_ids.clone(), torch.full_like(input_ids, IGNORE_INDEX)
@@ -274,12 +281,7 @@ class SpanMasker(SeededMasker):
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(masked_input_ids, labels)`` with whole spans masked."""
-        if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids and attention_mask must both be (batch, length); got {tuple(input_ids.shape)} and "
-                f"{tuple(attention_mask.shape)}"
-            )
-        candidates = attention_mask.bool() & ~torch.isin(input_ids, self.special_token_ids)
+        candidates = _maskable_tokens(input_ids, attention_mask, self.special_token_ids)
         selected = self._select_spans(candidates)
         labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         masked = torch.where(selected, torch.full_like(input_ids, self.mask_token_id), input_ids)
