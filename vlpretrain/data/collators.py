@@ -351,13 +351,25 @@ class MultimodalCollator:
         if self.layout.subtitles:
             batch["frame_subtitle_index"] = self._frame_subtitle_index(examples, donors, batch["frame_features"].shape[1])
         self._mask_text(batch)
+        if text_only is not None:
+            batch["text_only"] = text_only
+        self._add_example_targets(examples, visual, sources, batch)
+        return batch
+
+    def _add_example_targets(
+        self,
+        examples: Sequence[Mapping[str, Any]],
+        visual: Sequence[Mapping[str, Any]],
+        sources: Sequence[Any],
+        batch: dict[str, torch.Tensor],
+    ) -> None:
+        """Targets read from the examples as they are: answers (none on mismatched pairs), the actions of the rows'
+        videos, contrastive positives, and the examples' own ``labels`` when no objective writes ``labels``."""
         if self.maskers.answers is not None:
             answers = torch.tensor([self.maskers.answers.label(example, i) for i, example in enumerate(examples)])
             if "matched_labels" in batch:
                 answers[batch["matched_labels"] == 0] = IGNORE_INDEX
             batch["answer_labels"] = answers.long()
-        if text_only is not None:
-            batch["text_only"] = text_only
         if "actions" in self.kinds:
             batch["action_labels"] = torch.tensor(
                 [IGNORE_INDEX if ex.get("action_label") is None else int(ex["action_label"]) for ex in visual],
@@ -366,11 +378,9 @@ class MultimodalCollator:
         if "contrastive" in self.kinds:
             batch["contrastive_positive_mask"] = contrastive_positive_mask(sources)
         if "labels" not in batch and all(example.get("labels") is not None for example in examples):
-            # The examples' own targets (VQA answer scores, say) when no objective writes ``labels``.
             batch["labels"] = DataCollatorForVisionLanguage(pad_token_id=self.vocabulary.pad_token_id).pad_field(
                 "labels", [field_tensor(example["labels"], "labels", index) for index, example in enumerate(examples)]
             )
-        return batch
 
     def _with_text_only_rows(
         self, examples: Sequence[Mapping[str, Any]]

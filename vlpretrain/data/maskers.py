@@ -779,6 +779,18 @@ class MaskingSettings:
         return cls(**values)
 
 
+def _check_inputs_for(
+    kinds: set[str], vocabulary: TokenVocabulary, text_corpus: Sequence[Sequence[int]] | None
+) -> None:
+    """Refuse objectives whose maskers lack token ids, and a text corpus without ``text_mlm``."""
+    if kinds & {"tokens", "span"} and (vocabulary.mask_token_id is None or vocabulary.vocab_size is None):
+        raise ValueError("mask_token_id and vocab_size are required for the 'mlm' and 'span' objectives")
+    if "scene_graph" in kinds and (vocabulary.mask_token_id is None or vocabulary.token_strings is None):
+        raise ValueError("mask_token_id and token_strings are required for the scene-graph objectives")
+    if text_corpus is not None and "text_only" not in kinds:
+        raise ValueError("text_corpus: the collator has no text_mlm objective to train on it")
+
+
 @dataclasses.dataclass
 class Maskers:
     """The maskers of one collator, None where no enabled objective needs one, in the order they are applied."""
@@ -803,14 +815,9 @@ class Maskers:
         text_corpus: Sequence[Sequence[int]] | None = None,
     ) -> Maskers:
         """The maskers the ``objective_kinds`` need, all seeded from ``seed``; ``text_corpus`` feeds ``text_mlm``."""
+        _check_inputs_for(kinds, vocabulary, text_corpus)
         special = set(int(i) for i in vocabulary.special_token_ids) | {vocabulary.pad_token_id}
         mask_id = vocabulary.mask_token_id
-        if kinds & {"tokens", "span"} and (mask_id is None or vocabulary.vocab_size is None):
-            raise ValueError("mask_token_id and vocab_size are required for the 'mlm' and 'span' objectives")
-        if "scene_graph" in kinds and (mask_id is None or vocabulary.token_strings is None):
-            raise ValueError("mask_token_id and token_strings are required for the scene-graph objectives")
-        if text_corpus is not None and "text_only" not in kinds:
-            raise ValueError("text_corpus: the collator has no text_mlm objective to train on it")
         builders = {
             "matching": lambda: CaptionSwapper(
                 settings.negative_probability, seed=seed, image_probability=settings.negative_image_probability
