@@ -251,6 +251,8 @@ def test_bad_collator_options_raise(tokenizer):
         video_text_collator(tokenizer, ["mlm"], num_frames=0)
     with pytest.raises(ValueError, match="mask_token_id and vocab_size are required"):
         MultimodalCollator(["mlm"], TokenVocabulary(pad_token_id=0))
+    with pytest.raises(TypeError, match="vocabulary must be a TokenVocabulary, got BertTokenizer"):
+        MultimodalCollator(["mlm"], tokenizer)
 
 
 def test_collator_built_from_settings_equals_the_factories(tokenizer):

@@ -257,6 +257,16 @@ class MultimodalCollator:
     ):
         layout = BatchLayout() if layout is None else layout
         masking = MaskingSettings() if masking is None else masking
+        for name, value, kind in (
+            ("vocabulary", vocabulary, TokenVocabulary),
+            ("layout", layout, BatchLayout),
+            ("masking", masking, MaskingSettings),
+        ):
+            if not isinstance(value, kind):
+                raise TypeError(
+                    f"{name} must be a {kind.__name__}, got {type(value).__name__}; MultimodalCollator.from_tokenizer "
+                    "and from_config build the settings from a tokenizer and keyword settings"
+                )
         self.objectives = objective_names(objectives)
         self.kinds = objective_kinds(self.objectives)
         if "regions" in self.kinds and not layout.regions:
