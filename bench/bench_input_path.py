@@ -29,18 +29,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlpretrain.training.tasks import (  # noqa: E402
+from vlpretrain import LxmertConfig, UnivlConfig  # noqa: E402
+from vlpretrain.data.collators import collator_for_config  # noqa: E402
+from vlpretrain.processing.readers import RegionRecord  # noqa: E402
+from vlpretrain.processing.store import write_feature_store  # noqa: E402
+from vlpretrain.training.sources import (  # noqa: E402
     ArrowRows,
     answer_vocabulary,
     default_tokenizer,
     load_source,
     pretraining_examples,
 )
-
-from vlpretrain import LxmertConfig, UnivlConfig  # noqa: E402
-from vlpretrain.data.collators import collator_for_config  # noqa: E402
-from vlpretrain.processing.readers import RegionRecord  # noqa: E402
-from vlpretrain.processing.store import write_feature_store  # noqa: E402
 
 WORDS = ("red", "green", "blue", "large", "small", "square", "circle", "dog", "table", "man", "riding", "next", "to")
 

@@ -28,14 +28,8 @@ HEAD_TASKS = ("vqa", "retrieval", "video_qa")
 # present counts so that none grows.
 PRETRAINING_BREAK_BUDGET = {
     "vl-bert": 1, "lxmert": 3, "image-bert": 1, "actbert": 1, "vilbert": 5, "videobert": 1, "ernie-vil": 7, "univl": 1,
+    "hero": 1,  # one select_rows call for the rows of all four objectives
 }
-# HERO groups each video's tokens and frames by subtitle, and the number and size of the groups depend on the
-# subtitle indices: its graphs break there (19 breaks for HeroModel), so its compile checks are expected failures.
-HERO_SUBTITLE_GROUPING = pytest.mark.xfail(strict=True, reason="HERO's subtitle grouping has data-dependent shapes")
-
-
-def families(*names: str) -> list:
-    return [pytest.param(name, marks=HERO_SUBTITLE_GROUPING) if name == "hero" else name for name in names]
 
 
 def tensors(output) -> dict[str, torch.Tensor]:
@@ -51,7 +45,7 @@ def assert_compiled_matches_eager(model: torch.nn.Module, inputs: dict) -> None:
         torch.testing.assert_close(compiled[name], value, msg=name)
 
 
-@pytest.mark.parametrize("family", families(*sorted(FAMILIES)))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_base_model_compiles_as_one_graph_and_exports(family):
     spec = FAMILIES[family]
     model = spec.model("base")
@@ -73,7 +67,7 @@ def test_base_model_compiles_as_one_graph_and_exports(family):
 @pytest.mark.parametrize(
     ("family", "task"),
     [
-        pytest.param(family, task, marks=HERO_SUBTITLE_GROUPING) if family == "hero" else (family, task)
+        (family, task)
         for family in sorted(FAMILIES)
         for task in MODEL_REGISTRY[family].models
         if task in HEAD_TASKS
@@ -85,7 +79,7 @@ def test_question_answering_and_retrieval_heads_compile_as_one_graph(family, tas
     assert_compiled_matches_eager(model, spec.inputs(model))
 
 
-@pytest.mark.parametrize("family", sorted(PRETRAINING_BREAK_BUDGET))  # HERO: see HERO_SUBTITLE_GROUPING
+@pytest.mark.parametrize("family", sorted(PRETRAINING_BREAK_BUDGET))
 def test_pretraining_models_break_the_graph_only_at_selected_rows(family):
     spec = FAMILIES[family]
     model = spec.model("pretraining")

@@ -6,7 +6,8 @@ import pytest
 from helpers.processing import minilm_tokenizer
 
 from vlpretrain.configuration.base import VLPretrainConfig
-from vlpretrain.data.collators import REGION_MASK_STYLES, collator_for_config
+from vlpretrain.data.collators import collator_for_config
+from vlpretrain.data.maskers import REGION_MASK_STYLES
 from vlpretrain.registry import MODEL_REGISTRY
 
 ARCHITECTURES = sorted(MODEL_REGISTRY)
@@ -41,8 +42,8 @@ def test_collator_reads_modalities_from_the_config_class(name):
     architecture = MODEL_REGISTRY[name]
     config = architecture.config_class(**architecture.preset("tiny"))
     collator = collator_for_config(config, minilm_tokenizer(), seed=0)
-    assert collator.regions == ("regions" in config.modalities)
-    assert collator.frames == ("frames" in config.modalities)
+    assert collator.layout.regions == ("regions" in config.modalities)
+    assert collator.layout.frames == ("frames" in config.modalities)
 
 
 def test_a_new_architecture_needs_no_model_type_hint():
@@ -55,7 +56,7 @@ def test_a_new_architecture_needs_no_model_type_hint():
         region_mask_style = None
 
     collator = collator_for_config(ClipOnlyConfig(hidden_size=64, num_attention_heads=4), minilm_tokenizer(), seed=0)
-    assert collator.frames and not collator.regions
+    assert collator.layout.frames and not collator.layout.regions
 
     class NoModalitiesConfig(VLPretrainConfig):
         model_type = "no-modalities-test"

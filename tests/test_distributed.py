@@ -20,10 +20,12 @@ FSDP_SCRIPT = Path(__file__).resolve().parent / "helpers" / "fsdp_train.py"
 pytestmark = pytest.mark.slow  # multi-process
 
 
-def run(command: list[str], tmp_path: Path) -> None:
+def run(command: list[str], tmp_path: Path) -> str:
+    """Run ``command`` in ``tmp_path``; returns its standard error."""
     environment = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     completed = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed.stderr
 
 
 def free_port() -> int:
@@ -75,3 +77,11 @@ def test_fsdp_sharded_training_matches_ddp_at_the_same_global_batch(tmp_path):
     assert sharded.keys() == replicated.keys()
     for name, value in sharded.items():
         torch.testing.assert_close(value, replicated[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_trainer_fsdp_on_cpu_processes_is_said_to_fall_back(tmp_path):
+    """accelerate applies the Trainer's ``--fsdp`` only on GPUs: two CPU processes train replicated, and say so."""
+    stderr = run(torchrun(SCRIPT, str(tmp_path), "2", "fsdp"), tmp_path)
+    record = json.loads((tmp_path / "record-0.json").read_text())
+    assert record["world_size"] == 2 and not record["fsdp_enabled"]
+    assert "fsdp: FSDP was requested but accelerate applies it only to multi-GPU runs" in stderr

@@ -11,7 +11,8 @@ import torch
 from helpers.processing import minilm_tokenizer
 from helpers.vilbert_factories import tiny_ernie_vil_config
 
-from vlpretrain.data.collators import SceneGraphMasker, collator_for_config
+from vlpretrain.data.collators import collator_for_config
+from vlpretrain.data.maskers import SceneGraphMasker
 from vlpretrain.data.scene_graph import _verb_forms, parse_caption, scene_graph_f1
 
 GOLD = Path(__file__).resolve().parent / "data" / "scene_graph_gold.jsonl"
@@ -206,7 +207,7 @@ def test_composed_collator_for_ernie_vil_feeds_the_model(tokenizer):
         assert labels.shape == batch["input_ids"].shape and (labels[0] != -100).any() and (labels[1] == -100).all()
     scene = torch.stack([batch[f"scene_{kind}_labels"] for kind in ("object", "attribute", "relation")])
     assert not ((scene != -100).any(0) & (batch["labels"] != -100)).any()  # MLM only on the other tokens
-    assert collator.scene_graph_masker.counts["unparsed"] == 1
+    assert collator.maskers.scene_graph.counts["unparsed"] == 1
     assert "scene_graph" in collator.state_dict()
     from vlpretrain import ErnieVilForPreTraining
 
@@ -216,9 +217,10 @@ def test_composed_collator_for_ernie_vil_feeds_the_model(tokenizer):
 
 def test_collator_needs_the_vocabulary_for_scene_graphs():
     from vlpretrain.data.collators import MultimodalCollator
+    from vlpretrain.data.maskers import TokenVocabulary
 
     with pytest.raises(ValueError, match="token_strings"):
-        MultimodalCollator(["scene_object"], pad_token_id=0, mask_token_id=3, vocab_size=10)
+        MultimodalCollator(["scene_object"], TokenVocabulary(pad_token_id=0, mask_token_id=3, vocab_size=10))
 
 
 def test_trainer_logs_the_unparsed_caption_count(tokenizer, tmp_path):

@@ -55,7 +55,7 @@ def test_hierarchy_scatters_subtitle_frames_back_onto_the_timeline():
     model = HeroModel(config).eval()
     batch = hero_batch(config, targets=False)
     inputs = {name: batch[name] for name in INPUTS}
-    matched, text = model.cross_modal(
+    matched, text, _ = model.cross_modal(
         inputs["input_ids"], inputs["text_subtitle_index"], inputs["frame_features"], inputs["frame_subtitle_index"], None
     )
     assert matched[0, 4:].abs().max() == 0 and matched[0, :4].abs().min() > 0  # unmatched frames get nothing
@@ -63,7 +63,7 @@ def test_hierarchy_scatters_subtitle_frames_back_onto_the_timeline():
     # Changing subtitle 1 of video 0 leaves subtitle 0's frames and tokens untouched (per-subtitle attention).
     changed = inputs["input_ids"].clone()
     changed[0, 3:7] = 4
-    matched2, text2 = model.cross_modal(changed, inputs["text_subtitle_index"], inputs["frame_features"], inputs["frame_subtitle_index"], None)
+    matched2, text2, _ = model.cross_modal(changed, inputs["text_subtitle_index"], inputs["frame_features"], inputs["frame_subtitle_index"], None)
     torch.testing.assert_close(matched[0, :2], matched2[0, :2])
     torch.testing.assert_close(text[0, :3], text2[0, :3])
     assert not torch.allclose(matched[0, 2:4], matched2[0, 2:4])
@@ -297,20 +297,26 @@ def test_video_question_answering_scores_each_candidate(tmp_path):
         model(**dict(inputs, input_ids=candidates[:, 0]))
 
 
-def test_video_qa_appends_each_candidate_to_every_subtitle():
+def test_video_qa_appends_each_candidate_to_every_subtitle_with_frames(monkeypatch):
     config = tiny_hero_config()
     model = HeroForVideoQuestionAnswering(config).eval()
-    subtitles = torch.tensor([[5, 6, 7, 8, 9, 0]])
-    text_index = torch.tensor([[0, 0, 1, 1, 1, -1]])
+    subtitles = torch.tensor([[5, 6, 7, 8, 9, 0, 4]])
+    text_index = torch.tensor([[0, 0, 1, 1, 1, -1, 2]])  # subtitle 2 has no frame
     frame_index = torch.tensor([[0, 1, 1, -1]])
     candidates = torch.tensor([[[20, 21, 0], [30, 31, 32]]])
     mask = torch.tensor([[[1, 1, 0], [1, 1, 1]]])
-    ids, index, frames, frame_mask = model._candidate_inputs(
-        candidates, mask, torch.randn(1, 4, 12), None, subtitles, text_index, frame_index
-    )
-    assert ids.tolist() == [[5, 6, 7, 8, 9, 0, 20, 21, 0, 20, 21, 0], [5, 6, 7, 8, 9, 0, 30, 31, 32, 30, 31, 32]]
-    assert index.tolist() == [[0, 0, 1, 1, 1, -1, 0, 0, -1, 1, 1, -1], [0, 0, 1, 1, 1, -1, 0, 0, 0, 1, 1, 1]]
+    arguments = (candidates, mask, torch.randn(1, 4, 12), None, subtitles, text_index, frame_index)
+    ids, index, frames, frame_mask = model._candidate_inputs(*arguments)
+    # Copy slot k holds the k-th subtitle with frames (0, then 1); eagerly there are as many slots as needed.
+    assert ids.tolist() == [[5, 6, 7, 8, 9, 0, 4] + [20, 21, 0] * 2, [5, 6, 7, 8, 9, 0, 4] + [30, 31, 32] * 2]
+    assert index.tolist() == [[0, 0, 1, 1, 1, -1, 2, 0, 0, -1, 1, 1, -1], [0, 0, 1, 1, 1, -1, 2, 0, 0, 0, 1, 1, 1]]
     assert frames.tolist() == [[0, 1, 1, -1]] * 2 and frame_mask.tolist() == [[1, 1, 1, 1]]
+    # Traced (static shapes): one slot per frame, the unused ones masked.
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    static_ids, static_index, _, _ = model._candidate_inputs(*arguments)
+    assert static_ids[:, :13].tolist() == ids.tolist() and static_ids.shape == (2, 7 + 4 * 3)
+    assert static_index[:, :13].tolist() == index.tolist() and (static_index[:, 13:] == -1).all()
+    monkeypatch.undo()
     # Without subtitles the candidate is one subtitle over every valid frame.
     _, index, frames, _ = model._candidate_inputs(candidates, mask, torch.randn(1, 4, 12), torch.tensor([[1, 1, 1, 0]]), None, None, None)
     assert index[:, 1:].tolist() == [[0, 0, -1], [0, 0, 0]] and frames.tolist() == [[0, 0, 0, -1]] * 2
@@ -455,13 +461,15 @@ def test_vsm_queries_are_subtitles_with_frames_padded_to_five_per_video():
     # Video 2: its only subtitle has no frame (frames unmatched or padded).
     text_index = torch.tensor([[0, 0, 1, 1, 2, 3, 3, -1], [0, 1, 2, 3, 4, 5, 6, 6], [0, 0, 0, -1, -1, -1, -1, -1]])
     frame_index = torch.tensor([[0, 2, 2, 3, -1, -1, -1], [0, 1, 2, 3, 4, 5, 6], [-1, -1, -1, -1, -1, -1, -1]])
+    draws = set()
     for seed in range(20):
-        queries = select_vsm_queries(text_index, frame_index, 5, torch.Generator().manual_seed(seed))
-        video0 = [sub for row, sub in queries if row == 0]
-        video1 = [sub for row, sub in queries if row == 1]
-        assert [row for row, _ in queries] == [0] * 5 + [1] * 5  # video 2 has no query
+        subtitles, has_query = select_vsm_queries(text_index, frame_index, 5, torch.tensor(seed))
+        video0, video1 = subtitles[0].tolist(), subtitles[1].tolist()
+        assert has_query.tolist() == [True, True, False]  # video 2 has no query
         assert video0[:3] == [0, 2, 3] and video0[3:] == [3, 3]  # never subtitle 1; padded with the last one
         assert len(set(video1)) == 5 and video1 == sorted(video1)
+        draws.add(tuple(video1))
+    assert len(draws) > 5  # the seed changes the draw
     # In the model: the queries start with bos_token_id and the loss is finite and differentiable.
     config = tiny_hero_config(bos_token_id=1)
     model = HeroForPreTraining(config).eval()

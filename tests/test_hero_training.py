@@ -49,7 +49,7 @@ def test_shapes_video_batches_carry_per_subtitle_runs_aligned_by_the_rule():
         subtitle_starts=[0.0, 1.7, 2.6], subtitle_ends=[1.9, 3.0, 4.0],
     )
     collator = collator_for_config(config, tokenizer, seed=0)
-    assert collator.subtitles and collator.frame_shuffler is not None
+    assert collator.layout.subtitles and collator.maskers.frame_order is not None
     batch = collator(examples)
     frames = batch["frame_features"].shape[1]
     for row, example in enumerate(examples):
@@ -90,9 +90,9 @@ def test_cli_pretraining_feeds_hero_several_subtitles_per_video(tmp_path, monkey
     seen = []
     original = HeroModel.cross_modal
 
-    def recording(self, input_ids, text_index, frame_features, frame_index, masked_frames):
+    def recording(self, input_ids, text_index, frame_features, frame_index, masked_frames=None, **record):
         seen.append((text_index.clone(), frame_index.clone()))
-        return original(self, input_ids, text_index, frame_features, frame_index, masked_frames)
+        return original(self, input_ids, text_index, frame_features, frame_index, masked_frames, **record)
 
     monkeypatch.setattr(HeroModel, "cross_modal", recording)
     argv = ["pretrain", "--model", "hero", "--dataset", "shapes-video", "--model_size", "tiny", "--num_images", "8",

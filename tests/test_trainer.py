@@ -133,3 +133,4 @@ def test_batches_without_targets_are_left_out_of_an_objectives_average(tmp_path)
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert [entry["region_loss"] for entry in logs] == [2.0, 2.0]  # not 1.0, the mean with the empty batches
+

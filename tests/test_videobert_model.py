@@ -277,7 +277,7 @@ def test_masked_clips_are_80_percent_mask_10_percent_another_clip_10_percent_kep
     tokenizer = default_tokenizer()
     config = tiny_videobert_config(vocab_size=len(tokenizer), max_position_embeddings=64)
     collator = collator_for_config(config, tokenizer, seed=0, frame_mask_probability=0.5)
-    assert (collator.frame_masker.zero_probability, collator.frame_masker.swap_probability) == (0.8, 0.1)
+    assert (collator.maskers.frames.zero_probability, collator.maskers.frames.swap_probability) == (0.8, 0.1)
     examples = [{"input_ids": [101, 7, 102], "frame_features": clip_features(20, seed=i), "video_id": i} for i in range(40)]
     batch = collator(examples)
     masked = batch["masked_frames"]

@@ -41,7 +41,7 @@ def _example(tokenizer, caption: str, image: int, regions: int = 3) -> dict:
 def test_collator_mixes_text_only_rows_with_whole_word_masking(tokenizer):
     config = tiny_vl_bert_config(vocab_size=len(tokenizer), text_only_probability=0.0)
     collator = collator_for_config(config, tokenizer, seed=0)
-    assert collator.token_masker.whole_word and collator.region_masker.zero_probability == 0.9
+    assert collator.maskers.tokens.whole_word and collator.maskers.regions.zero_probability == 0.9
     corpus_segment = {"input_ids": tokenizer("a segment of any text corpus")["input_ids"], "text_only": True}
     examples = [_example(tokenizer, "a red circle", 0), corpus_segment, _example(tokenizer, "a blue square", 1)]
     batch = collator(examples)
@@ -86,7 +86,7 @@ def test_pretraining_without_a_corpus_switches_text_mlm_off(tokenizer, tmp_path)
     config = tiny_vl_bert_config(vocab_size=len(tokenizer))
     assert _text_corpus(DataArguments(), config, tokenizer, "vl-bert") == {}
     assert config.loss_weights["text_mlm"] == 0.0 and config.loss_weights["mlm"] == 1.0
-    assert collator_for_config(config, tokenizer).text_only_sampler is None
+    assert collator_for_config(config, tokenizer).maskers.text_only is None
     (tmp_path / "corpus.txt").write_text("one line of a book\nanother line\n")
     corpus = _text_corpus(DataArguments(text_corpus=str(tmp_path / "corpus.txt")), tiny_vl_bert_config(), tokenizer, "vl-bert")
     assert corpus["text_corpus"] == [tokenizer("one line of a book")["input_ids"], tokenizer("another line")["input_ids"]]

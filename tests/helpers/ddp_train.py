@@ -75,7 +75,8 @@ def main(output_dir: str, per_device_batch_size: int, sharding: str = "ddp") -> 
                   os.path.join(output_dir, f"weights-{rank}.safetensors"))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     with open(os.path.join(output_dir, f"record-{rank}.json"), "w") as stream:
-        json.dump({"seen": dataset.seen, "losses": losses, "world_size": args.world_size}, stream)
+        json.dump({"seen": dataset.seen, "losses": losses, "world_size": args.world_size,
+                   "fsdp_enabled": trainer.is_fsdp_enabled}, stream)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class VLPretrainConfig(PreTrainedConfig):
     Class attributes (not saved): ``objectives``, the objective names ``loss_weights`` accepts, in order;
     ``modalities``, the visual inputs the model reads (``"regions"``, ``"frames"`` or both), from which the
     collator decides what to pad and mask; ``region_mask_style``, how masked regions' features are replaced
-    (``data.collators.REGION_MASK_STYLES``); ``frame_mask_style``, the (zeroed, swapped) shares of masked frames,
+    (``data.maskers.REGION_MASK_STYLES``); ``frame_mask_style``, the (zeroed, swapped) shares of masked frames,
     the rest kept (``None``: the collator's default).
     """
 

@@ -1,5 +1,5 @@
 """Collators and embedded datasets. :class:`DataCollatorForVisionLanguage` batches processor outputs for a plain
-``transformers.Trainer``; ``collators`` holds the pretraining maskers."""
+``transformers.Trainer``; ``maskers`` holds the pretraining maskers and ``collators`` the collators composing them."""
 
 from .padding import DataCollatorForVisionLanguage
 

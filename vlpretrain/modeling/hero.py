@@ -10,7 +10,9 @@ tokens is a ``ValueError`` (each subtitle's tokens take positions 0..L-1 in its 
 Forward (``HierarchicalVlModel.forward_repr``): each subtitle's sequence is [its aligned frames ; its tokens]
 with local positions (frames 0..nf-1, tokens 0..L-1) and type id 1; the cross-modal frame outputs are scattered
 back onto the timeline and added to ``frame_transform`` (LN -> dropout -> Linear -> ReLU) of the raw frames;
-the temporal transformer adds global positions and runs over the whole video.
+the temporal transformer adds global positions and runs over the whole video. The per-subtitle runs are written
+with static shapes (:func:`subtitle_attention`): one sequence [all frames ; all tokens] per video whose attention
+stays inside each subtitle, positions counted per subtitle, so the models trace as one graph.
 
 Package conventions that differ from the original: ignored targets are -100; frame order labels come from the
 collator, which shuffles *input* frames; the model undoes that shuffle for the cross-modal stage and re-applies it
@@ -26,6 +28,7 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.hero import HERO_OBJECTIVES, HeroConfig
 from .base import (
@@ -37,16 +40,30 @@ from .base import (
 )
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, PredictionHeadTransform
-from .layers import SelfAttention, TransformerLayer, key_padding_mask, masked_mean
-from .losses import IGNORE_INDEX, classification_loss
-from .outputs import UnimodalEncoding, VideoTextModelOutput, VideoTextRetrievalOutput
+from .layers import SelfAttention, TransformerLayer, key_padding_mask, masked_mean, run_layers
+from .losses import IGNORE_INDEX, classification_loss, select_rows
+from .outputs import StreamOutput, UnimodalEncoding, VideoTextModelOutput, VideoTextRetrievalOutput
+
+
+@dataclass
+class HeroModelOutput(VideoTextModelOutput):
+    """[`VideoTextModelOutput`] of [`HeroModel`] with its per-layer records (``output_hidden_states`` /
+    ``output_attentions``): ``cross_modal_*`` over each video's joint sequence [frames ; tokens] (B, F + T, H), where
+    attention stays inside each subtitle, and ``temporal_*`` over the fused frames (B, F, H)."""
+
+    cross_modal_hidden_states: tuple[torch.Tensor, ...] | None = None
+    cross_modal_attentions: tuple[torch.Tensor, ...] | None = None
+    temporal_hidden_states: tuple[torch.Tensor, ...] | None = None
+    temporal_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
 class HeroForPreTrainingOutput(ModelOutput):
     """Losses of [`HeroForPreTraining`]: the objective(s) run this step, unweighted, and their weighted sum ``loss``.
 
-    ``task`` is the index in ``HERO_OBJECTIVES`` of the sampled objective (-1 when every objective ran).
+    ``task`` is the index in ``HERO_OBJECTIVES`` of the sampled objective (-1 when every objective ran). Each
+    objective runs the model on its own view of the batch: the records hold one tuple per pass over the videos, in
+    objective order (MLM runs the cross-modal transformer only; VSM's query pass is not recorded).
     """
 
     loss: torch.Tensor | None = None
@@ -55,26 +72,46 @@ class HeroForPreTrainingOutput(ModelOutput):
     frame_order_loss: torch.Tensor | None = None
     vsm_loss: torch.Tensor | None = None
     task: torch.Tensor | None = None
+    cross_modal_hidden_states: tuple[tuple[torch.Tensor, ...], ...] | None = None
+    cross_modal_attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
+    temporal_hidden_states: tuple[tuple[torch.Tensor, ...], ...] | None = None
+    temporal_attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
 
 
 @dataclass
-class HeroMomentRetrievalOutput(ModelOutput):
-    """Moment retrieval: start / end logits over frames (B, F), video scores (B queries, B videos) and ``loss``."""
+class HeroRetrievalOutput(VideoTextRetrievalOutput):
+    """[`VideoTextRetrievalOutput`] with the records of the video passes (``cross_modal_*``, ``temporal_*``, as in
+    [`HeroModelOutput`]) and of the queries through the cross-modal transformer (``query_*``, B x T x H)."""
 
-    loss: torch.Tensor | None = None
+    query_hidden_states: tuple[torch.Tensor, ...] | None = None
+    query_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_modal_hidden_states: tuple[torch.Tensor, ...] | None = None
+    cross_modal_attentions: tuple[torch.Tensor, ...] | None = None
+    temporal_hidden_states: tuple[torch.Tensor, ...] | None = None
+    temporal_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class HeroMomentRetrievalOutput(HeroRetrievalOutput):
+    """Moment retrieval: [`HeroRetrievalOutput`] plus start / end logits of each query over its video's frames (B, F)."""
+
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
 
 
 @dataclass
 class HeroQuestionAnsweringOutput(ModelOutput):
-    """Video QA: one logit per answer candidate (B, C), start / end logits over the frames (B, F) and ``loss``."""
+    """Video QA: one logit per answer candidate (B, C), start / end logits over the frames (B, F) and ``loss``; the
+    records of the cross-modal and temporal passes of every (video, candidate) pair (B * C rows)."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
+    cross_modal_hidden_states: tuple[torch.Tensor, ...] | None = None
+    cross_modal_attentions: tuple[torch.Tensor, ...] | None = None
+    temporal_hidden_states: tuple[torch.Tensor, ...] | None = None
+    temporal_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class HeroPreTrainedModel(VLPreTrainedModel):
@@ -95,11 +132,19 @@ class HeroPreTrainedModel(VLPreTrainedModel):
         if isinstance(module, nn.Conv1d):  # the span predictors (e.g. a task head loaded from a HeroModel folder)
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
 
+    def record_flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:
+        """A forward call's recording switches (None: the config's defaults), as keyword arguments for the passes."""
+        config = self.config
+        return {
+            "output_attentions": config.output_attentions if output_attentions is None else output_attentions,
+            "output_hidden_states": config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        }
+
     def text_stream_prefix(self) -> dict[str, str]:
         prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
         return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}cross_layers."}
 
-    def fuse_videos(
+    def encode_videos(
         self,
         frame_features: torch.Tensor,
         frame_attention_mask: torch.Tensor | None,
@@ -107,15 +152,18 @@ class HeroPreTrainedModel(VLPreTrainedModel):
         text_subtitle_index: torch.Tensor | None,
         frame_subtitle_index: torch.Tensor | None,
         input_ids: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused frame states before the temporal transformer (B, F, H) and the frame mask, with subtitles when given."""
+        **record: bool,
+    ) -> tuple[torch.Tensor, StreamOutput, StreamOutput]:
+        """Encode videos (with their subtitles when given) for the matching heads: the (B, F) frame mask, the
+        cross-modal record and the temporal transformer's output (frame states B x F x H); ``record``: the
+        ``output_attentions`` / ``output_hidden_states`` switches."""
         config = self.config
         batch, frames = frame_features.shape[:2]
         subtitles = subtitle_input_ids
         if subtitles is None:
             subtitles = input_ids.new_full((batch, 1), config.pad_token_id or 0)
-            text_index = torch.full_like(subtitles, -1)
-            frame_index = torch.full((batch, frames), -1, dtype=torch.long, device=input_ids.device)
+            text_index = torch.full_like(subtitles, -1)  # (B, 1) no token in any subtitle
+            frame_index = torch.full((batch, frames), -1, dtype=torch.long, device=input_ids.device)  # (B, F) none
         else:
             if text_subtitle_index is None or frame_subtitle_index is None:
                 raise ValueError("subtitle_input_ids: pass text_subtitle_index and frame_subtitle_index with it")
@@ -123,8 +171,11 @@ class HeroPreTrainedModel(VLPreTrainedModel):
         _, _, frame_mask = prepare_hero_inputs(
             config, subtitles, None, None, frame_features, frame_attention_mask, text_index, frame_index
         )
-        fused, _ = self.hero.fuse(subtitles, text_index, frame_features, frame_index.masked_fill(frame_mask == 0, -1))
-        return fused, frame_mask
+        fused, _, cross = self.hero.fuse(
+            input_ids=subtitles, text_index=text_index, frame_features=frame_features,
+            frame_index=frame_index.masked_fill(frame_mask == 0, -1), **record,
+        )
+        return frame_mask, cross, self.hero.temporal(fused, frame_mask, **record)
 
 
 class HeroFrameTransform(nn.Module):
@@ -164,17 +215,24 @@ class HeroQueryEncoder(nn.Module):
         return (scores.softmax(-1).unsqueeze(-1) * hidden).sum(1)
 
 
-def _segments(index: torch.Tensor, valid: torch.Tensor, num_segments: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Group the valid items of (B, N) by segment id ``b * S + index``: returns (batch, item) coordinates, the segment
-    and the rank of each valid item within its segment (in order), and the largest segment size."""
-    batch, item = valid.nonzero(as_tuple=True)
-    segment = batch * num_segments + index[batch, item]
-    order = torch.argsort(segment * valid.shape[1] + item)
-    batch, item, segment = batch[order], item[order], segment[order]
-    counts = torch.bincount(segment, minlength=valid.shape[0] * num_segments)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(segment.numel(), device=segment.device) - starts[segment]
-    return torch.stack([batch, item]), segment, rank, int(counts.max()) if counts.numel() else 0
+def subtitle_attention(frame_index: torch.Tensor, text_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The release's per-subtitle runs as one sequence per video, [frames ; tokens], with static shapes.
+
+    Returns the (B, F + T, F + T) attention mask (an item attends to the items of its own subtitle; an item in no
+    subtitle attends to itself only, so that no row is empty, and its output is dropped) and the local positions:
+    each frame's rank among its subtitle's frames (B, F) and each token's among its subtitle's tokens (B, T), as
+    if every subtitle ran on its own (``model/encoder.py`` of linjieli222/HERO).
+    """
+    frames = frame_index.shape[1]
+    subtitle = torch.cat([frame_index, text_index], 1)  # (B, N = F + T) item -> subtitle, -1: none
+    items = subtitle.shape[1]
+    same = (subtitle[:, :, None] == subtitle[:, None, :]) & (subtitle >= 0)[:, :, None]  # (B, N, N) query, key
+    earlier = torch.ones(items, items, dtype=torch.bool, device=subtitle.device).tril(-1)  # (N, N) key before query
+    before = same & earlier  # (B, N, N) earlier items of the query's subtitle
+    frame_rank = before[:, :frames, :frames].sum(-1)  # (B, F) frames of the subtitle before this one
+    token_rank = before[:, frames:, frames:].sum(-1)  # (B, T) tokens of the subtitle before this one
+    itself = torch.eye(items, dtype=torch.bool, device=subtitle.device)  # (N, N)
+    return same | itself, frame_rank, token_rank
 
 
 class HeroModel(HeroPreTrainedModel):
@@ -194,8 +252,8 @@ class HeroModel(HeroPreTrainedModel):
         eps = config.head_layer_norm_eps
         self.embeddings = TextEmbeddings(config, eps=config.embedding_layer_norm_eps)
         self.frame_embeddings = FrameEmbeddings(
-            config.frame_feature_size, config.hidden_size, config.max_frames, eps, config.hidden_dropout_prob,
-            input_norm_eps=eps,
+            config.frame_feature_size, config.hidden_size, max_positions=config.max_frames, eps=eps,
+            dropout=config.hidden_dropout_prob, input_norm_eps=eps,
         )
         self.frame_mask_embedding = nn.Embedding(2, config.frame_feature_size, padding_idx=0)
         self.cross_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_cross_layers))
@@ -213,16 +271,16 @@ class HeroModel(HeroPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
-    def _run(self, layers: nn.ModuleList, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        key_mask = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation)
-        for layer in layers:
-            hidden, _ = layer(hidden, key_mask)
-        return hidden
-
-    def encode_text_only(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The cross-modal transformer on text alone (VSM / retrieval queries): (B, T, H)."""
-        types = torch.ones_like(input_ids)
-        return self._run(self.cross_layers, self.embeddings(input_ids, types), attention_mask)
+    def encode_text_only(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
+        """The cross-modal transformer on text alone (VSM / retrieval queries): states (B, T, H)."""
+        hidden = self.embeddings(input_ids, torch.ones_like(input_ids))
+        return run_layers(
+            self.cross_layers, hidden, key_padding_mask(attention_mask, hidden.dtype, self.config._attn_implementation),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
 
     def cross_modal(
         self,
@@ -230,54 +288,52 @@ class HeroModel(HeroPreTrainedModel):
         text_index: torch.Tensor,
         frame_features: torch.Tensor,
         frame_index: torch.Tensor,
-        masked_frames: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run each subtitle with its aligned frames; returns frame outputs scattered onto the timeline (B, F, H,
-        zero for unmatched frames) and token outputs (B, T, H, zero for tokens not in any subtitle)."""
-        batch, frames = frame_index.shape
-        hidden = self.config.hidden_size
-        matched = frame_features.new_zeros(batch, frames, hidden)
-        text_out = frame_features.new_zeros(batch, input_ids.shape[1], hidden)
-        num_segments = int(max(int(text_index.max()), int(frame_index.max()), -1)) + 1
-        if num_segments == 0:
-            return matched, text_out
-        text_coords, text_segment, text_rank, text_width = _segments(text_index, text_index >= 0, num_segments)
-        frame_coords, frame_segment, frame_rank, frame_width = _segments(frame_index, frame_index >= 0, num_segments)
-        used = torch.unique(torch.cat([text_segment, frame_segment]))
-        row = torch.full((batch * num_segments,), -1, dtype=torch.long, device=used.device)
-        row[used] = torch.arange(used.numel(), device=used.device)
-        count = used.numel()
+        masked_frames: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, StreamOutput]:
+        """Run each subtitle with its aligned frames (:func:`subtitle_attention`); returns the frame outputs on the
+        timeline (B, F, H, zero for unmatched frames), the token outputs (B, T, H, zero for tokens in no subtitle)
+        and the record of the joint sequence (B, F + T, H). ``text_index`` (B, T) and ``frame_index`` (B, F) give
+        each token's and frame's subtitle (-1: none)."""
+        config = self.config
+        frames = frame_index.shape[1]
+        attend, frame_rank, token_rank = subtitle_attention(frame_index, text_index)
         features = frame_features
         if masked_frames is not None:
             features = features + self.frame_mask_embedding(masked_frames.long())
-        seg_frames = features.new_zeros(count, frame_width, features.shape[-1])
-        seg_frames[row[frame_segment], frame_rank] = features[frame_coords[0], frame_coords[1]]
-        frame_mask = torch.zeros(count, frame_width, dtype=torch.long, device=features.device)
-        frame_mask[row[frame_segment], frame_rank] = 1
-        seg_ids = input_ids.new_full((count, text_width), self.config.pad_token_id or 0)
-        seg_ids[row[text_segment], text_rank] = input_ids[text_coords[0], text_coords[1]]
-        text_mask = torch.zeros(count, text_width, dtype=torch.long, device=features.device)
-        text_mask[row[text_segment], text_rank] = 1
-        positions = torch.arange(frame_width, device=features.device)[None, :]
         frame_embeds = self.frame_embeddings(
-            seg_frames, positions.clamp_max(self.config.max_frames - 1), torch.ones_like(frame_mask),
+            features, position_ids=frame_rank.clamp_max(config.max_frames - 1), token_type_ids=torch.ones_like(frame_index),
             token_type_embeddings=self.embeddings.token_type_embeddings,
         )
-        text_embeds = self.embeddings(seg_ids, torch.ones_like(seg_ids))
-        states = self._run(
-            self.cross_layers, torch.cat([frame_embeds, text_embeds], 1), torch.cat([frame_mask, text_mask], 1)
+        # Subtitle lengths are checked eagerly; the clamp keeps a traced graph inside the position table.
+        text_embeds = self.embeddings(
+            input_ids, token_type_ids=torch.ones_like(input_ids),
+            position_ids=token_rank.clamp_max(config.max_position_embeddings - 1),
         )
-        matched = matched.index_put((frame_coords[0], frame_coords[1]), states[row[frame_segment], frame_rank])
-        text_out = text_out.index_put(
-            (text_coords[0], text_coords[1]), states[row[text_segment], frame_width + text_rank]
+        record = run_layers(
+            self.cross_layers, torch.cat([frame_embeds, text_embeds], 1), attend[:, None],
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
-        return matched, text_out
+        states = record.last_hidden_state
+        matched = states[:, :frames].masked_fill((frame_index < 0)[..., None], 0.0)  # (B, F, H)
+        text_states = states[:, frames:].masked_fill((text_index < 0)[..., None], 0.0)  # (B, T, H)
+        return matched, text_states, record
 
-    def temporal(self, fused: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """Temporal transformer over the fused frame sequence (B, F, H)."""
+    def temporal(
+        self, fused: torch.Tensor, frame_mask: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
+    ) -> StreamOutput:
+        """Temporal transformer over the fused frame sequence: states (B, F, H)."""
+        return run_layers(
+            self.temporal_layers, self.temporal_inputs(fused),
+            key_padding_mask(frame_mask, fused.dtype, self.config._attn_implementation),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+
+    def temporal_inputs(self, fused: torch.Tensor) -> torch.Tensor:
+        """Fused frames (B, F, H) with the global frame positions, normalised: the temporal transformer's input."""
         positions = torch.arange(fused.shape[1], device=fused.device)[None, :]
-        hidden = self.temporal_dropout(self.temporal_norm(fused + self.temporal_position_embeddings(positions)))
-        return self._run(self.temporal_layers, hidden, frame_mask)
+        return self.temporal_dropout(self.temporal_norm(fused + self.temporal_position_embeddings(positions)))
 
     def fuse(
         self,
@@ -286,14 +342,21 @@ class HeroModel(HeroPreTrainedModel):
         frame_features: torch.Tensor,
         frame_index: torch.Tensor,
         masked_frames: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-modal stage plus the residual frame path: (fused frames (B, F, H), cross-modal text states)."""
-        matched, text_states = self.cross_modal(input_ids, text_index, frame_features, frame_index, masked_frames)
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, StreamOutput]:
+        """Cross-modal stage plus the residual frame path: fused frames (B, F, H), cross-modal text states (B, T, H)
+        and the cross-modal record."""
+        matched, text_states, record = self.cross_modal(
+            input_ids, text_index, frame_features, frame_index, masked_frames,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
         residual = frame_features
         if masked_frames is not None:
             residual = residual + self.residual_mask_embedding(masked_frames.long())
-        return self.frame_transform(residual) + matched, text_states
+        return self.frame_transform(residual) + matched, text_states, record
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -303,21 +366,24 @@ class HeroModel(HeroPreTrainedModel):
         frame_attention_mask: torch.Tensor | None = None,
         text_subtitle_index: torch.Tensor | None = None,
         frame_subtitle_index: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> VideoTextModelOutput | tuple:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> HeroModelOutput:
         """Encode videos with their subtitles (see the module docstring for the input layout)."""
         text_index, frame_index, frame_mask = prepare_hero_inputs(
             self.config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
             text_subtitle_index, frame_subtitle_index,
         )
-        fused, text_states = self.fuse(input_ids, text_index, frame_features, frame_index)
-        frames = self.temporal(fused, frame_mask)
-        output = VideoTextModelOutput(
+        record = self.record_flags(output_attentions, output_hidden_states)
+        fused, text_states, cross = self.fuse(input_ids, text_index, frame_features, frame_index, **record)
+        temporal = self.temporal(fused, frame_mask, **record)
+        frames = temporal.last_hidden_state
+        return HeroModelOutput(
             text_last_hidden_state=text_states, visual_last_hidden_state=frames,
-            visual_embeds=masked_mean(frames, frame_mask),
+            visual_embeds=masked_mean(frames, frame_mask), cross_modal_hidden_states=cross.hidden_states,
+            cross_modal_attentions=cross.attentions, temporal_hidden_states=temporal.hidden_states,
+            temporal_attentions=temporal.attentions,
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
 
 
 def _mask_to_minimum(scores: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -338,7 +404,10 @@ def prepare_hero_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Check the inputs (``ValueError`` before any compute) and return (token subtitle index, frame subtitle index,
     frame mask), with -1 for padding and unmatched items. Without indices, the text is one subtitle over all frames."""
-    check_video_text_inputs(config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames)
+    check_video_text_inputs(
+        config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+        frame_features=frame_features, frame_attention_mask=frame_attention_mask, max_frames=config.max_frames,
+    )
     text_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
     frame_mask = (
         torch.ones(frame_features.shape[:2], dtype=torch.long, device=frame_features.device)
@@ -354,14 +423,16 @@ def prepare_hero_inputs(
     if (text_subtitle_index is None) != (frame_subtitle_index is None):
         raise ValueError("text_subtitle_index and frame_subtitle_index: pass both (from the processor) or neither")
     if text_subtitle_index is None:
-        text_index = torch.where(text_mask.bool(), 0, -1)
-        frame_index = torch.where(frame_mask.bool(), 0, -1)
+        text_index = torch.where(text_mask.bool(), 0, -1)  # (B, T) token -> subtitle: the whole text is subtitle 0
+        frame_index = torch.where(frame_mask.bool(), 0, -1)  # (B, F) frame -> subtitle: every valid frame shows it
     else:
-        if bool((text_subtitle_index < -1).any() or (frame_subtitle_index < -1).any()):
+        eager = not torch.compiler.is_compiling()  # the value checks read the tensors: eager calls only
+        if eager and bool((text_subtitle_index < -1).any() or (frame_subtitle_index < -1).any()):
             raise ValueError("text_subtitle_index / frame_subtitle_index: expected subtitle numbers >= 0, or -1 for none")
-        text_index = text_subtitle_index.masked_fill(text_mask == 0, -1)
-        frame_index = frame_subtitle_index.masked_fill(frame_mask == 0, -1)
-    _check_subtitle_lengths(config, text_index)
+        text_index = text_subtitle_index.masked_fill(text_mask == 0, -1)  # (B, T) token -> subtitle, -1: none
+        frame_index = frame_subtitle_index.masked_fill(frame_mask == 0, -1)  # (B, F) frame -> subtitle, -1: none
+    if not torch.compiler.is_compiling():
+        _check_subtitle_lengths(config, text_index)
     return text_index, frame_index, frame_mask
 
 
@@ -381,20 +452,20 @@ def _check_subtitle_lengths(config: HeroConfig, text_index: torch.Tensor) -> Non
 
 
 def _unshuffle(values: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
-    """Undo the collator's frame shuffle: ``order[b, p]`` is the original index of the item now at position p."""
+    """Undo the collator's frame shuffle: ``order`` (B, F) holds the original index of the item now at each position
+    (-100: not shuffled); the shuffled positions are a permutation of themselves (``FrameShuffler``)."""
     if order is None:
         return values
-    restored = values.clone()
-    batch, position = (order >= 0).nonzero(as_tuple=True)
-    restored[batch, order[batch, position]] = values[batch, position]
-    return restored
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order)  # (B, F)
+    home = torch.where(order >= 0, order, positions)  # (B, F) where the item at each position came from
+    return values.scatter(1, home.view(*home.shape, *[1] * (values.dim() - 2)).expand_as(values), values)
 
 
 def _shuffle(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    shuffled = values.clone()
-    batch, position = (order >= 0).nonzero(as_tuple=True)
-    shuffled[batch, position] = values[batch, order[batch, position]]
-    return shuffled
+    """Apply the collator's frame shuffle ``order`` (B, F) to values in the original order."""
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order)  # (B, F)
+    source = torch.where(order >= 0, order, positions)  # (B, F) original index of the item shown at each position
+    return values.gather(1, source.view(*source.shape, *[1] * (values.dim() - 2)).expand_as(values))
 
 
 class HeroFramePredictionHead(nn.Module):
@@ -402,7 +473,7 @@ class HeroFramePredictionHead(nn.Module):
 
     def __init__(self, config: HeroConfig):
         super().__init__()
-        self.transform = PredictionHeadTransform(config.hidden_size, "gelu", config.head_layer_norm_eps)
+        self.transform = PredictionHeadTransform(config.hidden_size, activation="gelu", eps=config.head_layer_norm_eps)
         self.decoder = nn.Linear(config.hidden_size, config.frame_feature_size)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
@@ -450,19 +521,24 @@ def hinge_ranking_loss(
     query_weight: float,
     hard_pool_size: int | None = None,
     hard_weight: float = 1.0,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """HERO's global VSM loss on (Q, V) scores, ``owner[q]`` = the video of query q: query against every negative video
     and video against every negative query (queries of other videos), hinge with ``margin``, averaged, weighted.
 
     With ``hard_pool_size``, each query's ``hard_pool_size`` highest-scoring negative videos (and each positive pair's
-    highest-scoring negative queries) weigh ``hard_weight`` and the other negatives 0.1 (``model/pretrain.py``)."""
+    highest-scoring negative queries) weigh ``hard_weight`` and the other negatives 0.1 (``model/pretrain.py``).
+    ``valid`` (Q,) leaves the queries where it is False out of the loss (static shapes: a fixed number of queries)."""
     rows = torch.arange(scores.shape[0], device=scores.device)
-    positive = scores[rows, owner]
-    negative_video = torch.ones_like(scores, dtype=torch.bool)
+    positive = scores[rows, owner]  # (Q,)
+    negative_video = torch.ones_like(scores, dtype=torch.bool)  # (Q, V)
     negative_video[rows, owner] = False
     video_losses = nn.functional.relu(margin + scores - positive[:, None])
     own_scores = scores[:, owner].T  # own_scores[q, q'] = score(q', video of q)
-    negative_query = owner[:, None] != owner[None, :]
+    negative_query = owner[:, None] != owner[None, :]  # (Q, Q)
+    if valid is not None:
+        negative_video = negative_video & valid[:, None]
+        negative_query = negative_query & valid[:, None] & valid[None, :]
     query_losses = nn.functional.relu(margin + own_scores - positive[:, None])
     video_term = _negative_mean(video_losses, scores, negative_video, hard_pool_size, hard_weight)
     query_term = _negative_mean(query_losses, own_scores, negative_query, hard_pool_size, hard_weight)
@@ -474,16 +550,13 @@ def _negative_mean(
 ) -> torch.Tensor:
     """Mean of ``losses`` over the ``negative`` entries; with ``hard_pool_size``, each row's negatives ranked by score
     weigh ``hard_weight`` (the top ``hard_pool_size``) or 0.1 (the rest). Zero (with gradient) when none."""
-    count = negative.sum()
-    if int(count) == 0:
-        return losses.sum() * 0.0
     weights = negative.to(losses.dtype)
     if hard_pool_size is not None:
         order = scores.detach().masked_fill(~negative, float("-inf")).argsort(dim=1, descending=True)
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
         weights = weights * torch.where(rank < hard_pool_size, hard_weight, 0.1).to(losses.dtype)
-    return (losses * weights).sum() / count
+    return (losses * weights).sum() / negative.sum().clamp_min(1)
 
 
 class HeroForPreTraining(HeroPreTrainedModel):
@@ -514,7 +587,7 @@ class HeroForPreTraining(HeroPreTrainedModel):
         super().__init__(config)
         self.hero = HeroModel(config)
         eps = config.head_layer_norm_eps
-        self.mlm_head = MaskedLanguageModelingHead(config.hidden_size, config.vocab_size, "gelu", eps)
+        self.mlm_head = MaskedLanguageModelingHead(config.hidden_size, config.vocab_size, activation="gelu", eps=eps)
         self.frame_head = HeroFramePredictionHead(config)
         self.frame_order_head = AnswerHead(config.hidden_size, config.max_frames, eps=eps)
         self.matching_heads = HeroMatchingHeads(config)
@@ -534,6 +607,7 @@ class HeroForPreTraining(HeroPreTrainedModel):
         generator = torch.Generator().manual_seed(self.config.task_seed * 1_000_003 + step)
         return names[int(torch.multinomial(ratios, 1, generator=generator))]
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -548,8 +622,9 @@ class HeroForPreTraining(HeroPreTrainedModel):
         frame_feature_targets: torch.Tensor | None = None,
         frame_order_labels: torch.Tensor | None = None,
         task: str | None = None,
-        return_dict: bool | None = None,
-    ) -> HeroForPreTrainingOutput | tuple:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> HeroForPreTrainingOutput:
         """``task`` forces one objective (e.g. for tests); by default see the class docstring."""
         config = self.config
         text_index, frame_index, frame_mask = prepare_hero_inputs(
@@ -564,59 +639,84 @@ class HeroForPreTraining(HeroPreTrainedModel):
         ):
             if tensor is not None and tuple(tensor.shape) != shape:
                 raise ValueError(f"{name}: expected shape {shape}, got {tuple(tensor.shape)}")
-        if frame_order_labels is not None and bool((frame_order_labels >= frames).any()):
+        eager = not torch.compiler.is_compiling()  # the value check reads the tensor: eager calls only
+        if eager and frame_order_labels is not None and bool((frame_order_labels >= frames).any()):
             raise ValueError(f"frame_order_labels: expected original frame indices < {frames} or -100")
         if task is not None and task not in HERO_OBJECTIVES:
             raise ValueError(f"task: expected one of {list(HERO_OBJECTIVES)}, got {task!r}")
-        step = int(self.task_step)  # training forward passes before this one
+        step = self.task_step.clone()  # training forward passes before this one
         if task is None and self.training and config.sample_tasks:
-            task = self.sample_task(step)
+            task = self.sample_task(int(step))
         if self.training:
             self.task_step += 1
         tasks = [task] if task is not None else [name for name in HERO_OBJECTIVES if config.objective_enabled(name)]
+        record = self.record_flags(output_attentions, output_hidden_states)
 
         clean_ids = input_ids if labels is None else torch.where(labels != IGNORE_INDEX, labels, input_ids)
         shuffled_clean = frame_features if frame_feature_targets is None else frame_feature_targets
         clean_frames = _unshuffle(shuffled_clean, frame_order_labels)
-        losses: dict[str, torch.Tensor] = {}
+        # The rows every objective of the step predicts, found with one device sync (flat indices into B x T / B x F).
+        selections = {}
         if "mlm" in tasks and labels is not None:
-            _, text_states = self.hero.fuse(input_ids, text_index, clean_frames, frame_index)
-            positions = labels != IGNORE_INDEX
-            losses["mlm"] = classification_loss(self.mlm_head(text_states, positions), labels[positions])
+            selections["mlm"] = labels != IGNORE_INDEX  # (B, T)
         if "frame_feature" in tasks and masked_frames is not None:
-            masked = _unshuffle(masked_frames, frame_order_labels) & frame_mask.bool()
-            corrupted = _unshuffle(frame_features, frame_order_labels)
-            fused, _ = self.hero.fuse(clean_ids, text_index, corrupted, frame_index, masked)
-            losses["frame_feature"] = self._frame_feature_loss(self.hero.temporal(fused, frame_mask), clean_frames, masked, frame_mask)
+            masked = _unshuffle(masked_frames, frame_order_labels) & frame_mask.bool()  # (B, F) in the original order
+            selections["masked"], selections["unmasked"] = masked, frame_mask.bool() & ~masked
         if "frame_order" in tasks and frame_order_labels is not None:
-            fused, _ = self.hero.fuse(clean_ids, text_index, clean_frames, frame_index)
-            states = self.hero.temporal(_shuffle(fused, frame_order_labels), frame_mask)
-            positions = frame_order_labels != IGNORE_INDEX
-            logits = self.frame_order_head(states[positions])
-            losses["frame_order"] = classification_loss(logits, frame_order_labels[positions])
+            selections["frame_order"] = frame_order_labels != IGNORE_INDEX  # (B, F)
+        rows = dict(zip(selections, select_rows(*selections.values()), strict=True))
+        losses: dict[str, torch.Tensor] = {}
+        passes: list[tuple[StreamOutput, StreamOutput | None]] = []  # (cross-modal, temporal) of each pass
+        if "mlm" in rows:
+            _, text_states, cross = self.hero.fuse(input_ids, text_index, clean_frames, frame_index, **record)
+            logits = self.mlm_head(text_states, rows["mlm"])
+            losses["mlm"] = classification_loss(logits, labels.flatten().index_select(0, rows["mlm"]))
+            passes.append((cross, None))
+        if "masked" in rows:
+            corrupted = _unshuffle(frame_features, frame_order_labels)
+            fused, _, cross = self.hero.fuse(clean_ids, text_index, corrupted, frame_index, masked, **record)
+            temporal = self.hero.temporal(fused, frame_mask, **record)
+            losses["frame_feature"] = self._frame_feature_loss(
+                temporal.last_hidden_state, clean_frames, rows["masked"], rows["unmasked"]
+            )
+            passes.append((cross, temporal))
+        if "frame_order" in rows:
+            fused, _, cross = self.hero.fuse(clean_ids, text_index, clean_frames, frame_index, **record)
+            temporal = self.hero.temporal(_shuffle(fused, frame_order_labels), frame_mask, **record)
+            logits = self.frame_order_head(temporal.last_hidden_state.flatten(0, 1).index_select(0, rows["frame_order"]))
+            losses["frame_order"] = classification_loss(logits, frame_order_labels.flatten().index_select(0, rows["frame_order"]))
+            passes.append((cross, temporal))
         if "vsm" in tasks:
-            losses["vsm"] = self._vsm_loss(clean_ids, text_index, clean_frames, frame_index, frame_mask, step)
+            losses["vsm"], cross, temporal = self._vsm_loss(clean_ids, text_index, clean_frames, frame_index, frame_mask, step, record)
+            passes.append((cross, temporal))
 
         loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
-        output = HeroForPreTrainingOutput(
+
+        def gathered(stage: int, field: str) -> tuple[tuple[torch.Tensor, ...], ...] | None:
+            values = tuple(getattr(run[stage], field) for run in passes if run[stage] is not None)
+            return values if values and values[0] is not None else None
+
+        return HeroForPreTrainingOutput(
             loss=loss, mlm_loss=losses.get("mlm"), frame_feature_loss=losses.get("frame_feature"),
             frame_order_loss=losses.get("frame_order"), vsm_loss=losses.get("vsm"),
             task=torch.tensor(HERO_OBJECTIVES.index(task) if task is not None else -1, device=frame_features.device),
+            cross_modal_hidden_states=gathered(0, "hidden_states"), cross_modal_attentions=gathered(0, "attentions"),
+            temporal_hidden_states=gathered(1, "hidden_states"), temporal_attentions=gathered(1, "attentions"),
         )
-        return_dict = config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
 
     def _frame_feature_loss(
-        self, states: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, frame_mask: torch.Tensor
+        self, states: torch.Tensor, targets: torch.Tensor, masked_rows: torch.Tensor, unmasked_rows: torch.Tensor
     ) -> torch.Tensor:
-        predictions = self.frame_head(states)
-        masked_predictions = predictions[masked].float()
-        if masked_predictions.shape[0] == 0:
+        """Masked frame modelling on the temporal states (B, F, H): regression or NCE against the clean ``targets``
+        (B, F, D), ``masked_rows`` / ``unmasked_rows`` flat indices into B x F."""
+        predictions = self.frame_head(states).flatten(0, 1)  # (B * F, D)
+        if masked_rows.shape[0] == 0:
             return predictions.sum() * 0.0
-        masked_targets = targets[masked].float()
+        masked_predictions = predictions.index_select(0, masked_rows).float()
+        masked_targets = targets.flatten(0, 1).index_select(0, masked_rows).float()
         if self.config.frame_feature_loss_type == "regression":
             return (masked_predictions - masked_targets).pow(2).sum(-1).sqrt().mean()
-        unmasked = predictions[frame_mask.bool() & ~masked].float()
+        unmasked = predictions.index_select(0, unmasked_rows).float()
         logits = torch.cat([masked_predictions @ masked_targets.T, masked_predictions @ unmasked.T], dim=1)
         targets_index = torch.arange(logits.shape[0], device=logits.device)
         return nn.functional.cross_entropy(logits / self.config.nce_temperature, targets_index)
@@ -628,67 +728,100 @@ class HeroForPreTraining(HeroPreTrainedModel):
         frame_features: torch.Tensor,
         frame_index: torch.Tensor,
         frame_mask: torch.Tensor,
-        step: int,
-    ) -> torch.Tensor:
+        step: torch.Tensor,
+        record: dict[str, bool],
+    ) -> tuple[torch.Tensor, StreamOutput, StreamOutput]:
+        """Video-subtitle matching with static shapes: ``vsm_queries_per_video`` query slots per video (P), those of
+        a video without a subtitle to query left out of the loss. Returns the loss and the video pass's records."""
         config = self.config
-        generator = torch.Generator().manual_seed(config.task_seed * 1_000_003 + int(self.task_step) + 7919)
-        queries = select_vsm_queries(text_index, frame_index, config.vsm_queries_per_video, generator)
-        if not queries:
-            return frame_features.sum() * 0.0
-        owner = torch.tensor([row for row, _ in queries], device=input_ids.device)
-        width = max(int(((text_index[row] == sub)).sum()) for row, sub in queries)
-        query_ids = input_ids.new_full((len(queries), width), config.pad_token_id or 0)
-        query_mask = torch.zeros(len(queries), width, dtype=torch.long, device=input_ids.device)
-        kept_index = text_index.clone()
-        starts = torch.full((len(queries),), IGNORE_INDEX, dtype=torch.long, device=input_ids.device)
-        ends = starts.clone()
-        for number, (row, sub) in enumerate(queries):
-            tokens = (text_index[row] == sub).nonzero().squeeze(-1)
-            query_ids[number, : tokens.numel()] = input_ids[row, tokens]
-            if config.bos_token_id is not None:
-                query_ids[number, 0] = config.bos_token_id
-            query_mask[number, : tokens.numel()] = 1
-            kept_index[row, tokens[1:]] = -1
-            aligned = (frame_index[row] == sub).nonzero().squeeze(-1)
-            last_valid = int(frame_mask[row].sum()) - 1
-            starts[number] = aligned[0]
-            ends[number] = min(max(int(aligned[0]) + 1, int(aligned[-1])), last_valid)
-        query_states = self.hero.encode_text_only(query_ids, query_mask)
-        query_vectors = self.matching_heads.query_encoder(query_states, query_mask)
-        fused, _ = self.hero.fuse(input_ids, kept_index, frame_features, frame_index)
-        frames = self.hero.temporal(fused, frame_mask)
-        scores = video_scores(query_vectors, frames, frame_mask)
+        per_video = config.vsm_queries_per_video
+        seed = self.task_step + (config.task_seed * 1_000_003 + 7919)
+        subtitles, has_query = select_vsm_queries(text_index, frame_index, per_video, seed)  # (B, P), (B,)
+        batch, length = input_ids.shape
+        owner = torch.arange(batch, device=input_ids.device).repeat_interleave(per_video)  # (Q = B * P,) query -> video
+        query_subtitle, valid = subtitles.flatten(), has_query.repeat_interleave(per_video)  # (Q,), (Q,)
+        tokens = (text_index[owner] == query_subtitle[:, None]) & valid[:, None]  # (Q, T) the query's subtitle tokens
+        width = min(length, config.max_position_embeddings)
+        slot = torch.where(tokens, tokens.long().cumsum(1) - 1, width)  # (Q, T) place in the query; width: spare
+        query_ids = input_ids.new_full((len(owner), width + 1), config.pad_token_id or 0)
+        query_ids = query_ids.scatter(1, slot, input_ids[owner])[:, :width]  # (Q, W)
+        query_mask = tokens.new_zeros(len(owner), width + 1).scatter(1, slot, tokens)[:, :width].long()  # (Q, W)
+        # The first token: bos_token_id; kept for every query so that none has an empty mask (left-out queries).
+        query_mask[:, 0] = 1
+        if config.bos_token_id is not None:
+            query_ids[:, 0] = config.bos_token_id
+        earlier = torch.ones(length, length, dtype=torch.bool, device=text_index.device).tril(-1)  # (T, T)
+        not_first = ((text_index[:, :, None] == text_index[:, None, :]) & earlier).any(-1)  # (B, T) not a subtitle's 1st
+        queried = ((text_index[:, :, None] == subtitles[:, None, :]) & has_query[:, None, None]).any(-1)  # (B, T)
+        kept_index = text_index.masked_fill(queried & not_first, -1)  # (B, T) queries leave only their separator
+        aligned = (frame_index[owner] == query_subtitle[:, None]) & valid[:, None]  # (Q, F) the query's frames
+        positions = torch.arange(frame_index.shape[1], device=frame_index.device)
+        first = torch.where(aligned, positions, frame_index.shape[1]).min(1).values  # (Q,)
+        last = torch.where(aligned, positions, -1).max(1).values  # (Q,)
+        last_valid = frame_mask[owner].sum(1) - 1  # (Q,)
+        starts = torch.where(valid, first, IGNORE_INDEX)
+        ends = torch.where(valid, torch.minimum(torch.maximum(first + 1, last), last_valid), IGNORE_INDEX)
+
+        query_states = self.hero.encode_text_only(query_ids, query_mask).last_hidden_state
+        query_vectors = self.matching_heads.query_encoder(query_states, query_mask)  # (Q, H)
+        fused, _, cross = self.hero.fuse(input_ids, kept_index, frame_features, frame_index, **record)
+        temporal = self.hero.temporal(fused, frame_mask, **record)
+        frames = temporal.last_hidden_state
+        scores = video_scores(query_vectors, frames, frame_mask)  # (Q, B)
+        weights = (config.vsm_margin, config.vsm_negative_video_weight, config.vsm_negative_query_weight)
+        loss = hinge_ranking_loss(scores, owner, *weights, valid=valid)
         start_step = config.vsm_hard_negative_start_step
-        hard = start_step is not None and step >= start_step
-        loss = hinge_ranking_loss(
-            scores, owner, config.vsm_margin, config.vsm_negative_video_weight, config.vsm_negative_query_weight,
-            config.vsm_hard_negative_pool_size if hard else None, config.vsm_hard_negative_weight,
-        )
-        use_span = self.training is False or float(torch.rand((), generator=generator)) < config.vsm_span_probability
+        if start_step is not None:
+            hard = hinge_ranking_loss(
+                scores, owner, *weights, config.vsm_hard_negative_pool_size, config.vsm_hard_negative_weight, valid=valid
+            )
+            loss = torch.where(step >= start_step, hard, loss)
+        use_span = True
+        if self.training:  # the span term is drawn per training step, the same on every process
+            generator = torch.Generator().manual_seed(int(seed))
+            use_span = float(torch.rand((), generator=generator)) < config.vsm_span_probability
         if use_span:
             start_logits, end_logits = self.matching_heads.span_logits(query_vectors, frames[owner], frame_mask[owner])
             span = classification_loss(start_logits, starts) + classification_loss(end_logits, ends)
             loss = loss + config.vsm_span_weight * span
-        return loss
+        return loss, cross, temporal
+
+
+def _hashed_integers(seed: torch.Tensor, *coordinates: torch.Tensor) -> torch.Tensor:
+    """Pseudo-random integers in [0, 2**31) hashed from an integer ``seed`` tensor and integer ``coordinates``
+    (broadcast): a draw with static shapes and no host sync that every process repeats exactly."""
+    state = seed.long() % 2**31
+    for value in coordinates:
+        state = (state * 1103515245 + 12345 + value.long() % 2**31) % 2**31
+        for _ in range(3):
+            state = state ^ (state >> 13)
+            state = (state * 1103515245 + 12345) % 2**31
+    return state
 
 
 def select_vsm_queries(
-    text_index: torch.Tensor, frame_index: torch.Tensor, per_video: int, generator: torch.Generator
-) -> list[tuple[int, int]]:
-    """(row, subtitle) pairs used as VSM queries, as ``data/vsm.py`` picks them: per video, ``per_video`` subtitles
-    drawn without replacement among those with tokens and at least one aligned frame (``frame_index``, -1 for
-    unmatched and padded frames), in timeline order, then the last one repeated up to ``per_video``; none for a
-    video without such a subtitle."""
-    queries: list[tuple[int, int]] = []
-    for row in range(text_index.shape[0]):
-        with_frames = set(frame_index[row][frame_index[row] >= 0].tolist())
-        candidates = [sub for sub in torch.unique(text_index[row][text_index[row] >= 0]).tolist() if sub in with_frames]
-        if not candidates:
-            continue
-        chosen = sorted(torch.randperm(len(candidates), generator=generator)[:per_video].tolist())
-        picked = [candidates[index] for index in chosen]
-        queries += [(row, sub) for sub in picked + [picked[-1]] * (per_video - len(picked))]
-    return queries
+    text_index: torch.Tensor, frame_index: torch.Tensor, per_video: int, seed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VSM query subtitles, as ``data/vsm.py`` picks them: per video, ``per_video`` subtitles drawn without
+    replacement among those with tokens and at least one aligned frame (``frame_index``, -1 for unmatched and padded
+    frames), in timeline order, then the last one repeated up to ``per_video``. Returns the subtitle numbers
+    (B, per_video) and whether the video has any such subtitle (B,); the draw ranks the candidates by keys hashed
+    from (``seed``, video, subtitle number)."""
+    batch, length = text_index.shape
+    earlier = torch.ones(length, length, dtype=torch.bool, device=text_index.device).tril(-1)  # (T, T)
+    repeated = ((text_index[:, :, None] == text_index[:, None, :]) & earlier).any(-1)  # (B, T) not a subtitle's 1st
+    with_frames = (text_index[:, :, None] == frame_index[:, None, :]).any(-1)  # (B, T) its subtitle has a frame
+    candidate = (text_index >= 0) & ~repeated & with_frames  # (B, T) the first token of each candidate subtitle
+    videos = torch.arange(batch, device=text_index.device)[:, None]
+    keys = torch.where(candidate, _hashed_integers(seed, videos, text_index), -1)  # (B, T)
+    drawn = keys.topk(min(per_video, length), dim=1)  # (B, D) the largest keys: a draw without replacement
+    taken = drawn.values >= 0  # (B, D)
+    numbers = text_index.gather(1, drawn.indices)  # (B, D) their subtitle numbers
+    ordered = torch.where(taken, numbers, torch.iinfo(numbers.dtype).max).sort(1).values  # (B, D) timeline order
+    count = taken.sum(1)  # (B,)
+    repeat_last = torch.minimum(torch.arange(per_video, device=count.device)[None], (count - 1).clamp_min(0)[:, None])
+    chosen = ordered.gather(1, repeat_last)  # (B, P)
+    return torch.where((count > 0)[:, None], chosen, -1), count > 0
 
 
 class HeroTwoStageScoring:
@@ -704,7 +837,7 @@ class HeroTwoStageScoring:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
     ) -> UnimodalEncoding:
         """Query vectors (batch, 1, hidden) with a mask of ones and their normalised embeddings."""
-        queries = self.encode_queries(input_ids, retrieval_text_mask(input_ids, attention_mask))
+        queries, _ = self.encode_queries(input_ids, retrieval_text_mask(input_ids, attention_mask))
         mask = torch.ones(queries.shape[0], 1, dtype=torch.long, device=queries.device)
         return UnimodalEncoding(states=queries[:, None], mask=mask, embeddings=nn.functional.normalize(queries.float(), dim=-1, eps=1e-5))
 
@@ -712,9 +845,11 @@ class HeroTwoStageScoring:
         self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None
     ) -> UnimodalEncoding:
         """Temporal frame states, frame mask and normalised mean-of-frames embeddings of a batch of videos."""
-        placeholder_text = retrieval_placeholder_text(frame_features, "frame_features", "frames", self.config.frame_feature_size)
-        fused, frame_mask = self.fuse_videos(frame_features, frame_attention_mask, None, None, None, placeholder_text)
-        states = self.hero.temporal(fused, frame_mask)
+        placeholder_text = retrieval_placeholder_text(
+            frame_features, name="frame_features", items="frames", feature_size=self.config.frame_feature_size
+        )
+        frame_mask, _, temporal = self.encode_videos(frame_features, frame_attention_mask, None, None, None, placeholder_text)
+        states = temporal.last_hidden_state
         unit_frames = nn.functional.normalize(states.float(), dim=-1, eps=1e-5)
         embeddings = nn.functional.normalize(masked_mean(unit_frames, frame_mask), dim=-1)
         return UnimodalEncoding(states=states, mask=frame_mask, embeddings=embeddings)
@@ -738,14 +873,57 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
         self.matching_heads = HeroMatchingHeads(config)
         self.post_init()
 
-    def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def encode_queries(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, StreamOutput]:
+        """Query vectors (B, H) and the record of the queries' cross-modal pass."""
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ValueError(
                 f"input_ids: {input_ids.shape[1]} query tokens, more than max_position_embeddings ({self.config.max_position_embeddings})"
             )
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        return self.matching_heads.query_encoder(self.hero.encode_text_only(input_ids, mask), mask)
+        text = self.hero.encode_text_only(
+            input_ids, mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        return self.matching_heads.query_encoder(text.last_hidden_state, mask), text
 
+    def score_batch(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        frame_features: torch.Tensor | None,
+        frame_attention_mask: torch.Tensor | None,
+        subtitles: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+        targets: dict[str, torch.Tensor | None],
+        record: dict[str, bool],
+    ) -> tuple[dict[str, torch.Tensor | tuple | None], torch.Tensor, torch.Tensor]:
+        """Check the inputs and the (B,) ``targets`` (``labels``: match labels; others: frame indices), encode queries
+        and videos (``subtitles``: ``subtitle_input_ids``, ``text_subtitle_index``, ``frame_subtitle_index``) and
+        score every pair: the retrieval output's fields but the loss, the frame states (B, F, H) and the frame mask."""
+        config = self.config
+        check_video_text_inputs(
+            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            frame_features=frame_features, frame_attention_mask=frame_attention_mask, max_frames=config.max_frames,
+        )
+        batch = input_ids.shape[0]
+        check_match_labels(targets.pop("labels", None), batch)
+        for name, tensor in targets.items():
+            if tensor is not None and (tensor.is_floating_point() or tuple(tensor.shape) != (batch,)):
+                raise ValueError(f"{name}: expected frame indices of shape ({batch},) and integer dtype")
+        frame_mask, cross, temporal = self.encode_videos(frame_features, frame_attention_mask, *subtitles, input_ids, **record)
+        states = temporal.last_hidden_state
+        queries, query = self.encode_queries(input_ids, attention_mask, **record)
+        fields = dict(
+            logits=video_scores(queries, states, frame_mask), text_embeds=queries, visual_embeds=masked_mean(states, frame_mask),
+            query_hidden_states=query.hidden_states, query_attentions=query.attentions,
+            cross_modal_hidden_states=cross.hidden_states, cross_modal_attentions=cross.attentions,
+            temporal_hidden_states=temporal.hidden_states, temporal_attentions=temporal.attentions,
+        )
+        return fields, states, frame_mask
+
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -758,27 +936,22 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
         frame_subtitle_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_loss: bool = False,
-        return_dict: bool | None = None,
-    ) -> VideoTextRetrievalOutput | tuple:
-        config = self.config
-        check_video_text_inputs(config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames)
-        batch = input_ids.shape[0]
-        check_match_labels(labels, batch)
-        fused, frame_mask = self.fuse_videos(
-            frame_features, frame_attention_mask, subtitle_input_ids, text_subtitle_index, frame_subtitle_index, input_ids
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> HeroRetrievalOutput:
+        fields, _, _ = self.score_batch(
+            input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+            (subtitle_input_ids, text_subtitle_index, frame_subtitle_index), {"labels": labels},
+            self.record_flags(output_attentions, output_hidden_states),
         )
-        states = self.hero.temporal(fused, frame_mask)
-        queries = self.encode_queries(input_ids, attention_mask)
-        logits = video_scores(queries, states, frame_mask)
         loss = None
         if return_loss or labels is not None:
-            keep = torch.ones(batch, dtype=torch.bool, device=logits.device) if labels is None else labels == 1
+            logits = fields["logits"]
+            keep = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device) if labels is None else labels == 1
             matched = logits[keep][:, keep]
             owner = torch.arange(matched.shape[0], device=logits.device)
-            loss = hinge_ranking_loss(matched, owner, config.vsm_margin, 10.0, 10.0)
-        output = VideoTextRetrievalOutput(loss=loss, logits=logits, text_embeds=queries, visual_embeds=masked_mean(states, frame_mask))
-        return_dict = config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+            loss = hinge_ranking_loss(matched, owner, self.config.vsm_margin, 10.0, 10.0)
+        return HeroRetrievalOutput(loss=loss, **fields)
 
 
 class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
@@ -789,6 +962,7 @@ class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
 
     hub_auto_class = None
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -801,29 +975,22 @@ class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
         frame_subtitle_index: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> HeroMomentRetrievalOutput | tuple:
-        config = self.config
-        check_video_text_inputs(config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames)
-        batch = input_ids.shape[0]
-        for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):
-            if tensor is not None and (tensor.is_floating_point() or tuple(tensor.shape) != (batch,)):
-                raise ValueError(f"{name}: expected frame indices of shape ({batch},) and integer dtype")
-        fused, frame_mask = self.fuse_videos(
-            frame_features, frame_attention_mask, subtitle_input_ids, text_subtitle_index, frame_subtitle_index, input_ids
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> HeroMomentRetrievalOutput:
+        fields, states, frame_mask = self.score_batch(
+            input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
+            (subtitle_input_ids, text_subtitle_index, frame_subtitle_index),
+            {"start_positions": start_positions, "end_positions": end_positions},
+            self.record_flags(output_attentions, output_hidden_states),
         )
-        states = self.hero.temporal(fused, frame_mask)
-        queries = self.encode_queries(input_ids, attention_mask)
-        logits = video_scores(queries, states, frame_mask)
-        start_logits, end_logits = self.matching_heads.span_logits(queries, states, frame_mask)
+        start_logits, end_logits = self.matching_heads.span_logits(fields["text_embeds"], states, frame_mask)
         loss = None
         if start_positions is not None and end_positions is not None:
-            owner = torch.arange(batch, device=logits.device)
+            owner = torch.arange(states.shape[0], device=states.device)
             span = classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)
-            loss = hinge_ranking_loss(logits, owner, config.vsm_margin, 8.0, 8.0) + config.vsm_span_weight * span
-        output = HeroMomentRetrievalOutput(loss=loss, start_logits=start_logits, end_logits=end_logits, logits=logits)
-        return_dict = config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+            loss = hinge_ranking_loss(fields["logits"], owner, self.config.vsm_margin, 8.0, 8.0) + self.config.vsm_span_weight * span
+        return HeroMomentRetrievalOutput(loss=loss, start_logits=start_logits, end_logits=end_logits, **fields)
 
 
 class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
@@ -853,6 +1020,7 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         self.span_head = AnswerHead(config.hidden_size, 2, eps=eps)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -865,8 +1033,54 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         labels: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> HeroQuestionAnsweringOutput | tuple:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> HeroQuestionAnsweringOutput:
+        mask = self._check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, labels, start_positions, end_positions)
+        batch, choices, _ = input_ids.shape
+        frames = frame_features.shape[1]
+        ids, text_index, frame_index, frame_mask = self._candidate_inputs(
+            input_ids, mask, frame_features, frame_attention_mask, subtitle_input_ids, text_subtitle_index, frame_subtitle_index
+        )
+        hero, record = self.hero, self.record_flags(output_attentions, output_hidden_states)
+        fused, _, cross = hero.fuse(ids, text_index, frame_features.repeat_interleave(choices, 0), frame_index, **record)
+        flat_ids, flat_mask = input_ids.flatten(0, 1), mask.flatten(0, 1)  # (B * C, T)
+        sequence = torch.cat([hero.temporal_inputs(fused), hero.embeddings(flat_ids, torch.ones_like(flat_ids))], 1)
+        sequence_mask = torch.cat([frame_mask.repeat_interleave(choices, 0), flat_mask], 1)  # (B * C, F + T)
+        temporal = run_layers(
+            hero.temporal_layers, sequence, key_padding_mask(sequence_mask, sequence.dtype, self.config._attn_implementation),
+            **record,
+        )
+        states = temporal.last_hidden_state[:, :frames].view(batch, choices, frames, -1)  # (B, C, F, H)
+        padded = (frame_mask == 0)[:, None, :]  # (B, 1, F)
+        qa_weights = _mask_to_minimum(self.qa_pool(states).squeeze(-1), padded).softmax(-1)  # (B, C, F) over frames
+        logits = self.qa_head(torch.einsum("bcf,bcfh->bch", qa_weights, states)).squeeze(-1)
+        span_weights = self.span_pool(states).squeeze(-1).softmax(1)  # (B, C, F) over candidates
+        span = _mask_to_minimum(self.span_head(torch.einsum("bcf,bcfh->bfh", span_weights, states)), (frame_mask == 0)[..., None])
+        start_logits, end_logits = span.unbind(-1)
+        loss = None
+        if labels is not None:
+            loss = classification_loss(logits, labels)
+            if start_positions is not None:  # rows at -100 count for nothing (no annotation: no span term)
+                span_loss = (classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)) / 2
+                loss = loss + self.config.qa_span_weight * span_loss
+        return HeroQuestionAnsweringOutput(
+            loss=loss, logits=logits, start_logits=start_logits, end_logits=end_logits,
+            cross_modal_hidden_states=cross.hidden_states, cross_modal_attentions=cross.attentions,
+            temporal_hidden_states=temporal.hidden_states, temporal_attentions=temporal.attentions,
+        )
+
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        frame_features: torch.Tensor | None,
+        frame_attention_mask: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        start_positions: torch.Tensor | None,
+        end_positions: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``ValueError`` for bad inputs before any compute (value checks eagerly only); returns the candidates' mask."""
         config = self.config
         if input_ids is None or input_ids.dim() != 3 or input_ids.is_floating_point():
             raise ValueError(
@@ -879,46 +1093,26 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
             raise ValueError(f"attention_mask: expected shape {(batch, choices, length)}, got {tuple(mask.shape)}")
         if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
             raise ValueError(f"labels: expected the index of the right candidate, shape ({batch},), integer dtype")
-        if labels is not None and not torch.compiler.is_compiling() and bool(((labels < 0) | (labels >= choices)).any()):
-            raise ValueError(f"labels: expected candidate indices in [0, {choices}), got {labels.tolist()}")
-        check_video_text_inputs(config, input_ids[:, 0], mask[:, 0], None, frame_features, frame_attention_mask, config.max_frames)
+        check_video_text_inputs(
+            config, input_ids=input_ids[:, 0], attention_mask=mask[:, 0], token_type_ids=None, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, max_frames=config.max_frames,
+        )
         frames = frame_features.shape[1]
         for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):
             if tensor is not None and (tensor.is_floating_point() or tuple(tensor.shape) != (batch,)):
                 raise ValueError(f"{name}: expected frame indices of shape ({batch},) and integer dtype (-100: none)")
-            if tensor is not None and bool(((tensor < 0) & (tensor != IGNORE_INDEX) | (tensor >= frames)).any()):
-                raise ValueError(f"{name}: expected frame indices in [0, {frames}) or -100, got {tensor.tolist()}")
         if (start_positions is None) != (end_positions is None):
             raise ValueError("start_positions and end_positions: pass both or neither")
+        if torch.compiler.is_compiling():  # the checks below read the tensors: eager calls only
+            return mask
+        if labels is not None and bool(((labels < 0) | (labels >= choices)).any()):
+            raise ValueError(f"labels: expected candidate indices in [0, {choices}), got {labels.tolist()}")
+        for name, tensor in (("start_positions", start_positions), ("end_positions", end_positions)):
+            if tensor is not None and bool(((tensor < 0) & (tensor != IGNORE_INDEX) | (tensor >= frames)).any()):
+                raise ValueError(f"{name}: expected frame indices in [0, {frames}) or -100, got {tensor.tolist()}")
         if not bool(mask.any(-1).all()):
             raise ValueError("attention_mask: every candidate needs at least one attended token")
-        ids, text_index, frame_index, frame_mask = self._candidate_inputs(
-            input_ids, mask, frame_features, frame_attention_mask, subtitle_input_ids, text_subtitle_index, frame_subtitle_index
-        )
-        hero = self.hero
-        fused, _ = hero.fuse(ids, text_index, frame_features.repeat_interleave(choices, 0), frame_index)
-        positions = torch.arange(frames, device=fused.device)[None, :]
-        fused = hero.temporal_dropout(hero.temporal_norm(fused + hero.temporal_position_embeddings(positions)))
-        flat_ids, flat_mask = input_ids.flatten(0, 1), mask.flatten(0, 1)
-        candidate_frame_mask = frame_mask.repeat_interleave(choices, 0)
-        sequence = torch.cat([fused, hero.embeddings(flat_ids, torch.ones_like(flat_ids))], 1)
-        states = hero._run(hero.temporal_layers, sequence, torch.cat([candidate_frame_mask, flat_mask], 1))[:, :frames]
-        states = states.view(batch, choices, frames, -1)
-        padded = (frame_mask == 0)[:, None, :]
-        qa_weights = _mask_to_minimum(self.qa_pool(states).squeeze(-1), padded).softmax(-1)
-        logits = self.qa_head(torch.einsum("bcf,bcfh->bch", qa_weights, states)).squeeze(-1)
-        span_weights = self.span_pool(states).squeeze(-1).softmax(1)
-        span = _mask_to_minimum(self.span_head(torch.einsum("bcf,bcfh->bfh", span_weights, states)), (frame_mask == 0)[..., None])
-        start_logits, end_logits = span.unbind(-1)
-        loss = None
-        if labels is not None:
-            loss = classification_loss(logits, labels)
-            if start_positions is not None and bool((start_positions != IGNORE_INDEX).any()):
-                span_loss = (classification_loss(start_logits, start_positions) + classification_loss(end_logits, end_positions)) / 2
-                loss = loss + config.qa_span_weight * span_loss
-        output = HeroQuestionAnsweringOutput(loss=loss, logits=logits, start_logits=start_logits, end_logits=end_logits)
-        return_dict = config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        return mask
 
     def _candidate_inputs(
         self,
@@ -931,8 +1125,11 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         frame_subtitle_index: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cross-modal inputs of every (video, candidate) pair, flattened to B * C rows: the video's subtitle tokens,
-        then the candidate appended to each of its subtitles (token subtitle index), the frame subtitle index, and
-        the (B, F) frame mask."""
+        then one copy of the candidate per subtitle that has frames (token subtitle index; a subtitle without frames
+        only changes token outputs, which QA does not use), the frame subtitle index, and the (B, F) frame mask.
+
+        With static shapes: there are F copy slots (1 without subtitles, where all frames show one subtitle; eagerly
+        as many as needed), slot k holding the k-th subtitle with frames in timeline order, unused slots masked (-1)."""
         config = self.config
         batch, choices, length = input_ids.shape
         if subtitle_input_ids is None:
@@ -940,8 +1137,9 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
                 raise ValueError("text_subtitle_index / frame_subtitle_index: pass them with subtitle_input_ids")
             subtitles = input_ids.new_full((batch, 1), config.pad_token_id or 0)
             _, _, frame_mask = prepare_hero_inputs(config, subtitles, None, None, frame_features, frame_attention_mask, None, None)
-            text_index = torch.full_like(subtitles, -1)
-            frame_index = torch.where(frame_mask.bool(), 0, -1)
+            text_index = torch.full_like(subtitles, -1)  # (B, 1) no subtitle token
+            frame_index = torch.where(frame_mask.bool(), 0, -1)  # (B, F) every valid frame shows subtitle 0
+            slots = 1
         else:
             if text_subtitle_index is None or frame_subtitle_index is None:
                 raise ValueError("subtitle_input_ids: pass text_subtitle_index and frame_subtitle_index with it")
@@ -949,17 +1147,27 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
             text_index, frame_index, frame_mask = prepare_hero_inputs(
                 config, subtitles, None, None, frame_features, frame_attention_mask, text_subtitle_index, frame_subtitle_index
             )
-        segments = int(max(int(text_index.max()), int(frame_index.max()))) + 1
-        numbers = torch.arange(segments, device=input_ids.device)
-        present = (text_index[..., None] == numbers).any(1) | (frame_index[..., None] == numbers).any(1)  # (B, S)
-        longest = int(max((text_index[..., None] == numbers).sum(1).max(), 0)) + length
-        if longest > config.max_position_embeddings:
-            raise ValueError(
-                f"input_ids: a subtitle with a candidate appended has {longest} tokens, more than max_position_embeddings "
-                f"({config.max_position_embeddings}); truncate the subtitles or the candidates"
-            )
-        appended_index = torch.where(present[:, None, :, None] & mask.bool()[:, :, None, :], numbers[None, None, :, None], -1)
-        appended_ids = input_ids[:, :, None, :].expand(-1, -1, segments, -1)
+            slots = frame_index.shape[1]
+        frame_index = frame_index.masked_fill(frame_mask == 0, -1)  # (B, F) frame -> subtitle, -1: none or padded
+        frames = frame_index.shape[1]
+        earlier = torch.ones(frames, frames, dtype=torch.bool, device=frame_index.device).tril(-1)  # (F, F) key before query
+        repeated = ((frame_index[:, :, None] == frame_index[:, None, :]) & earlier).any(-1)  # (B, F) subtitle seen before
+        first_frame = (frame_index >= 0) & ~repeated  # (B, F) the first frame of each subtitle
+        if not torch.compiler.is_compiling():
+            tokens_per_subtitle = ((text_index[:, :, None] == text_index[:, None, :]) & (text_index >= 0)[:, :, None]).sum(-1)
+            longest = int(tokens_per_subtitle.max()) + length  # the longest subtitle (B, T) with a candidate appended
+            if longest > config.max_position_embeddings:
+                raise ValueError(
+                    f"input_ids: a subtitle with a candidate appended has {longest} tokens, more than max_position_embeddings "
+                    f"({config.max_position_embeddings}); truncate the subtitles or the candidates"
+                )
+            # Eager calls use as many slots as the most subtitles with frames in one video: the same outputs, less work.
+            slots = min(slots, max(int(first_frame.sum(1).max()), 1))
+        slot = torch.where(first_frame, first_frame.long().cumsum(1) - 1, slots)  # (B, F) its subtitle's slot; else spare
+        slot_subtitle = frame_index.new_full((batch, slots + 1), -1).scatter(1, slot, frame_index)[:, :slots]  # (B, K)
+        appended = (slot_subtitle >= 0)[:, None, :, None] & mask.bool()[:, :, None, :]  # (B, C, K, L)
+        appended_index = torch.where(appended, slot_subtitle[:, None, :, None], -1)  # (B, C, K, L) token -> subtitle
+        appended_ids = input_ids[:, :, None, :].expand(-1, -1, slots, -1)  # (B, C, K, L)
         ids = torch.cat([subtitles.repeat_interleave(choices, 0), appended_ids.reshape(batch * choices, -1)], 1)
         index = torch.cat([text_index.repeat_interleave(choices, 0), appended_index.reshape(batch * choices, -1)], 1)
-        return ids, index, frame_index.masked_fill(frame_mask == 0, -1).repeat_interleave(choices, 0), frame_mask
+        return ids, index, frame_index.repeat_interleave(choices, 0), frame_mask

@@ -14,8 +14,11 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 from transformers.trainer_utils import unwrap_peft_model
+from transformers.utils import logging
 
 from ..utils.trainer_labels import signature_label_names
+
+logger = logging.get_logger(__name__)
 
 
 class VLPretrainingTrainer(Trainer):
@@ -28,6 +31,11 @@ class VLPretrainingTrainer(Trainer):
 
     def __init__(self, *args, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.fsdp and not self.is_fsdp_enabled:
+            logger.warning(
+                "fsdp: FSDP was requested but accelerate applies it only to multi-GPU runs; this run (%s) replicates "
+                "the model instead (DDP across processes, or one copy)", self.accelerator.state.distributed_type.value,
+            )
         self.eval_data_collator = eval_data_collator
         self._objective_sums: dict[str, torch.Tensor] = {}
         self._objective_counts: dict[str, torch.Tensor] = {}
