@@ -604,7 +604,10 @@ class UnivlTwoStageScoring:
     ) -> UnimodalEncoding:
         """Video encoder states, mask and FT-Joint embeddings of a batch of clips (checked like ``forward``)."""
         placeholder_text = retrieval_placeholder_text(frame_features, "frame_features", "frames", self.config.frame_feature_size)
-        self.check_inputs(placeholder_text, None, None, frame_features, frame_attention_mask)
+        self.check_inputs(
+            input_ids=placeholder_text, attention_mask=None, token_type_ids=None, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask,
+        )
         mask = _ones_mask(frame_features, frame_attention_mask)
         states = self.univl.encode_video(frame_features, mask).last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_joint_embeddings(states, mask))

@@ -398,7 +398,10 @@ class VideoBertForPreTraining(_VideoBertWithLMHead):
             visual_word_labels=visual_word_labels, matched_labels=matched_labels, num_visual_words=config.num_visual_words,
         )
         if frame_feature_targets is not None:
-            body.check_inputs(None, None, frame_feature_targets, frame_attention_mask, None)
+            body.check_inputs(
+                input_ids=None, attention_mask=None, frame_features=frame_feature_targets,
+                frame_attention_mask=frame_attention_mask, visual_word_ids=None,
+            )
         encoded = body.encode(
             input_ids=input_ids, attention_mask=attention_mask, frame_features=frame_features,
             frame_attention_mask=frame_attention_mask, visual_word_ids=visual_word_ids, masked_frames=masked_frames,
@@ -511,7 +514,9 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
 
     def text_to_video_prompt(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``[CLS] text [SEP] [>]`` for text -> video generation (text ids from the tokenizer, left-padded or unpadded)."""
-        self.video_bert.check_inputs(input_ids, attention_mask, None, None, None)
+        self.video_bert.check_inputs(
+            input_ids=input_ids, attention_mask=attention_mask, frame_features=None, frame_attention_mask=None, visual_word_ids=None
+        )
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
         separator = torch.full_like(input_ids[:, :1], self.config.video_separator_id)
         return {"input_ids": torch.cat([input_ids.long(), separator], 1), "attention_mask": torch.cat([mask, torch.ones_like(separator)], 1)}
@@ -521,7 +526,10 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
     ) -> dict[str, torch.Tensor]:
         """``[CLS] [>] v1 ... vk`` for video continuation (future visual words) from clip features or word ids."""
         body = self.video_bert
-        body.check_inputs(None, None, frame_features, None, visual_word_ids)
+        body.check_inputs(
+            input_ids=None, attention_mask=None, frame_features=frame_features, frame_attention_mask=None,
+            visual_word_ids=visual_word_ids,
+        )
         words = body.quantize(frame_features) if frame_features is not None else visual_word_ids.long()
         prefix = torch.tensor([[self.config.cls_token_id, self.config.video_separator_id]], device=words.device)
         ids = torch.cat([prefix.expand(words.shape[0], 2), words + self.config.vocab_size], 1)
