@@ -49,6 +49,25 @@ def test_tangled_block_uses_value_av_for_the_word_values():
     torch.testing.assert_close(before[2], after[2])  # actions are plain self-attention
 
 
+def test_records_follow_each_stream_through_its_layers_and_the_tangled_blocks():
+    """Each stream records its embeddings, every own layer and every tangled block (run_layers continues the record
+    between blocks); attentions: the own layers' per stream, five weight tensors per tangled block."""
+    config = tiny_actbert_config()
+    model = build(ActBertModel).eval()
+    output = model(**actbert_batch(config, labels=False), output_hidden_states=True, output_attentions=True)
+    blocks = len(config.t_ent_attention_id)
+    for stream, layers in (("text", config.num_hidden_layers), ("region", config.v_num_hidden_layers),
+                           ("action", config.a_num_hidden_layers)):
+        states = getattr(output, f"{stream}_hidden_states")
+        assert len(states) == 1 + layers + blocks, stream
+        assert states[-1] is getattr(output, f"{stream}_last_hidden_state")
+        assert len(getattr(output, f"{stream}_attentions")) == layers
+    assert len(output.tangled_attentions) == blocks and all(len(weights) == 5 for weights in output.tangled_attentions)
+    # The text attends to itself first: layer 0's weights are (batch, heads, text, text).
+    text_length = output.text_last_hidden_state.shape[1]
+    assert output.text_attentions[0].shape[-2:] == (text_length, text_length)
+
+
 def test_action_positions_are_optional_and_order_sensitive():
     batch = actbert_batch(tiny_actbert_config(), labels=False)
     reversed_batch = {**batch, "frame_features": batch["frame_features"].flip(1),

@@ -265,9 +265,9 @@ def test_model_returns_the_encoders_states_and_the_cross_encoders_under_distinct
     batch = {name: value for name, value in video_text_batch(model.config, targets=False).items() if name in INPUTS}
     with torch.no_grad():
         output = model(**batch)
-        text = model.encode_text(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        video = model.encode_video(batch["frame_features"], batch["frame_attention_mask"])
-        joint, _, _ = model.cross_encode(text, batch["attention_mask"], video, batch["frame_attention_mask"])
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).last_hidden_state
+        video = model.encode_video(batch["frame_features"], batch["frame_attention_mask"]).last_hidden_state
+        joint = model.cross_encode(text, batch["attention_mask"], video, batch["frame_attention_mask"])[0].last_hidden_state
     length = batch["input_ids"].shape[1]
     torch.testing.assert_close(output.text_encoder_last_hidden_state, text)
     torch.testing.assert_close(output.visual_encoder_last_hidden_state, video)
@@ -281,3 +281,25 @@ def test_model_returns_the_encoders_states_and_the_cross_encoders_under_distinct
         first = stage_one(**batch)
     assert first.text_last_hidden_state is first.text_encoder_last_hidden_state
     assert first.visual_last_hidden_state is first.visual_encoder_last_hidden_state and first.last_hidden_state is None
+
+
+def test_frame_nce_loss_on_selected_rows_matches_the_boolean_definition():
+    """CMFM from ``select_rows`` indices: each masked valid frame against every valid frame of the batch, the
+    positive its own frame; the same value as selecting with boolean masks; 0 with a graph when nothing is masked."""
+    from vlpretrain.modeling.losses import frame_nce_loss, select_rows
+
+    generator = torch.Generator().manual_seed(0)
+    predictions = torch.randn(3, 5, 8, generator=generator, requires_grad=True)
+    targets = torch.randn(3, 5, 8, generator=generator)
+    valid = torch.ones(3, 5, dtype=torch.bool)
+    valid[1, 3:] = False
+    masked = torch.zeros(3, 5, dtype=torch.bool)
+    masked[0, 1] = masked[1, 4] = masked[2, 0] = masked[2, 3] = True  # (1, 4) is padding: not a query
+    masked_rows, valid_rows = select_rows(masked & valid, valid)
+    loss = frame_nce_loss(predictions, targets, valid, masked_rows, valid_rows)
+    logits = predictions[masked & valid] @ targets[valid].T
+    positives = torch.tensor([1, 8, 11])  # the queries' own frames among the 13 valid ones
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, positives))
+    nothing, _ = select_rows(torch.zeros_like(masked), valid)
+    empty = frame_nce_loss(predictions, targets, valid, nothing, valid_rows)
+    assert empty.item() == 0.0 and empty.requires_grad

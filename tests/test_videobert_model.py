@@ -295,7 +295,7 @@ def test_masked_clips_are_80_percent_mask_10_percent_another_clip_10_percent_kep
     ids, _, _, start = model.joint_sequence(None, None, words, batch["frame_attention_mask"],
                                             masked & (batch["frame_features"] == 0).all(-1))
     seen = []
-    model.encode_joint = lambda ids, *args, original=model.encode_joint: seen.append(ids) or original(ids, *args)
+    model.encode_joint = lambda ids, *args, original=model.encode_joint, **kwargs: seen.append(ids) or original(ids, *args, **kwargs)
     model(frame_features=batch["frame_features"], frame_attention_mask=batch["frame_attention_mask"], masked_frames=masked)
     visual = seen[0][:, start : start + words.shape[1]]
     assert (visual[masked & (batch["frame_features"] == 0).all(-1)] == config.mask_token_id).all()

@@ -8,24 +8,48 @@ port's unused ``value_av`` projection in the tangled block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from itertools import groupby
 
 import torch
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.actbert import ActBertConfig
-from .base import VLPreTrainedModel, check_video_text_inputs
+from .base import VLPreTrainedModel, check_target_shapes, check_video_text_inputs
 from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
-from .layers import FeedForward, MultiHeadAttention, ResidualOutput, TransformerLayer, key_padding_mask
-from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss
-from .outputs import ImageTextRetrievalOutput, VisualQuestionAnsweringOutput
+from .layers import FeedForward, MultiHeadAttention, ResidualOutput, TransformerLayer, key_padding_mask, run_layers
+from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss, select_rows
+from .outputs import ImageTextRetrievalOutput, StreamOutput, VisualQuestionAnsweringOutput, recording_flags, stream_records
 
 
 @dataclass
-class ActBertModelOutput(ModelOutput):
+class ActBertRecords(ModelOutput):
+    """The per-layer records of the ActBERT outputs: with ``output_hidden_states``, each stream's embeddings and the
+    output of every layer and tangled block that updates it; with ``output_attentions``, each stream's self-attention
+    weights and, per tangled block, the weights of (actions -> regions, actions -> words, regions, words, actions)."""
+
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    region_hidden_states: tuple[torch.Tensor, ...] | None = None
+    action_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    region_attentions: tuple[torch.Tensor, ...] | None = None
+    action_attentions: tuple[torch.Tensor, ...] | None = None
+    tangled_attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
+
+    def records(self) -> dict[str, tuple | None]:
+        """The record fields by name, for a task head's output."""
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
+
+
+_RECORD_FIELDS = tuple(field.name for field in fields(ActBertRecords))
+
+
+@dataclass
+class ActBertEncoding(ModelOutput):
     """Final states of the three streams (regions include the global token at index 0), their pooled vectors
     (ReLU poolers to ``bi_hidden_size``) and the fused ``pooled_output`` used for matching."""
 
@@ -39,7 +63,12 @@ class ActBertModelOutput(ModelOutput):
 
 
 @dataclass
-class ActBertForPreTrainingOutput(ModelOutput):
+class ActBertModelOutput(ActBertRecords, ActBertEncoding):
+    """[`ActBertModel`]'s outputs: those of [`ActBertEncoding`], then the [`ActBertRecords`]."""
+
+
+@dataclass
+class ActBertPreTrainingLosses(ModelOutput):
     """Losses (each unweighted; ``loss`` is their weighted sum) and predictions of [`ActBertForPreTraining`].
 
     With ``labels``, ``prediction_logits`` holds the labelled positions only; ``action_logits`` (B, F, actions)
@@ -56,6 +85,22 @@ class ActBertForPreTrainingOutput(ModelOutput):
     region_object_logits: torch.Tensor | None = None
     matching_logits: torch.Tensor | None = None
     pooled_output: torch.Tensor | None = None
+
+
+@dataclass
+class ActBertForPreTrainingOutput(ActBertRecords, ActBertPreTrainingLosses):
+    """[`ActBertForPreTraining`]'s outputs: those of [`ActBertPreTrainingLosses`], then the [`ActBertRecords`]."""
+
+
+@dataclass
+class ActBertRetrievalOutput(ActBertRecords, ImageTextRetrievalOutput):
+    """[`ActBertForVideoTextRetrieval`]'s outputs: those of [`ImageTextRetrievalOutput`], then the [`ActBertRecords`]."""
+
+
+@dataclass
+class ActBertVideoQuestionAnsweringOutput(ActBertRecords, VisualQuestionAnsweringOutput):
+    """[`ActBertForVideoQuestionAnswering`]'s outputs: those of [`VisualQuestionAnsweringOutput`], then the
+    [`ActBertRecords`]."""
 
 
 def _resize(states: torch.Tensor, length: int) -> torch.Tensor:
@@ -99,23 +144,26 @@ class TangledLayer(GradientCheckpointingLayer):
         text_mask: torch.Tensor | None,
         region_mask: torch.Tensor | None,
         action_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...]]:
+        """The three updated streams and the attention weights of (actions -> regions, actions -> words, regions,
+        words, actions) (None unless ``output_attentions``)."""
         region_q, region_k, region_v = self.region_qkv(regions).chunk(3, dim=-1)
         text_q, text_k, text_v = self.text_qkv(text).chunk(3, dim=-1)
         action_q, action_k, action_v = self.action_qkv(actions).chunk(3, dim=-1)
-        context_av, _ = self.attention(action_q, region_k, region_v, region_mask)
-        context_at, _ = self.attention(action_q, text_k, text_v, text_mask)
+        context_av, weights_av = self.attention(action_q, region_k, region_v, region_mask, output_attentions)
+        context_at, weights_at = self.attention(action_q, text_k, text_v, text_mask, output_attentions)
         text_k = text_k + _resize(self.key_av(context_av), text.shape[1])
         text_v = text_v + _resize(self.value_av(context_av), text.shape[1])
         region_k = region_k + _resize(self.key_at(context_at), regions.shape[1])
         region_v = region_v + _resize(self.value_at(context_at), regions.shape[1])
-        region_context, _ = self.attention(region_q, region_k, region_v, region_mask)
-        text_context, _ = self.attention(text_q, text_k, text_v, text_mask)
-        action_context, _ = self.attention(action_q, action_k, action_v, action_mask)
+        region_context, region_weights = self.attention(region_q, region_k, region_v, region_mask, output_attentions)
+        text_context, text_weights = self.attention(text_q, text_k, text_v, text_mask, output_attentions)
+        action_context, action_weights = self.attention(action_q, action_k, action_v, action_mask, output_attentions)
         regions = self.region_ffn(self.region_output(region_context, regions))
         text = self.text_ffn(self.text_output(text_context, text))
         actions = self.action_ffn(self.action_output(action_context, actions))
-        return text, regions, actions
+        return text, regions, actions, (weights_av, weights_at, region_weights, text_weights, action_weights)
 
 
 class ActionEmbeddings(nn.Module):
@@ -214,9 +262,14 @@ class ActBertPreTrainedModel(VLPreTrainedModel):
                      region_features, region_boxes, region_attention_mask) -> None:
         """Validate every input before any compute (``ValueError`` naming the argument)."""
         max_frames = self.config.max_position_embeddings if self.config.action_position_embeddings else None
-        check_video_text_inputs(self.config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                                max_frames)
-        check_region_inputs(self.config, input_ids.shape[0], region_features, region_boxes, region_attention_mask)
+        check_video_text_inputs(
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            frame_features=frame_features, frame_attention_mask=frame_attention_mask, max_frames=max_frames,
+        )
+        check_region_inputs(
+            self.config, input_ids.shape[0], region_features=region_features, region_boxes=region_boxes,
+            region_attention_mask=region_attention_mask,
+        )
 
 
 class ActBertModel(ActBertPreTrainedModel):
@@ -254,52 +307,81 @@ class ActBertModel(ActBertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None,
         region_attention_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ActBertModelOutput | tuple:
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> ActBertModelOutput:
         """Encode words (``input_ids`` (B, T)), actions (``frame_features`` (B, F, D)) and regions
         (``region_features`` (B, R, D), ``region_boxes`` (B, R, 4)); invalid input raises ``ValueError`` first."""
-        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                          region_features, region_boxes, region_attention_mask)
-        output = self.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                             region_features, region_boxes, region_attention_mask)
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, region_features=region_features, region_boxes=region_boxes,
+            region_attention_mask=region_attention_mask,
+        )
+        self.check_inputs(**inputs)
+        return self.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
-    def encode(self, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-               region_features, region_boxes, region_attention_mask, masked_frames=None) -> ActBertModelOutput:
+    def encode(
+        self,
+        input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+        frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None,
+        region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None,
+        masked_frames: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> ActBertModelOutput:
         """The forward pass on checked inputs (used by the task heads); ``masked_frames`` (pretraining) marks the
-        actions that enter as the learned mask embedding."""
+        actions that enter as the learned mask embedding. Each run of one stream's layers between tangled blocks goes
+        through ``run_layers``, which continues that stream's records."""
+        record = recording_flags(self.config, output_attentions, output_hidden_states)
         implementation = self.config._attn_implementation
         region_features, region_boxes, region_mask = prepend_global_image_token(
             region_features, region_boxes, region_attention_mask
         )
-        text = self.embeddings(input_ids, token_type_ids)
-        regions = self.region_embeddings(region_features, region_boxes)
-        actions = self.action_embeddings(frame_features, masked_frames)
-        text_mask = key_padding_mask(attention_mask, text.dtype, implementation)
-        region_key_mask = key_padding_mask(region_mask, regions.dtype, implementation)
-        action_mask = key_padding_mask(frame_attention_mask, actions.dtype, implementation)
-        for kind, index in self.schedule:
-            if kind == "text":
-                text, _ = self.text_layers[index](text, text_mask)
-            elif kind == "region":
-                regions, _ = self.region_layers[index](regions, region_key_mask)
-            elif kind == "action":
-                actions, _ = self.action_layers[index](actions, action_mask)
-            else:
-                text, regions, actions = self.tangled_layers[index](
-                    text, regions, actions, text_mask, region_key_mask, action_mask
+        embeddings = {
+            "text": self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids),
+            "region": self.region_embeddings(region_features, region_boxes),
+            "action": self.action_embeddings(frame_features, masked_frames),
+        }
+        given_masks = {"text": attention_mask, "region": region_mask, "action": frame_attention_mask}
+        masks = {name: key_padding_mask(given_masks[name], states.dtype, implementation) for name, states in embeddings.items()}
+        streams = {
+            name: StreamOutput(
+                last_hidden_state=states,
+                hidden_states=(states,) if record["output_hidden_states"] else None,
+                attentions=() if record["output_attentions"] else None,
+            )
+            for name, states in embeddings.items()
+        }
+        tangled_attentions = () if record["output_attentions"] else None
+        for kind, steps in groupby(self.schedule, key=lambda step: step[0]):
+            indices = [index for _, index in steps]
+            if kind != "tangled":
+                stream, layers = streams[kind], getattr(self, f"{kind}_layers")
+                streams[kind] = run_layers(
+                    [layers[index] for index in indices], stream.last_hidden_state, masks[kind],
+                    recorded_states=stream.hidden_states, recorded_attentions=stream.attentions, **record,
                 )
+                continue
+            for index in indices:
+                *updated, weights = self.tangled_layers[index](
+                    streams["text"].last_hidden_state, streams["region"].last_hidden_state,
+                    streams["action"].last_hidden_state, text_mask=masks["text"], region_mask=masks["region"],
+                    action_mask=masks["action"], output_attentions=record["output_attentions"],
+                )
+                for name, states in zip(("text", "region", "action"), updated):
+                    recorded = streams[name].hidden_states
+                    streams[name] = StreamOutput(
+                        last_hidden_state=states, hidden_states=None if recorded is None else recorded + (states,),
+                        attentions=streams[name].attentions,
+                    )
+                if tangled_attentions is not None:
+                    tangled_attentions += (weights,)
+        text, regions, actions = (streams[name].last_hidden_state for name in ("text", "region", "action"))
         text_pooled, region_pooled = self.text_pooler(text), self.region_pooler(regions)
         action_pooled = self.action_pooler(actions)
         if self.config.fusion_method == "mul":
@@ -309,6 +391,7 @@ class ActBertModel(ActBertPreTrainedModel):
         return ActBertModelOutput(
             text_last_hidden_state=text, region_last_hidden_state=regions, action_last_hidden_state=actions,
             text_pooled=text_pooled, region_pooled=region_pooled, action_pooled=action_pooled, pooled_output=fused,
+            tangled_attentions=tangled_attentions, **stream_records(**streams),
         )
 
 
@@ -342,40 +425,40 @@ class ActBertForPreTraining(ActBertPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.mlm_head.decoder = value
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None,
         region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        masked_frames: torch.Tensor | None = None,
-        action_labels: torch.Tensor | None = None,
-        masked_regions: torch.Tensor | None = None,
-        region_class_targets: torch.Tensor | None = None,
-        matched_labels: torch.Tensor | None = None,
-        frame_feature_targets: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ActBertForPreTrainingOutput | tuple:
+        labels: torch.Tensor | None = None, masked_frames: torch.Tensor | None = None, action_labels: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None, region_class_targets: torch.Tensor | None = None,
+        matched_labels: torch.Tensor | None = None, frame_feature_targets: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> ActBertForPreTrainingOutput:
         """``frame_feature_targets`` (from the collator) is accepted and unused: actions are classified, not regressed."""
         config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
-        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                          region_features, region_boxes, region_attention_mask)
-        _check_targets(config, input_ids, frame_features, region_features, labels, masked_frames, action_labels,
-                       masked_regions, region_class_targets, matched_labels)
-        encoded = self.actbert.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                                      region_features, region_boxes, region_attention_mask, masked_frames)
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, region_features=region_features, region_boxes=region_boxes,
+            region_attention_mask=region_attention_mask,
+        )
+        self.check_inputs(**inputs)
+        targets = dict(
+            labels=labels, masked_frames=masked_frames, action_labels=action_labels, masked_regions=masked_regions,
+            region_class_targets=region_class_targets, matched_labels=matched_labels,
+        )
+        _check_targets(config, input_ids, frame_features, region_features, **targets)
+        encoded = self.actbert.encode(
+            **inputs, masked_frames=masked_frames, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
         losses: dict[str, torch.Tensor] = {}
         text = encoded.text_last_hidden_state
         if labels is not None and config.objective_enabled("mlm"):
-            positions = labels != IGNORE_INDEX
-            prediction_logits = self.mlm_head(text, positions)
-            losses["mlm"] = classification_loss(prediction_logits, labels[positions])
+            (rows,) = select_rows(labels != IGNORE_INDEX)
+            prediction_logits = self.mlm_head(text, rows)
+            losses["mlm"] = classification_loss(prediction_logits, labels.reshape(-1).index_select(0, rows))
         else:
             prediction_logits = self.mlm_head(text)
         action_logits = region_logits = matching_logits = None
@@ -385,8 +468,8 @@ class ActBertForPreTraining(ActBertPreTrainedModel):
                 selected = masked_frames.bool()
                 if frame_attention_mask is not None:
                     selected = selected & frame_attention_mask.bool()
-                targets = action_labels[:, None].expand_as(selected).masked_fill(~selected, IGNORE_INDEX)
-                losses["masked_action"] = classification_loss(action_logits, targets)
+                action_targets = action_labels[:, None].expand_as(selected).masked_fill(~selected, IGNORE_INDEX)
+                losses["masked_action"] = classification_loss(action_logits, action_targets)
         if self.region_head is not None:
             region_logits = self.region_head(encoded.region_last_hidden_state[:, 1:])["object"]
             if masked_regions is not None and region_class_targets is not None:
@@ -399,20 +482,58 @@ class ActBertForPreTraining(ActBertPreTrainedModel):
             if matched_labels is not None:
                 losses["matching"] = classification_loss(matching_logits, matched_labels)
         loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
-        output = ActBertForPreTrainingOutput(
+        return ActBertForPreTrainingOutput(
             loss=loss, mlm_loss=losses.get("mlm"), masked_action_loss=losses.get("masked_action"),
             region_class_loss=losses.get("region_class"), matching_loss=losses.get("matching"),
             prediction_logits=prediction_logits, action_logits=action_logits, region_object_logits=region_logits,
-            matching_logits=matching_logits, pooled_output=encoded.pooled_output,
+            matching_logits=matching_logits, pooled_output=encoded.pooled_output, **encoded.records(),
         )
-        return output if return_dict else output.to_tuple()
 
 
-class ActBertForVideoTextRetrieval(ActBertPreTrainedModel):
+class ActBertPooledClassifier(ActBertPreTrainedModel):
+    """The forward of the heads that classify the fused pooled vector (retrieval, video QA): check the inputs and the
+    per-sample integer ``labels``, encode, classify with :meth:`classify`, cross-entropy against ``labels``; a head
+    turns the result into its output type with :meth:`head_output`."""
+
+    # What ``labels`` hold, for the error message of a bad one.
+    labels_meaning = "class ids"
+
+    def classify(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head_output(self, **values) -> ModelOutput:
+        raise NotImplementedError
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> ModelOutput:
+        inputs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, region_features=region_features, region_boxes=region_boxes,
+            region_attention_mask=region_attention_mask,
+        )
+        self.check_inputs(**inputs)
+        batch = input_ids.shape[0]
+        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (batch,)):
+            raise ValueError(f"labels: expected integer {self.labels_meaning} of shape ({batch},)")
+        encoded = self.actbert.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.classify(encoded.pooled_output)
+        loss = classification_loss(logits, labels) if labels is not None else None
+        return self.head_output(loss=loss, logits=logits, pooled_output=encoded.pooled_output, **encoded.records())
+
+
+class ActBertForVideoTextRetrieval(ActBertPooledClassifier):
     """ActBERT scoring (video, caption) pairs with the matching head on the fused poolers (the port's zero-shot
     retrieval); ``scores`` = matched minus mismatched logit, ``labels`` (1 matched, 0 not) train it."""
 
     hub_auto_class = "AutoModelForSequenceClassification"
+    labels_meaning = "match labels"
 
     def __init__(self, config: ActBertConfig):
         super().__init__(config)
@@ -420,28 +541,20 @@ class ActBertForVideoTextRetrieval(ActBertPreTrainedModel):
         self.matching_head = nn.Linear(config.bi_hidden_size, 2)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, frame_features=None,
-                frame_attention_mask=None, region_features=None, region_boxes=None, region_attention_mask=None,
-                labels: torch.Tensor | None = None, return_dict: bool | None = None) -> ImageTextRetrievalOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                          region_features, region_boxes, region_attention_mask)
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (input_ids.shape[0],)):
-            raise ValueError(f"labels: expected integer match labels of shape ({input_ids.shape[0]},)")
-        encoded = self.actbert.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                                      region_features, region_boxes, region_attention_mask)
-        logits = self.matching_head(encoded.pooled_output)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        output = ImageTextRetrievalOutput(loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0],
-                                          pooled_output=encoded.pooled_output)
-        return output if return_dict else output.to_tuple()
+    def classify(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.matching_head(pooled_output)
+
+    def head_output(self, **values) -> ActBertRetrievalOutput:
+        logits = values["logits"]
+        return ActBertRetrievalOutput(scores=logits[:, 1] - logits[:, 0], **values)
 
 
-class ActBertForVideoQuestionAnswering(ActBertPreTrainedModel):
+class ActBertForVideoQuestionAnswering(ActBertPooledClassifier):
     """ActBERT with an answer classifier over ``config.id2label`` on the fused pooled vector (the paper's video QA
     head is unverified; this is the package's two-layer ``AnswerHead``). ``labels``: answer ids (B,)."""
 
     hub_auto_class = "AutoModelForVisualQuestionAnswering"
+    labels_meaning = "answer ids"
 
     def __init__(self, config: ActBertConfig):
         super().__init__(config)
@@ -449,35 +562,23 @@ class ActBertForVideoQuestionAnswering(ActBertPreTrainedModel):
         self.qa_head = AnswerHead(config.bi_hidden_size, config.num_labels, eps=config.layer_norm_eps)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, frame_features=None,
-                frame_attention_mask=None, region_features=None, region_boxes=None, region_attention_mask=None,
-                labels: torch.Tensor | None = None, return_dict: bool | None = None) -> VisualQuestionAnsweringOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                          region_features, region_boxes, region_attention_mask)
-        if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (input_ids.shape[0],)):
-            raise ValueError(f"labels: expected integer answer ids of shape ({input_ids.shape[0]},)")
-        encoded = self.actbert.encode(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-                                      region_features, region_boxes, region_attention_mask)
-        logits = self.qa_head(encoded.pooled_output)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=encoded.pooled_output)
-        return output if return_dict else output.to_tuple()
+    def classify(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.qa_head(pooled_output)
+
+    def head_output(self, **values) -> ActBertVideoQuestionAnsweringOutput:
+        return ActBertVideoQuestionAnsweringOutput(**values)
 
 
-def _check_targets(config, input_ids, frame_features, region_features, labels, masked_frames, action_labels,
-                   masked_regions, region_class_targets, matched_labels) -> None:
-    """Shapes of the pretraining targets against the inputs, before any compute."""
+def _check_targets(config: ActBertConfig, input_ids: torch.Tensor, frame_features: torch.Tensor, region_features: torch.Tensor,
+                   **targets: torch.Tensor | None) -> None:
+    """Shapes and kinds of the pretraining targets against the inputs, before any compute."""
     batch = input_ids.shape[0]
     frames, regions = tuple(frame_features.shape[:2]), tuple(region_features.shape[:2])
-    expected = {"labels": tuple(input_ids.shape), "masked_frames": frames, "action_labels": (batch,),
-                "masked_regions": regions, "matched_labels": (batch,),
-                "region_class_targets": regions + (config.num_object_labels,)}
-    given = {"labels": labels, "masked_frames": masked_frames, "action_labels": action_labels,
-             "masked_regions": masked_regions, "region_class_targets": region_class_targets, "matched_labels": matched_labels}
-    for name, tensor in given.items():
-        if tensor is not None and tuple(tensor.shape) != expected[name]:
-            raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
-    for name in ("labels", "action_labels", "matched_labels"):
-        if given[name] is not None and given[name].is_floating_point():
-            raise ValueError(f"{name}: expected integer class ids, got {given[name].dtype}")
+    check_target_shapes(targets, {
+        "labels": (tuple(input_ids.shape), "integer token ids, -100 where nothing is predicted"),
+        "masked_frames": (frames, "1 where an action is masked"),
+        "action_labels": ((batch,), "integer action class ids, one per video"),
+        "masked_regions": (regions, "1 where a region is masked"),
+        "region_class_targets": (regions + (config.num_object_labels,), "float detector class distributions"),
+        "matched_labels": ((batch,), "integer match labels"),
+    })

@@ -128,22 +128,21 @@ def mil_nce_loss(scores: torch.Tensor, positive_mask: torch.Tensor) -> torch.Ten
 
 
 def frame_nce_loss(
-    predictions: torch.Tensor, targets: torch.Tensor, valid_frames: torch.Tensor, masked_frames: torch.Tensor
+    predictions: torch.Tensor, targets: torch.Tensor, valid_frames: torch.Tensor, masked_rows: torch.Tensor, valid_rows: torch.Tensor
 ) -> torch.Tensor:
     """Masked frame modelling as NCE over every valid frame of the batch (UniVL CMFM), no temperature.
 
-    ``predictions`` and ``targets`` are (B, F, D); each masked frame's prediction is scored by dot product against
-    the targets of all valid frames of the batch, and the positive is its own frame. Averaged over masked frames;
-    0 (with a graph) when nothing is masked.
+    ``predictions`` and ``targets`` are (B, F, D) and ``valid_frames`` (B, F); ``masked_rows`` / ``valid_rows`` are the
+    flat indices (:func:`select_rows`) of the masked valid frames and of all valid frames. Each masked frame's
+    prediction is scored by dot product against the targets of all valid frames of the batch, and the positive is its
+    own frame. Averaged over masked frames; 0 (with a graph) when nothing is masked.
     """
-    valid = valid_frames.bool()
-    masked = masked_frames.bool() & valid
-    queries = predictions[masked].float()
-    if queries.shape[0] == 0:
+    if masked_rows.shape[0] == 0:
         return predictions.sum() * 0.0
-    logits = queries @ targets[valid].float().T
-    positive = torch.cumsum(valid.flatten().long(), 0)[masked.flatten()] - 1
-    return nn.functional.cross_entropy(logits, positive)
+    queries = predictions.reshape(-1, predictions.shape[-1]).index_select(0, masked_rows).float()
+    candidates = targets.reshape(-1, targets.shape[-1]).index_select(0, valid_rows).float()
+    positive = torch.cumsum(valid_frames.flatten().long(), 0).index_select(0, masked_rows) - 1
+    return nn.functional.cross_entropy(queries @ candidates.T, positive)
 
 
 def diagonal_cross_entropy(scores: torch.Tensor, positive_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -168,11 +168,12 @@ class VideoTextRetrievalOutput(ModelOutput):
 
 @dataclass
 class CaptioningOutput(ModelOutput):
-    """Next-token logits of a caption decoder (batch, caption_length, vocab); ``loss`` with ``labels``."""
+    """Next-token logits of a caption decoder (batch, caption_length, vocab); ``loss`` with ``labels``;
+    ``encoder_last_hidden_state`` / ``encoder_attention_mask``: the states the decoder attended to and their mask."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-    encoder_hidden_states: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
     encoder_attention_mask: torch.Tensor | None = None
 
 
@@ -199,3 +200,22 @@ class SingleStreamRegionScoringOutput(RegionScoringOutput):
 
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def recording_flags(config, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:
+    """``output_attentions`` / ``output_hidden_states`` with None replaced by the config's default, as the keyword
+    arguments of :func:`layers.run_layers` and of the encoders that call it."""
+    return {
+        "output_attentions": config.output_attentions if output_attentions is None else output_attentions,
+        "output_hidden_states": config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+    }
+
+
+def stream_records(**streams: StreamOutput | None) -> dict[str, tuple | None]:
+    """An output's ``<name>_hidden_states`` / ``<name>_attentions`` fields from each named stream's record (both None
+    for a stream that did not run)."""
+    records: dict[str, tuple | None] = {}
+    for name, stream in streams.items():
+        records[f"{name}_hidden_states"] = None if stream is None else stream.hidden_states
+        records[f"{name}_attentions"] = None if stream is None else stream.attentions
+    return records

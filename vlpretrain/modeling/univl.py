@@ -19,25 +19,27 @@ Package conventions that differ from the original code:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 from transformers import GenerationConfig, GenerationMixin
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.univl import UnivlConfig
 from .base import (
     VLPreTrainedModel,
     check_match_labels,
+    check_target_shapes,
     check_video_text_inputs,
     retrieval_placeholder_text,
     retrieval_text_mask,
 )
 from .embeddings import FrameEmbeddings, TextEmbeddings
 from .heads import MaskedLanguageModelingHead, Pooler, PredictionHeadTransform
-from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask, masked_mean
+from .layers import DecoderLayer, TransformerLayer, causal_attention_mask, key_padding_mask, masked_mean, run_layers
 from .losses import (
     IGNORE_INDEX,
     classification_loss,
@@ -45,12 +47,54 @@ from .losses import (
     frame_nce_loss,
     max_margin_ranking_loss,
     mil_nce_loss,
+    select_rows,
 )
-from .outputs import CaptioningOutput, UnimodalEncoding, VideoTextModelOutput, VideoTextRetrievalOutput
+from .outputs import (
+    CaptioningOutput,
+    StreamOutput,
+    UnimodalEncoding,
+    VideoTextModelOutput,
+    VideoTextRetrievalOutput,
+    recording_flags,
+    stream_records,
+)
 
 
 @dataclass
-class UnivlForPreTrainingOutput(ModelOutput):
+class UnivlEncoderRecords(ModelOutput):
+    """With ``output_hidden_states`` / ``output_attentions``, the per-layer records (embeddings first) of the text,
+    video and cross encoders (None for an encoder that did not run)."""
+
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
+    cross_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    visual_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+    def encoder_records(self) -> dict[str, tuple | None]:
+        """The encoders' record fields by name, for an output that passes them on."""
+        return {name: getattr(self, name) for name in _ENCODER_RECORD_FIELDS}
+
+
+_ENCODER_RECORD_FIELDS = tuple(field.name for field in fields(UnivlEncoderRecords))
+
+
+@dataclass
+class UnivlRecords(UnivlEncoderRecords):
+    """The encoders' records and the caption decoder's (its attentions: one (self, encoder) pair per layer)."""
+
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+@dataclass
+class UnivlModelOutput(UnivlEncoderRecords, VideoTextModelOutput):
+    """[`UnivlModel`]'s outputs: those of [`VideoTextModelOutput`], then the [`UnivlEncoderRecords`]."""
+
+
+@dataclass
+class UnivlPreTrainingLosses(ModelOutput):
     """Losses of [`UnivlForPreTraining`]: each objective's own (unweighted) loss and their weighted sum ``loss``.
 
     ``joint_scores`` is the (texts x videos) dot-product matrix of the joint objective and ``alignment_scores`` the
@@ -65,6 +109,25 @@ class UnivlForPreTrainingOutput(ModelOutput):
     reconstruction_loss: torch.Tensor | None = None
     joint_scores: torch.Tensor | None = None
     alignment_scores: torch.Tensor | None = None
+
+
+@dataclass
+class UnivlForPreTrainingOutput(UnivlRecords, UnivlPreTrainingLosses):
+    """[`UnivlForPreTraining`]'s outputs: those of [`UnivlPreTrainingLosses`], then the [`UnivlRecords`] of the
+    encoders over the masked inputs (stage I: the unmasked ones), of the cross encoder over the matched pairs and of
+    the decoder."""
+
+
+@dataclass
+class UnivlRetrievalOutput(UnivlEncoderRecords, VideoTextRetrievalOutput):
+    """[`UnivlForVideoTextRetrieval`]'s outputs: those of [`VideoTextRetrievalOutput`], then the
+    [`UnivlEncoderRecords`] (the cross encoder's, in ``"align"`` mode, over the matched pairs (i, i))."""
+
+
+@dataclass
+class UnivlCaptioningOutput(UnivlRecords, CaptioningOutput):
+    """[`UnivlForCaptioning`]'s outputs: those of [`CaptioningOutput`], then the [`UnivlRecords`] (the encoders' are
+    None when ``encoder_hidden_states`` were given)."""
 
 
 class UnivlPreTrainedModel(VLPreTrainedModel):
@@ -84,6 +147,20 @@ class UnivlPreTrainedModel(VLPreTrainedModel):
     def text_stream_prefix(self) -> dict[str, str]:
         prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
         return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}text_layers."}
+
+    def check_inputs(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        frame_features: torch.Tensor | None,
+        frame_attention_mask: torch.Tensor | None,
+    ) -> None:
+        """Validate the captions and clips (``ValueError`` naming the argument) before any compute."""
+        check_video_text_inputs(
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            frame_features=frame_features, frame_attention_mask=frame_attention_mask, max_frames=self.config.max_frames,
+        )
 
 
 class UnivlCrossEmbeddings(nn.Module):
@@ -129,12 +206,19 @@ class UnivlDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_decoder_layers))
 
     def forward(
-        self, embeddings: torch.Tensor, self_mask: torch.Tensor, encoder_states: torch.Tensor, encoder_mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        hidden = self.dropout(self.norm(embeddings))
-        for layer in self.layers:
-            hidden, _ = layer(hidden, self_mask, encoder_states, encoder_mask)
-        return hidden
+        self,
+        embeddings: torch.Tensor,
+        self_mask: torch.Tensor,
+        encoder_states: torch.Tensor,
+        encoder_mask: torch.Tensor | None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
+        """Decoder states; its attention record holds one (self, encoder) pair of weights per layer."""
+        return run_layers(
+            self.layers, self.dropout(self.norm(embeddings)), self_mask, encoder_states=encoder_states,
+            encoder_mask=encoder_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
 
 
 class UnivlFramePredictionHead(nn.Module):
@@ -153,6 +237,10 @@ def _ones_mask(reference: torch.Tensor, given: torch.Tensor | None) -> torch.Ten
     return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device) if given is None else given
 
 
+def _record_rows(records: tuple[torch.Tensor, ...] | None, rows: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    return None if records is None else tuple(record[rows] for record in records)
+
+
 class UnivlModel(UnivlPreTrainedModel):
     """The UniVL encoders (text, video and, for stage 2, the cross encoder) and the caption decoder.
 
@@ -160,7 +248,7 @@ class UnivlModel(UnivlPreTrainedModel):
     ``visual_encoder_last_hidden_state``), their mean-pooled encodings (``text_embeds``: text tokens after ``[CLS]``;
     ``visual_embeds``: valid frames) and, with the cross encoder (stage II), the joint sequence, its ``[CLS]`` pooler
     and its text / frame slices as ``text_last_hidden_state`` / ``visual_last_hidden_state`` (the encoders' states
-    in stage I).
+    in stage I). The encoders below return a ``StreamOutput`` whose records are filled on request.
     """
 
     hub_auto_class = "AutoModel"
@@ -189,32 +277,58 @@ class UnivlModel(UnivlPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
-    def _run(self, layers: nn.ModuleList, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        key_mask = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation)
-        for layer in layers:
-            hidden, _ = layer(hidden, key_mask)
-        return hidden
+    def key_mask(self, mask: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor | None:
+        """A (B, L) 0/1 mask in the form the configured attention kernel takes."""
+        return key_padding_mask(mask, states.dtype, self.config._attn_implementation)
 
     def encode_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
         """Text encoder states (B, T, H)."""
-        return self._run(self.text_layers, self.embeddings(input_ids, token_type_ids), attention_mask)
+        hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        return run_layers(
+            self.text_layers, hidden, self.key_mask(attention_mask, hidden),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
 
-    def encode_video(self, frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_video(
+        self,
+        frame_features: torch.Tensor,
+        frame_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
         """Video encoder states (B, F, H) of raw clip features (layer-normed here)."""
         hidden = self.visual_embeddings(self.video_norm(frame_features))
-        return self._run(self.visual_layers, hidden, frame_attention_mask)
+        return run_layers(
+            self.visual_layers, hidden, self.key_mask(frame_attention_mask, hidden),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
 
     def cross_encode(
-        self, text_states: torch.Tensor, text_mask: torch.Tensor, video_states: torch.Tensor, video_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor,
+        video_states: torch.Tensor,
+        video_mask: torch.Tensor,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[StreamOutput, torch.Tensor, torch.Tensor]:
         """Cross encoder over [text ; video]: returns the joint states (B, T+F, H), their mask and the pooled [CLS]."""
         if not self.has_cross:
             raise ValueError("this UniVL model is stage 1 (config.stage=1) and has no cross encoder")
         mask = torch.cat([text_mask, video_mask], dim=1)
-        states = self._run(self.cross_layers, self.cross_embeddings(text_states, video_states), mask)
-        return states, mask, self.pooler(states)
+        hidden = self.cross_embeddings(text_states, video_states)
+        joint = run_layers(
+            self.cross_layers, hidden, self.key_mask(mask, hidden),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        return joint, mask, self.pooler(joint.last_hidden_state)
 
     def decode(
         self,
@@ -222,7 +336,9 @@ class UnivlModel(UnivlPreTrainedModel):
         decoder_attention_mask: torch.Tensor | None,
         encoder_states: torch.Tensor,
         encoder_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
         """Decoder states (B, L, H) of caption ids attending causally to themselves and to the cross-encoder output."""
         length = decoder_input_ids.shape[1]
         if length > self.config.max_position_embeddings:
@@ -233,41 +349,42 @@ class UnivlModel(UnivlPreTrainedModel):
         embeddings = self.embeddings.word_embeddings(decoder_input_ids) + self.embeddings.position_embeddings(positions)
         implementation = self.config._attn_implementation
         self_mask = causal_attention_mask(decoder_attention_mask, length, embeddings.dtype, implementation, embeddings.device)
-        encoder_key_mask = key_padding_mask(encoder_mask, embeddings.dtype, implementation)
-        return self.decoder(embeddings, self_mask, encoder_states, encoder_key_mask)
+        return self.decoder(
+            embeddings, self_mask, encoder_states=encoder_states, encoder_mask=self.key_mask(encoder_mask, embeddings),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> VideoTextModelOutput | tuple:
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> UnivlModelOutput:
         """Encode captions ``input_ids`` (B, T) and clip features ``frame_features`` (B, F, D) with their masks."""
-        check_video_text_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, self.config.max_frames
-        )
+        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask)
+        record = recording_flags(self.config, output_attentions, output_hidden_states)
         text_mask = _ones_mask(input_ids, attention_mask)
         frame_mask = _ones_mask(frame_features, frame_attention_mask)
-        text = self.encode_text(input_ids, text_mask, token_type_ids)
-        video = self.encode_video(frame_features, frame_mask)
-        output = VideoTextModelOutput(
-            text_last_hidden_state=text,
-            visual_last_hidden_state=video,
-            text_embeds=masked_mean(text[:, 1:], text_mask[:, 1:]),
-            visual_embeds=masked_mean(video, frame_mask),
-            text_encoder_last_hidden_state=text,
-            visual_encoder_last_hidden_state=video,
-        )
+        text = self.encode_text(input_ids, text_mask, token_type_ids, **record)
+        video = self.encode_video(frame_features, frame_mask, **record)
+        text_states, video_states = text.last_hidden_state, video.last_hidden_state
+        joint = states = mask = pooled = None
         if self.has_cross:
-            states, mask, pooled = self.cross_encode(text, text_mask, video, frame_mask)
-            output.last_hidden_state, output.attention_mask, output.pooled_output = states, mask, pooled
-            output.text_last_hidden_state = states[:, : text.shape[1]]
-            output.visual_last_hidden_state = states[:, text.shape[1] :]
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+            joint, mask, pooled = self.cross_encode(text_states, text_mask, video_states, frame_mask, **record)
+            states = joint.last_hidden_state
+        return UnivlModelOutput(
+            text_last_hidden_state=text_states if states is None else states[:, : text_states.shape[1]],
+            visual_last_hidden_state=video_states if states is None else states[:, text_states.shape[1] :],
+            pooled_output=pooled,
+            text_embeds=masked_mean(text_states[:, 1:], text_mask[:, 1:]),
+            visual_embeds=masked_mean(video_states, frame_mask),
+            last_hidden_state=states,
+            attention_mask=mask,
+            text_encoder_last_hidden_state=text_states,
+            visual_encoder_last_hidden_state=video_states,
+            **stream_records(text=text, visual=video, cross=joint),
+        )
 
     def pairwise_alignment_scores(
         self,
@@ -276,33 +393,36 @@ class UnivlModel(UnivlPreTrainedModel):
         video_states: torch.Tensor,
         video_mask: torch.Tensor,
         head: nn.Linear,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cross-encode every (text i, video j) pair; returns the (texts, videos) scores ``head(pooled)`` and the joint
-        states and mask of the matched pairs (i, i) (used by the other cross objectives)."""
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, StreamOutput, torch.Tensor]:
+        """Cross-encode every (text i, video j) pair; returns the (texts, videos) scores ``head(pooled)`` and the cross
+        encoder's output (with its records) and mask for the matched pairs (i, i) (used by the other cross objectives)."""
         texts, videos = text_states.shape[0], video_states.shape[0]
         text_index = torch.arange(texts, device=text_states.device).repeat_interleave(videos)
         video_index = torch.arange(videos, device=text_states.device).repeat(texts)
-        states, mask, pooled = self.cross_encode(
-            text_states[text_index], text_mask[text_index], video_states[video_index], video_mask[video_index]
+        joint, mask, pooled = self.cross_encode(
+            text_states[text_index], text_mask[text_index], video_states[video_index], video_mask[video_index],
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         scores = head(pooled).squeeze(-1).view(texts, videos)
         diagonal = torch.arange(min(texts, videos), device=text_states.device) * (videos + 1)
-        return scores, states[diagonal], mask[diagonal]
+        matched = StreamOutput(
+            last_hidden_state=joint.last_hidden_state[diagonal],
+            hidden_states=_record_rows(joint.hidden_states, diagonal),
+            attentions=_record_rows(joint.attentions, diagonal),
+        )
+        return scores, matched, mask[diagonal]
 
 
-def _check_targets(input_ids: torch.Tensor, frame_features: torch.Tensor, **targets) -> None:
+def _check_targets(input_ids: torch.Tensor, frame_features: torch.Tensor, **targets: torch.Tensor | None) -> None:
     batch, length = input_ids.shape
-    expected = {
-        "labels": (batch, length),
-        "masked_frames": tuple(frame_features.shape[:2]),
-        "frame_feature_targets": tuple(frame_features.shape),
-        "contrastive_positive_mask": (batch, batch),
-    }
-    for name, tensor in targets.items():
-        if tensor is not None and tuple(tensor.shape) != expected[name]:
-            raise ValueError(f"{name}: expected shape {expected[name]}, got {tuple(tensor.shape)}")
-    if targets.get("labels") is not None and targets["labels"].is_floating_point():
-        raise ValueError(f"labels: expected integer token ids (torch.long), got {targets['labels'].dtype}")
+    check_target_shapes(targets, {
+        "labels": ((batch, length), "integer token ids, -100 where nothing is predicted"),
+        "masked_frames": (tuple(frame_features.shape[:2]), "1 where a frame is masked"),
+        "frame_feature_targets": (tuple(frame_features.shape), "float features of the unmasked frames"),
+        "contrastive_positive_mask": ((batch, batch), "True where text i and video j show the same video"),
+    })
 
 
 def _keep_cls_and_sep(attention_mask: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
@@ -311,6 +431,11 @@ def _keep_cls_and_sep(attention_mask: torch.Tensor, drop: torch.Tensor) -> torch
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None, :]
     cls_sep = ((positions == 0) | (positions == last)).to(attention_mask.dtype)
     return torch.where(drop[:, None], cls_sep, attention_mask)
+
+
+def _flat(tensor: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The entries of a (B, L) tensor at flat row indices (``select_rows``)."""
+    return tensor.reshape(-1).index_select(0, rows)
 
 
 class UnivlForPreTraining(UnivlPreTrainedModel):
@@ -326,7 +451,8 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
     - ``reconstruction``: the decoder regenerates the caption from the cross-encoder output.
 
     Stage I (``config.stage=1``) has only the joint objective; EnhancedV (``enhance_visual_probability``) drops
-    the encoder text of some training samples to ``[CLS] [SEP]`` (their MLM targets are dropped too).
+    the encoder text of some training samples to ``[CLS] [SEP]`` (their MLM targets are dropped too). The rows every
+    objective predicts are found with one device sync (``select_rows``).
     """
 
     hub_auto_class = "AutoModelForPreTraining"
@@ -354,29 +480,24 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.mlm_head.decoder = value
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        masked_frames: torch.Tensor | None = None,
-        frame_feature_targets: torch.Tensor | None = None,
-        contrastive_positive_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> UnivlForPreTrainingOutput | tuple:
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None, masked_frames: torch.Tensor | None = None,
+        frame_feature_targets: torch.Tensor | None = None, contrastive_positive_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> UnivlForPreTrainingOutput:
         config = self.config
-        check_video_text_inputs(
-            config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames
-        )
+        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask)
         _check_targets(
             input_ids, frame_features, labels=labels, masked_frames=masked_frames,
             frame_feature_targets=frame_feature_targets, contrastive_positive_mask=contrastive_positive_mask,
         )
         if config.objective_enabled("frame_feature") and (masked_frames is None) != (frame_feature_targets is None):
             raise ValueError("masked_frames and frame_feature_targets: pass both (from the collator) or neither")
+        record = recording_flags(config, output_attentions, output_hidden_states)
         text_mask = _ones_mask(input_ids, attention_mask)
         frame_mask = _ones_mask(frame_features, frame_attention_mask)
         original_ids = input_ids if labels is None else torch.where(labels != IGNORE_INDEX, labels, input_ids)
@@ -384,51 +505,70 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
         model = self.univl
         losses: dict[str, torch.Tensor] = {}
         joint_scores = alignment_scores = None
+        text = video = joint = decoded = None
+        cross_objectives = config.stage == 2 and any(
+            config.objective_enabled(name) for name in ("mlm", "frame_feature", "alignment", "reconstruction")
+        )
 
         if config.objective_enabled("contrastive"):
-            text = model.encode_text(original_ids, text_mask, token_type_ids)
-            video = model.encode_video(original_frames, frame_mask)
-            joint_scores = masked_mean(text[:, 1:], text_mask[:, 1:]) @ masked_mean(video, frame_mask).T
+            unmasked_record = {name: False for name in record} if cross_objectives else record
+            text = model.encode_text(original_ids, text_mask, token_type_ids, **unmasked_record)
+            video = model.encode_video(original_frames, frame_mask, **unmasked_record)
+            joint_scores = (
+                masked_mean(text.last_hidden_state[:, 1:], text_mask[:, 1:]) @ masked_mean(video.last_hidden_state, frame_mask).T
+            )
             positives = contrastive_positive_mask
             if positives is None:
                 positives = torch.eye(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
             losses["contrastive"] = mil_nce_loss(joint_scores, positives)
 
-        if config.stage == 2 and any(config.objective_enabled(name) for name in ("mlm", "frame_feature", "alignment", "reconstruction")):
+        if cross_objectives:
             encoder_mask = text_mask
             if self.training and config.enhance_visual_probability > 0:
                 drop = torch.rand(input_ids.shape[0], device=input_ids.device) < config.enhance_visual_probability
                 encoder_mask = _keep_cls_and_sep(text_mask, drop)
                 if labels is not None:
                     labels = labels.masked_fill(drop[:, None], IGNORE_INDEX)
-            text = model.encode_text(input_ids, encoder_mask, token_type_ids)
-            video = model.encode_video(frame_features, frame_mask)
+            text_length = input_ids.shape[1]
+            # Every row an objective predicts, found with one device sync.
+            selections: dict[str, torch.Tensor] = {}
+            if config.objective_enabled("mlm") and labels is not None:
+                selections["mlm"] = labels != IGNORE_INDEX
+            if config.objective_enabled("frame_feature") and masked_frames is not None:
+                selections["masked_frames"] = masked_frames.bool() & frame_mask.bool()
+                selections["valid_frames"] = frame_mask.bool()
+            # A one-token caption ([CLS] alone) has no next token to reconstruct.
+            if config.objective_enabled("reconstruction") and text_length > 1:
+                reconstruction_targets = original_ids[:, 1:].masked_fill(text_mask[:, 1:] == 0, IGNORE_INDEX)
+                selections["reconstruction"] = reconstruction_targets != IGNORE_INDEX
+            rows = dict(zip(selections, select_rows(*selections.values())))
+
+            text = model.encode_text(input_ids, encoder_mask, token_type_ids, **record)
+            video = model.encode_video(frame_features, frame_mask, **record)
+            text_states, video_states = text.last_hidden_state, video.last_hidden_state
             if config.objective_enabled("alignment"):
                 alignment_scores, joint, joint_mask = model.pairwise_alignment_scores(
-                    text, encoder_mask, video, frame_mask, self.alignment_head
+                    text_states, encoder_mask, video_states, frame_mask, self.alignment_head, **record
                 )
                 losses["alignment"] = diagonal_cross_entropy(alignment_scores, contrastive_positive_mask)
             else:
-                joint, joint_mask, _ = model.cross_encode(text, encoder_mask, video, frame_mask)
-            text_length = input_ids.shape[1]
-            if config.objective_enabled("mlm") and labels is not None:
-                positions = labels != IGNORE_INDEX
-                logits = self.mlm_head(joint[:, :text_length], positions)
-                losses["mlm"] = classification_loss(logits, labels[positions])
-            if config.objective_enabled("frame_feature") and masked_frames is not None:
-                predictions = self.frame_head(joint[:, text_length:], model.visual_embeddings.proj.weight)
-                targets = model.video_norm(original_frames)
-                losses["frame_feature"] = frame_nce_loss(predictions, targets, frame_mask, masked_frames)
-            # A one-token caption ([CLS] alone) has no next token to reconstruct.
-            if config.objective_enabled("reconstruction") and text_length > 1:
-                targets = original_ids[:, 1:].masked_fill(text_mask[:, 1:] == 0, IGNORE_INDEX)
-                hidden = model.decode(input_ids[:, :-1], text_mask[:, :-1], joint, joint_mask)
-                positions = targets != IGNORE_INDEX
-                logits = self.decoder_head(hidden, positions)
-                losses["reconstruction"] = classification_loss(logits, targets[positions])
+                joint, joint_mask, _ = model.cross_encode(text_states, encoder_mask, video_states, frame_mask, **record)
+            joint_states = joint.last_hidden_state
+            if "mlm" in rows:
+                logits = self.mlm_head(joint_states[:, :text_length], rows["mlm"])
+                losses["mlm"] = classification_loss(logits, _flat(labels, rows["mlm"]))
+            if "masked_frames" in rows:
+                predictions = self.frame_head(joint_states[:, text_length:], model.visual_embeddings.proj.weight)
+                losses["frame_feature"] = frame_nce_loss(
+                    predictions, model.video_norm(original_frames), frame_mask, rows["masked_frames"], rows["valid_frames"]
+                )
+            if "reconstruction" in rows:
+                decoded = model.decode(input_ids[:, :-1], text_mask[:, :-1], joint_states, joint_mask, **record)
+                logits = self.decoder_head(decoded.last_hidden_state, rows["reconstruction"])
+                losses["reconstruction"] = classification_loss(logits, _flat(reconstruction_targets, rows["reconstruction"]))
 
         loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
-        output = UnivlForPreTrainingOutput(
+        return UnivlForPreTrainingOutput(
             loss=loss,
             contrastive_loss=losses.get("contrastive"),
             mlm_loss=losses.get("mlm"),
@@ -437,9 +577,8 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
             reconstruction_loss=losses.get("reconstruction"),
             joint_scores=joint_scores,
             alignment_scores=alignment_scores,
+            **stream_records(text=text, visual=video, cross=joint, decoder=decoded),
         )
-        return_dict = config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
 
 
 class UnivlTwoStageScoring:
@@ -457,7 +596,7 @@ class UnivlTwoStageScoring:
     ) -> UnimodalEncoding:
         """Text encoder states, mask and FT-Joint embeddings of a batch of captions."""
         mask = retrieval_text_mask(input_ids, attention_mask)
-        states = self.univl.encode_text(input_ids, mask, token_type_ids)
+        states = self.univl.encode_text(input_ids, mask, token_type_ids).last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_joint_embeddings(states[:, 1:], mask[:, 1:]))
 
     def encode_visual_for_retrieval(
@@ -465,11 +604,12 @@ class UnivlTwoStageScoring:
     ) -> UnimodalEncoding:
         """Video encoder states, mask and FT-Joint embeddings of a batch of clips (checked like ``forward``)."""
         placeholder_text = retrieval_placeholder_text(frame_features, "frame_features", "frames", self.config.frame_feature_size)
-        check_video_text_inputs(
-            self.config, placeholder_text, None, None, frame_features, frame_attention_mask, self.config.max_frames
+        self.check_inputs(
+            input_ids=placeholder_text, attention_mask=None, token_type_ids=None, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask,
         )
         mask = _ones_mask(frame_features, frame_attention_mask)
-        states = self.univl.encode_video(frame_features, mask)
+        states = self.univl.encode_video(frame_features, mask).last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_joint_embeddings(states, mask))
 
     def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
@@ -503,23 +643,18 @@ class UnivlForVideoTextRetrieval(UnivlTwoStageScoring, UnivlPreTrainedModel):
         self.alignment_head = nn.Linear(config.hidden_size, 1) if config.stage == 2 else None
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        return_loss: bool = False,
-        return_dict: bool | None = None,
-    ) -> VideoTextRetrievalOutput | tuple:
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None, return_loss: bool = False,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> UnivlRetrievalOutput:
         config = self.config
-        check_video_text_inputs(
-            config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask, config.max_frames
-        )
-        batch = input_ids.shape[0]
-        check_match_labels(labels, batch)
+        self.check_inputs(input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask)
+        check_match_labels(labels, input_ids.shape[0])
+        record = recording_flags(config, output_attentions, output_hidden_states)
         text_mask = _ones_mask(input_ids, attention_mask)
         frame_mask = _ones_mask(frame_features, frame_attention_mask)
         if labels is not None:
@@ -531,20 +666,24 @@ class UnivlForVideoTextRetrieval(UnivlTwoStageScoring, UnivlPreTrainedModel):
             )
             token_type_ids = None if token_type_ids is None else token_type_ids[keep]
         model = self.univl
-        text = model.encode_text(input_ids, text_mask, token_type_ids)
-        video = model.encode_video(frame_features, frame_mask)
-        text_embeds = nn.functional.normalize(masked_mean(text[:, 1:], text_mask[:, 1:]).float(), dim=-1)
-        visual_embeds = nn.functional.normalize(masked_mean(video, frame_mask).float(), dim=-1)
+        text = model.encode_text(input_ids, text_mask, token_type_ids, **record)
+        video = model.encode_video(frame_features, frame_mask, **record)
+        text_embeds = _joint_embeddings(text.last_hidden_state[:, 1:], text_mask[:, 1:])
+        visual_embeds = _joint_embeddings(video.last_hidden_state, frame_mask)
+        joint = None
         if config.retrieval_mode == "joint":
             logits = text_embeds @ visual_embeds.T
         else:
-            logits, _, _ = model.pairwise_alignment_scores(text, text_mask, video, frame_mask, self.alignment_head)
+            logits, joint, _ = model.pairwise_alignment_scores(
+                text.last_hidden_state, text_mask, video.last_hidden_state, frame_mask, self.alignment_head, **record
+            )
         loss = None
         if (return_loss or labels is not None) and logits.shape[0] > 0:
             loss = max_margin_ranking_loss(logits, config.retrieval_margin)
-        output = VideoTextRetrievalOutput(loss=loss, logits=logits, text_embeds=text_embeds, visual_embeds=visual_embeds)
-        return_dict = config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        return UnivlRetrievalOutput(
+            loss=loss, logits=logits, text_embeds=text_embeds, visual_embeds=visual_embeds,
+            **stream_records(text=text, visual=video, cross=joint),
+        )
 
 
 class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
@@ -597,8 +736,11 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Check the inputs and run the encoders and the cross encoder; returns the joint states and mask."""
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> UnivlModelOutput:
+        """Check the inputs and run the encoders and the cross encoder; returns the joint states
+        (``last_hidden_state``), their ``attention_mask`` and the encoders' records."""
         if frame_features is None or frame_features.dim() != 3:
             raise ValueError(
                 f"frame_features: expected a (batch, frames, {self.config.frame_feature_size}) float tensor, got "
@@ -608,34 +750,26 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
             start_end = [self.config.bos_token_id, self.config.eos_token_id]
             input_ids = torch.tensor([start_end], device=frame_features.device).expand(frame_features.shape[0], 2)
             attention_mask = token_type_ids = None
-        check_video_text_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
-            self.config.max_frames,
+        return self.univl(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
         )
-        text_mask = _ones_mask(input_ids, attention_mask)
-        frame_mask = _ones_mask(frame_features, frame_attention_mask)
-        text = self.univl.encode_text(input_ids, text_mask, token_type_ids)
-        video = self.univl.encode_video(frame_features, frame_mask)
-        states, mask, _ = self.univl.cross_encode(text, text_mask, video, frame_mask)
-        return states, mask
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.Tensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        encoder_hidden_states: torch.Tensor | None = None, encoder_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
         **kwargs,
-    ) -> CaptioningOutput | tuple:
+    ) -> UnivlCaptioningOutput:
         """Next-token logits of the caption; pass ``encoder_hidden_states`` / ``encoder_attention_mask`` (from
         :meth:`encode`) instead of the video and text inputs to skip the encoders."""
+        record = recording_flags(self.config, output_attentions, output_hidden_states)
         if labels is not None and (labels.dim() != 2 or labels.is_floating_point()):
             raise ValueError(f"labels: expected integer caption ids of shape (batch, caption_length), got {tuple(labels.shape)}")
         if decoder_input_ids is None:
@@ -645,20 +779,23 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
             shifted = labels[:, :-1]
             decoder_input_ids = torch.cat([start, shifted.masked_fill(shifted == IGNORE_INDEX, self.config.pad_token_id)], 1)
             decoder_attention_mask = torch.cat([torch.ones_like(start), (shifted != IGNORE_INDEX).long()], 1)
+        encoder_records = {}
         if encoder_hidden_states is None:
-            encoder_hidden_states, encoder_attention_mask = self.encode(
-                frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids
-            )
+            encoded = self.encode(frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids, **record)
+            encoder_hidden_states, encoder_attention_mask = encoded.last_hidden_state, encoded.attention_mask
+            encoder_records = encoded.encoder_records()
         if labels is not None and labels.shape != decoder_input_ids.shape:
             raise ValueError(f"labels: expected shape {tuple(decoder_input_ids.shape)} like decoder_input_ids, got {tuple(labels.shape)}")
-        hidden = self.univl.decode(decoder_input_ids, decoder_attention_mask, encoder_hidden_states, encoder_attention_mask)
-        logits = self.decoder_head(hidden)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        output = CaptioningOutput(
-            loss=loss, logits=logits, encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask
+        decoded = self.univl.decode(
+            decoder_input_ids, decoder_attention_mask, encoder_states=encoder_hidden_states, encoder_mask=encoder_attention_mask,
+            **record,
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        logits = self.decoder_head(decoded.last_hidden_state)
+        loss = classification_loss(logits, labels) if labels is not None else None
+        return UnivlCaptioningOutput(
+            loss=loss, logits=logits, encoder_last_hidden_state=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+            **encoder_records, **stream_records(decoder=decoded),
+        )
 
     def prepare_inputs_for_generation(
         self,
@@ -687,7 +824,8 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> torch.Tensor:
         """Caption token ids (batch, length) starting with ``[CLS]``; keyword arguments go to ``GenerationMixin.generate``."""
-        states, mask = self.encode(frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids)
+        encoded = self.encode(frame_features, frame_attention_mask, input_ids, attention_mask, token_type_ids)
+        states, mask = encoded.last_hidden_state, encoded.attention_mask
         start = torch.full((states.shape[0], 1), self.generation_config.bos_token_id, dtype=torch.long, device=states.device)
         # The decoder keeps no key/value cache; a generation config rebuilt from config.json (a folder saved without
         # generation_config.json, e.g. a converted release) would otherwise ask for one.

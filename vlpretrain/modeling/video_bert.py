@@ -20,6 +20,7 @@ from transformers import GenerationConfig, GenerationMixin
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.video_bert import VideoBertConfig
 from ..processing.visual_words import VisualWordTokenizer
@@ -27,13 +28,22 @@ from .base import VLPreTrainedModel, check_video_text_inputs, resized_rows
 from .embeddings import TextEmbeddings
 from .heads import MaskedLanguageModelingHead
 from .input_checks import check_values
-from .layers import TransformerLayer, key_padding_mask
-from .losses import IGNORE_INDEX, classification_loss
-from .outputs import ImageTextRetrievalOutput
+from .layers import TransformerLayer, key_padding_mask, run_layers
+from .losses import IGNORE_INDEX, classification_loss, select_rows
+from .outputs import SingleStreamRetrievalOutput, StreamOutput, recording_flags
 
 
 @dataclass
-class VideoBertModelOutput(ModelOutput):
+class VideoBertRecords(ModelOutput):
+    """With ``output_hidden_states`` / ``output_attentions``, the joint sequence's embeddings followed by every
+    layer's output / every layer's attention weights."""
+
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class VideoBertEncoding(ModelOutput):
     """Final states of the joint sequence, with the slices of the text tokens and of the visual words.
 
     ``visual_word_ids`` (batch, frames) are the words the frames were quantised to (before masking).
@@ -43,12 +53,15 @@ class VideoBertModelOutput(ModelOutput):
     text_last_hidden_state: torch.Tensor | None = None
     visual_last_hidden_state: torch.Tensor | None = None
     visual_word_ids: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
-class VideoBertForPreTrainingOutput(ModelOutput):
+class VideoBertModelOutput(VideoBertRecords, VideoBertEncoding):
+    """[`VideoBertModel`]'s outputs: those of [`VideoBertEncoding`], then the [`VideoBertRecords`]."""
+
+
+@dataclass
+class VideoBertPreTrainingLosses(ModelOutput):
     """Losses (each unweighted, and ``loss`` their weighted sum) and predictions of [`VideoBertForPreTraining`].
 
     ``prediction_logits`` holds the labelled text positions only when ``labels`` are given (num_labelled, joint
@@ -63,8 +76,11 @@ class VideoBertForPreTrainingOutput(ModelOutput):
     visual_word_logits: torch.Tensor | None = None
     matching_logits: torch.Tensor | None = None
     visual_word_ids: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class VideoBertForPreTrainingOutput(VideoBertRecords, VideoBertPreTrainingLosses):
+    """[`VideoBertForPreTraining`]'s outputs: those of [`VideoBertPreTrainingLosses`], then the [`VideoBertRecords`]."""
 
 
 class VideoBertPreTrainedModel(VLPreTrainedModel):
@@ -270,50 +286,38 @@ class VideoBertModel(VideoBertPreTrainedModel):
         types: torch.Tensor,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+    ) -> StreamOutput:
         """The BERT stack over a joint sequence (ids in the joint vocabulary).
 
         Each token's position is its index among the attended tokens of its row (``mask``), as if every sequence were
         packed without padding: ``[>]``, the visual words and the final ``[SEP]`` keep their positions whatever padding
         the other rows of the batch add (padded positions are never attended)."""
         positions = (mask.long().cumsum(1) - 1).clamp_min(0)
-        hidden = self.embeddings(ids, types, positions)
-        key_mask = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation)
-        states = (hidden,) if output_hidden_states else None
-        attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden, weights = layer(hidden, key_mask, output_attentions)
-            if output_hidden_states:
-                states += (hidden,)
-            if output_attentions:
-                attentions += (weights,)
-        return hidden, states, attentions
+        hidden = self.embeddings(input_ids=ids, token_type_ids=types, position_ids=positions)
+        return run_layers(
+            self.layers, hidden, key_padding_mask(mask, hidden.dtype, self.config._attn_implementation),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        visual_word_ids: torch.Tensor | None = None,
-        masked_frames: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> VideoBertModelOutput | tuple:
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        visual_word_ids: torch.Tensor | None = None, masked_frames: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> VideoBertModelOutput:
         """Encode text (``input_ids`` (B, T) with the tokenizer's ``[CLS]``/``[SEP]``) and video (``frame_features``
         (B, F, D) quantised here, or ``visual_word_ids`` (B, F)); either side may be absent. ``token_type_ids`` are
         derived from the layout (text 0, video 1) and the argument is ignored. ``masked_frames`` (B, F) replaces
         those visual words by ``[MASK]``; with ``frame_features``, only the masked clips whose features are all zero
         (the collator's 80 %; the rest of the masked clips are kept or swapped)."""
         self.check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids)
-        output = self.encode(
-            input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids, masked_frames,
-            output_attentions, output_hidden_states,
+        return self.encode(
+            input_ids=input_ids, attention_mask=attention_mask, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, visual_word_ids=visual_word_ids, masked_frames=masked_frames,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
 
     def encode(
         self,
@@ -327,9 +331,6 @@ class VideoBertModel(VideoBertPreTrainedModel):
         output_hidden_states: bool | None = None,
     ) -> VideoBertModelOutput:
         """The forward pass on checked inputs (used by the task heads)."""
-        config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         if frame_features is not None:
             visual_word_ids = self.quantize(frame_features)
             if masked_frames is not None:
@@ -339,15 +340,16 @@ class VideoBertModel(VideoBertPreTrainedModel):
         ids, mask, types, visual_start = self.joint_sequence(
             input_ids, attention_mask, visual_word_ids, frame_attention_mask, masked_frames
         )
-        hidden, states, attentions = self.encode_joint(ids, mask, types, output_attentions, output_hidden_states)
+        joint = self.encode_joint(ids, mask, types, **recording_flags(self.config, output_attentions, output_hidden_states))
+        hidden = joint.last_hidden_state
         num_frames = 0 if visual_word_ids is None else visual_word_ids.shape[1]
         return VideoBertModelOutput(
             last_hidden_state=hidden,
             text_last_hidden_state=hidden[:, : input_ids.shape[1]] if input_ids is not None else None,
             visual_last_hidden_state=hidden[:, visual_start : visual_start + num_frames] if num_frames else None,
             visual_word_ids=visual_word_ids,
-            hidden_states=states,
-            attentions=attentions,
+            hidden_states=joint.hidden_states,
+            attentions=joint.attentions,
         )
 
 
@@ -377,61 +379,65 @@ class VideoBertForPreTraining(_VideoBertWithLMHead):
         self.alignment_head = nn.Linear(config.hidden_size, 2) if config.objective_enabled("matching") else None
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
         visual_word_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        masked_frames: torch.Tensor | None = None,
-        frame_feature_targets: torch.Tensor | None = None,
-        visual_word_labels: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None, masked_frames: torch.Tensor | None = None,
+        frame_feature_targets: torch.Tensor | None = None, visual_word_labels: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> VideoBertForPreTrainingOutput | tuple:
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> VideoBertForPreTrainingOutput:
         config, body = self.config, self.video_bert
-        return_dict = config.return_dict if return_dict is None else return_dict
         body.check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids)
         video = frame_features if frame_features is not None else visual_word_ids
-        _check_targets(input_ids, video, labels, masked_frames, frame_feature_targets, visual_word_labels, matched_labels,
-                       config.num_visual_words)
-        if frame_feature_targets is not None:
-            body.check_inputs(None, None, frame_feature_targets, frame_attention_mask, None)
-        encoded = body.encode(
-            input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids, masked_frames,
-            output_attentions, output_hidden_states,
+        _check_targets(
+            input_ids, video, labels=labels, masked_frames=masked_frames, frame_feature_targets=frame_feature_targets,
+            visual_word_labels=visual_word_labels, matched_labels=matched_labels, num_visual_words=config.num_visual_words,
         )
-        losses: dict[str, torch.Tensor] = {}
-        text = encoded.text_last_hidden_state
-        prediction_logits = visual_logits = matching_logits = None
-        if text is not None:
-            if labels is not None and config.objective_enabled("mlm"):
-                positions = labels != IGNORE_INDEX
-                prediction_logits = self.mlm_head(text, positions)
-                losses["mlm"] = classification_loss(prediction_logits, labels[positions])
-            else:
-                prediction_logits = self.mlm_head(text)
-        if encoded.visual_last_hidden_state is not None and masked_frames is not None and config.objective_enabled("visual_word"):
-            targets = visual_word_labels
-            if targets is None:
+        if frame_feature_targets is not None:
+            body.check_inputs(
+                input_ids=None, attention_mask=None, frame_features=frame_feature_targets,
+                frame_attention_mask=frame_attention_mask, visual_word_ids=None,
+            )
+        encoded = body.encode(
+            input_ids=input_ids, attention_mask=attention_mask, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, visual_word_ids=visual_word_ids, masked_frames=masked_frames,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        text, visual = encoded.text_last_hidden_state, encoded.visual_last_hidden_state
+        # The labelled text tokens and masked frames, found with one device sync.
+        selections: dict[str, torch.Tensor] = {}
+        if text is not None and labels is not None and config.objective_enabled("mlm"):
+            selections["mlm"] = labels != IGNORE_INDEX
+        if visual is not None and masked_frames is not None and config.objective_enabled("visual_word"):
+            visual_targets = visual_word_labels
+            if visual_targets is None:
                 # Words of the unmasked clips: the collator's original features, else the given (unmasked) ids.
                 words = body.quantize(frame_feature_targets) if frame_feature_targets is not None else encoded.visual_word_ids
                 valid = masked_frames.bool() if frame_attention_mask is None else masked_frames.bool() & frame_attention_mask.bool()
-                targets = words.masked_fill(~valid, IGNORE_INDEX)
-            positions = targets != IGNORE_INDEX
-            visual_logits = self.mlm_head(encoded.visual_last_hidden_state, positions)
-            losses["visual_word"] = classification_loss(visual_logits, targets[positions] + config.vocab_size)
-        if self.alignment_head is not None and text is not None and encoded.visual_last_hidden_state is not None:
+                visual_targets = words.masked_fill(~valid, IGNORE_INDEX)
+            selections["visual_word"] = visual_targets != IGNORE_INDEX
+        rows = dict(zip(selections, select_rows(*selections.values())))
+        losses: dict[str, torch.Tensor] = {}
+        prediction_logits = visual_logits = matching_logits = None
+        if "mlm" in rows:
+            prediction_logits = self.mlm_head(text, rows["mlm"])
+            losses["mlm"] = classification_loss(prediction_logits, labels.reshape(-1).index_select(0, rows["mlm"]))
+        elif text is not None:
+            prediction_logits = self.mlm_head(text)
+        if "visual_word" in rows:
+            visual_logits = self.mlm_head(visual, rows["visual_word"])
+            targets = visual_targets.reshape(-1).index_select(0, rows["visual_word"]) + config.vocab_size
+            losses["visual_word"] = classification_loss(visual_logits, targets)
+        if self.alignment_head is not None and text is not None and visual is not None:
             matching_logits = self.alignment_head(encoded.last_hidden_state[:, 0])
             if matched_labels is not None:
                 losses["matching"] = classification_loss(matching_logits, matched_labels)
         loss = sum(config.loss_weights[name] * value for name, value in losses.items()) if losses else None
-        output = VideoBertForPreTrainingOutput(
+        return VideoBertForPreTrainingOutput(
             loss=loss,
             mlm_loss=losses.get("mlm"),
             visual_word_loss=losses.get("visual_word"),
@@ -443,7 +449,6 @@ class VideoBertForPreTraining(_VideoBertWithLMHead):
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 class VideoBertForVideoTextRetrieval(VideoBertPreTrainedModel):
@@ -458,29 +463,31 @@ class VideoBertForVideoTextRetrieval(VideoBertPreTrainedModel):
         self.alignment_head = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        visual_word_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageTextRetrievalOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        visual_word_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+    ) -> SingleStreamRetrievalOutput:
         if input_ids is None or (frame_features is None and visual_word_ids is None):
             raise ValueError("input_ids: retrieval scores text against video; pass input_ids and frame_features (or visual_word_ids)")
         self.video_bert.check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids)
         if labels is not None and (labels.is_floating_point() or tuple(labels.shape) != (input_ids.shape[0],)):
             raise ValueError(f"labels: expected integer alignment labels of shape ({input_ids.shape[0]},)")
-        encoded = self.video_bert.encode(input_ids, attention_mask, frame_features, frame_attention_mask, visual_word_ids)
+        encoded = self.video_bert.encode(
+            input_ids=input_ids, attention_mask=attention_mask, frame_features=frame_features,
+            frame_attention_mask=frame_attention_mask, visual_word_ids=visual_word_ids,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
         pooled = encoded.last_hidden_state[:, 0]
         logits = self.alignment_head(pooled)
         loss = classification_loss(logits, labels) if labels is not None else None
-        output = ImageTextRetrievalOutput(loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=pooled)
-        return output if return_dict else output.to_tuple()
+        return SingleStreamRetrievalOutput(
+            loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=pooled,
+            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
+        )
 
 
 class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
@@ -507,7 +514,9 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
 
     def text_to_video_prompt(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``[CLS] text [SEP] [>]`` for text -> video generation (text ids from the tokenizer, left-padded or unpadded)."""
-        self.video_bert.check_inputs(input_ids, attention_mask, None, None, None)
+        self.video_bert.check_inputs(
+            input_ids=input_ids, attention_mask=attention_mask, frame_features=None, frame_attention_mask=None, visual_word_ids=None
+        )
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
         separator = torch.full_like(input_ids[:, :1], self.config.video_separator_id)
         return {"input_ids": torch.cat([input_ids.long(), separator], 1), "attention_mask": torch.cat([mask, torch.ones_like(separator)], 1)}
@@ -517,7 +526,10 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
     ) -> dict[str, torch.Tensor]:
         """``[CLS] [>] v1 ... vk`` for video continuation (future visual words) from clip features or word ids."""
         body = self.video_bert
-        body.check_inputs(None, None, frame_features, None, visual_word_ids)
+        body.check_inputs(
+            input_ids=None, attention_mask=None, frame_features=frame_features, frame_attention_mask=None,
+            visual_word_ids=visual_word_ids,
+        )
         words = body.quantize(frame_features) if frame_features is not None else visual_word_ids.long()
         prefix = torch.tensor([[self.config.cls_token_id, self.config.video_separator_id]], device=words.device)
         ids = torch.cat([prefix.expand(words.shape[0], 2), words + self.config.vocab_size], 1)
@@ -539,13 +551,15 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
     ) -> dict[str, torch.Tensor | None]:
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
-    ) -> CausalLMOutput | tuple:
+    ) -> CausalLMOutput:
         """Logits (batch, 1, joint vocab) of the next visual word after joint-vocabulary ``input_ids``."""
         config = self.config
         if input_ids is None or input_ids.dim() != 2 or input_ids.is_floating_point():
@@ -559,19 +573,18 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         is_separator = (ids == config.video_separator_id).long()
         types = ((is_separator.cumsum(1) - is_separator) > 0).long()
-        hidden, _, _ = self.video_bert.encode_joint(ids, mask, types)
-        logits = self.mlm_head(hidden[:, -1:]).float()
+        joint = self.video_bert.encode_joint(ids, mask, types, **recording_flags(config, output_attentions, output_hidden_states))
+        logits = self.mlm_head(joint.last_hidden_state[:, -1:]).float()
         allowed = torch.zeros(config.joint_vocab_size, dtype=torch.bool, device=logits.device)
         allowed[config.vocab_size : config.vocab_size + config.num_visual_words] = True
         logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
-        return_dict = config.return_dict if return_dict is None else return_dict
-        output = CausalLMOutput(logits=logits)
-        return output if return_dict else output.to_tuple()
+        return CausalLMOutput(logits=logits, hidden_states=joint.hidden_states, attentions=joint.attentions)
 
 
 def _check_targets(
     input_ids: torch.Tensor | None,
     video: torch.Tensor | None,
+    *,
     labels: torch.Tensor | None,
     masked_frames: torch.Tensor | None,
     frame_feature_targets: torch.Tensor | None,
