@@ -205,7 +205,7 @@ def test_task_heads_shapes_losses_and_label_conventions():
     torch.testing.assert_close(output.loss, expected)
     assert vqa(**batch, labels=torch.tensor([0, 1, 2])).loss > 0
 
-    retrieval = VilbertForImageTextRetrieval(config).eval()
+    retrieval = VilbertForImageTextRetrieval(tiny_vilbert_config()).eval()
     output = retrieval(**batch, labels=torch.tensor([1, 0, 1]))
     assert output.logits.shape == (3, 2) and output.scores.shape == (3,)
     torch.testing.assert_close(output.scores, output.logits[:, 1] - output.logits[:, 0])
