@@ -124,6 +124,14 @@ def labelled(label: str):
     return lambda text: f"{label}: {text}"
 
 
+def tied_parameters(model: torch.nn.Module) -> set[tuple[str, ...]]:
+    """The names under which each shared parameter appears (a tied decoder and its embedding table, say)."""
+    names: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(parameter), []).append(name)
+    return {tuple(group) for group in names.values() if len(group) > 1}
+
+
 def assert_same_outputs(actual, expected, **tolerance) -> None:
     actual, expected = output_tensors(actual), output_tensors(expected)
     assert actual.keys() == expected.keys()
@@ -135,7 +143,7 @@ def assert_same_outputs(actual, expected, **tolerance) -> None:
 @pytest.mark.parametrize(("family", "task"), ALL_HEADS)
 def test_save_and_load_round_trip_gives_the_same_model(family, task, tmp_path):
     """Weights go to ``model.safetensors`` only; the class and its Auto class load them back with no missing,
-    unexpected or mismatched key and give the same outputs (losses included)."""
+    unexpected or mismatched key, the same tied parameters and the same outputs (losses included)."""
     spec = FAMILIES[family]
     model = spec.model(task)
     inputs = spec.inputs(model, labels=True)
@@ -147,6 +155,7 @@ def test_save_and_load_round_trip_gives_the_same_model(family, task, tmp_path):
     loaded, info = type(model).from_pretrained(tmp_path, output_loading_info=True)
     assert not any(info.values()), info
     assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert tied_parameters(loaded) == tied_parameters(model)
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     with torch.no_grad():
