@@ -1,5 +1,9 @@
-"""transformers' model contract on every head of all nine families: resizing the vocabulary, the retrieval heads'
-label count, initialisation of every parameter and buffer, and missing-key reports."""
+"""transformers' model contract (its ``ModelTesterMixin`` checks) on every head of all nine families, parametrised
+over the registry: resizing the vocabulary, the retrieval heads' label count, initialisation of every parameter and
+buffer, missing-key reports, the save / load round trip, each row of a padded batch against the row alone, sdpa
+against eager attention, and loading exported folders with transformers alone (``trust_remote_code``, one fresh
+process for all families). The compile / export and output-recording checks of the same contract are in
+``tests/test_compile_export.py`` and ``tests/test_output_recording.py``."""
 
 from __future__ import annotations
 
@@ -223,15 +227,28 @@ def test_each_row_of_a_padded_batch_gives_its_outputs_alone(family, task):
 
 
 @pytest.mark.parametrize(("family", "task"), ALL_HEADS)
-def test_sdpa_and_eager_attention_give_the_same_outputs(family, task):
+def test_sdpa_and_eager_attention_give_the_same_outputs(family, task, monkeypatch):
+    """Both implementations give the same outputs (losses included) on a padded batch, and only sdpa calls
+    ``scaled_dot_product_attention``."""
     spec = FAMILIES[family]
     sdpa = spec.model(task, attn_implementation="sdpa")
     eager = spec.model(task, attn_implementation="eager")
     eager.load_state_dict(sdpa.state_dict())
-    assert (sdpa.config._attn_implementation, eager.config._attn_implementation) == ("sdpa", "eager")
     inputs = spec.inputs(sdpa, labels=True)
+    calls = []
+    fused_attention = torch.nn.functional.scaled_dot_product_attention
+
+    def counted_attention(*args, **kwargs):
+        calls.append(type(sdpa).__name__)
+        return fused_attention(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counted_attention)
     with torch.no_grad():
-        assert_same_outputs(eager(**inputs), sdpa(**inputs), atol=1e-5, rtol=1e-5)
+        expected = eager(**inputs)
+        assert not calls, "the eager model called scaled_dot_product_attention"
+        output = sdpa(**inputs)
+        assert calls, "the sdpa model never called scaled_dot_product_attention"
+    assert_same_outputs(output, expected, atol=1e-5, rtol=1e-5)
 
 
 # Remote code: every family's folders, loaded in one fresh process with transformers alone (the package cannot be
