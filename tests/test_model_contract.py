@@ -177,7 +177,7 @@ PADDED_AXES = {
 # Outputs over the text and visual tokens joined in one sequence: a padded row has its padding in the middle, so they
 # are not compared position by position; their text and visual parts (``text_`` / ``visual_last_hidden_state``) and
 # everything computed from them are.
-JOINED_SEQUENCES = ("last_hidden_state", "attention_mask", "encoder_hidden_states", "encoder_attention_mask")
+JOINED_SEQUENCES = ("last_hidden_state", "attention_mask", "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attention_mask")
 # HERO's span predictors (``HeroMatchingHeads.start_predictor``, a width-5 convolution over the frames, as in
 # linjieli222/HERO model/vcmr.py) read the padded frames' scores next to the last valid frames.
 HERO_SPAN_CONVOLUTION = pytest.mark.xfail(strict=True, reason="HERO's span convolution reads padded frames")
