@@ -52,10 +52,3 @@ def _seed():
 def pytest_sessionfinish(session, exitstatus):
     """Remove the private Hugging Face cache of this test session."""
     shutil.rmtree(_CACHE, ignore_errors=True)
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: tests that take tens of seconds on CPU (graph capture, subprocesses); run by default, "
-        "deselect with -m 'not slow'"
-    )

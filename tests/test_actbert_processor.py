@@ -174,6 +174,7 @@ print("remote ok", type(processor).__name__)
 """
 
 
+@pytest.mark.slow
 def test_remote_code_load_in_a_fresh_process(tmp_path, processor):
     video = make_video(tmp_path / "clip.mp4", seconds=2.0, fps=8)
     processor.save_pretrained(tmp_path / "saved", remote_code=True)

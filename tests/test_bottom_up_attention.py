@@ -266,6 +266,7 @@ def test_region_selection_rules(converted):
     assert torch.equal(scores, scores.sort(descending=True).values)
 
 
+@pytest.mark.slow
 def test_save_load_export_and_remote_code_in_a_fresh_process(converted, tmp_path):
     model = AutoModelForObjectDetection.from_pretrained(converted["frcnn-vg"]).eval()
     model.save_pretrained(tmp_path / "saved")

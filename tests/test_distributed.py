@@ -34,6 +34,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir()

@@ -69,14 +69,9 @@ def test_scene_graph_objectives_each_return_a_weighted_switchable_loss():
     assert model(**no_relation).scene_relation_loss is None
 
 
-def test_eager_sdpa_and_checkpointing_agree():
+def test_activation_checkpointing_gives_the_same_gradients():
     config = tiny_ernie_vil_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     batch = two_stream_batch(config)
-    sdpa = ErnieVilForPreTraining(tiny_ernie_vil_config(attn_implementation="sdpa")).eval()
-    eager = ErnieVilForPreTraining(tiny_ernie_vil_config(attn_implementation="eager")).eval()
-    eager.load_state_dict(sdpa.state_dict())
-    torch.testing.assert_close(sdpa(**batch).loss, eager(**batch).loss, atol=1e-5, rtol=1e-5)
-
     plain = ErnieVilForPreTraining(config).train()
     checkpointed = ErnieVilForPreTraining(config).train()
     checkpointed.load_state_dict(plain.state_dict())

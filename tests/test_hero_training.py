@@ -105,6 +105,7 @@ def test_cli_pretraining_feeds_hero_several_subtitles_per_video(tmp_path, monkey
         assert frame_index.tolist() == [[0, 0, 0, 0, 1, 1, 1, 1]] * frame_index.shape[0]
 
 
+@pytest.mark.slow
 def test_two_processes_run_the_same_objective_every_step(tmp_path):
     script = Path(__file__).resolve().parent / "helpers" / "ddp_hero_train.py"
     with socket.socket() as probe:

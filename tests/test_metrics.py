@@ -247,6 +247,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_load_metric_offline_in_fresh_process(tmp_path):
     env = dict(
         os.environ,

@@ -43,6 +43,7 @@ def test_card_names_the_inputs_of_its_modality(name, tmp_path):
     assert ("clip features" in card) == hasattr(config, "frame_feature_size")
 
 
+@pytest.mark.slow
 def test_card_snippets_run_with_transformers_alone(tmp_path):
     """The card's Python block, run as written (the repo id is the exported folder) in a process without
     vlpretrain, loads the model."""

@@ -124,6 +124,7 @@ def test_overwrite_replaces_a_user_folder(tmp_path, sources, name):
     assert (output / MARKERS[name]).is_file() and not (output / "todo.txt").exists() and hidden_siblings(output) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMANDS)
 def test_stale_staging_of_killed_runs_is_cleaned_by_the_next_run(tmp_path, sources, name):
     output = tmp_path / "out"
@@ -159,6 +160,7 @@ def test_features_extract_refuses_before_loading_anything(tmp_path):
     assert (output / "todo.txt").read_text() == "my own file"
 
 
+@pytest.mark.slow
 def test_a_swap_cut_between_its_two_renames_is_undone_by_the_next_write(tmp_path):
     """Where RENAME_EXCHANGE is missing the swap is two renames; a kill between them leaves only the backup."""
     pid = dead_pid()

@@ -28,14 +28,15 @@ CASES = [
 ]
 
 
-def tiny_config(architecture):
+def tiny_config(architecture, task: str = "base"):
     fields = {item.name for item in dataclasses.fields(architecture.config_class)}
     values = {key: value for key, value in SMALL_SIZES.items() if key in fields}
     # Special token ids (e.g. VL-BERT's [MASK] / [SEP]) must lie inside the small vocabulary.
     special = sorted(name for name in fields if name.endswith("_token_id") and name != "pad_token_id")
     values.update({name: 1 + position for position, name in enumerate(special)})
     config = architecture.config_class(**{**architecture.preset("tiny"), **values})
-    config.num_labels = SMALL_SIZES["num_labels"]
+    retrieval = architecture.model_class(task).hub_auto_class == "AutoModelForSequenceClassification"
+    config.num_labels = 2 if retrieval else SMALL_SIZES["num_labels"]  # retrieval heads score matched / not matched
     return config
 
 
@@ -83,7 +84,7 @@ def float_outputs(output) -> dict[str, torch.Tensor]:
 def test_lora_adapter_round_trip(tmp_path, name, task):
     """Adapter save -> reload and merge_and_unload reproduce the adapted model's outputs exactly."""
     architecture = vlpretrain.MODEL_REGISTRY[name]
-    config = tiny_config(architecture)
+    config = tiny_config(architecture, task)
     model_class = architecture.model_class(task)
     base = model_class(config).eval()
     base.save_pretrained(tmp_path / "base")
@@ -138,7 +139,7 @@ def test_default_targets_cover_the_encoder_layers_not_the_heads():
 
 
 def test_bad_lora_arguments_are_rejected():
-    model = vlpretrain.LxmertForImageTextRetrieval(tiny_config(vlpretrain.MODEL_REGISTRY["lxmert"]))
+    model = vlpretrain.LxmertForImageTextRetrieval(tiny_config(vlpretrain.MODEL_REGISTRY["lxmert"], "retrieval"))
     with pytest.raises(ValueError, match="lora_rank"):
         add_lora(model, rank=0)
     with pytest.raises(ValueError, match="lora_dropout"):
@@ -194,7 +195,7 @@ def test_lora_with_reentrant_checkpointing_trains_every_stream(name, task):
     input requires grad: the hooks of enable_input_require_grads must cover the region / frame / action embeddings too,
     so every LoRA matrix (text, visual and cross layers) gets a gradient."""
     architecture = vlpretrain.MODEL_REGISTRY[name]
-    config = tiny_config(architecture)
+    config = tiny_config(architecture, task)
     model = architecture.model_class(task)(config)
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
     adapted = add_lora(model, rank=2)

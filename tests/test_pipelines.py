@@ -222,6 +222,7 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_exported_folders_run_their_pipelines_with_transformers_alone(vqa_model, retrieval_model, processor, tokenizer, tmp_path):
     vqa_model.save_pretrained(tmp_path / "vqa_src")
     processor.save_pretrained(tmp_path / "vqa_src")

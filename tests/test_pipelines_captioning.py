@@ -161,6 +161,7 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_exported_captioning_folder_runs_its_pipeline_with_transformers_alone(model, tokenizer, tmp_path):
     model.save_pretrained(tmp_path / "source")
     tokenizer.save_pretrained(tmp_path / "source")  # no processor: export builds one from the tokenizer

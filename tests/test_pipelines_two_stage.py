@@ -244,6 +244,7 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_exported_two_stream_and_univl_folders_rank_with_transformers_alone(tokenizer, tmp_path):
     torch.manual_seed(0)
     models = {

@@ -155,6 +155,7 @@ print("remote ok", type(vision).__name__, type(video).__name__)
 """
 
 
+@pytest.mark.slow
 def test_remote_code_load_in_a_fresh_process(tmp_path, vision_processor, tokenizer):
     image = random_image(seed=4)
     np.save(tmp_path / "image.npy", image)

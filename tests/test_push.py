@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from helpers.factories import image_text_batch, tiny_lxmert_config
 from safetensors.torch import load_file, save_file
@@ -37,6 +38,7 @@ LOAD_BY_REPO_ID = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_push_then_load_by_repo_id_with_remote_code(tmp_path):
     from helpers.fake_hub import fake_hub
 

@@ -149,6 +149,7 @@ def test_store_without_captions_is_rejected(tmp_path):
         load_source(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_main_job_quick_runs_end_to_end(tmp_path, capsys, monkeypatch):
     from vlpretrain.training.main_job import run_main_job
 

@@ -139,6 +139,7 @@ def test_save_load_batch_independence_and_base_size():
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_as_remote_code_in_a_fresh_process(converted, tmp_path):
     _, converted_folder = converted
     model = S3DModel.from_pretrained(converted_folder).eval()

@@ -85,6 +85,7 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_exported_captioner_loads_and_generates_in_a_fresh_process(tmp_path):
     model = UnivlForCaptioning(tiny_univl_config()).eval()
     model.save_pretrained(tmp_path / "export", remote_code=True)

@@ -84,11 +84,8 @@ def test_collator_builds_the_videobert_batch():
     assert output.visual_word_loss is not None and torch.isfinite(output.loss)
 
 
-def test_eager_and_sdpa_agree_and_checkpointing_keeps_gradients():
+def test_activation_checkpointing_keeps_gradients():
     batch = video_text_batch(tiny_videobert_config())
-    eager = fitted_videobert(VideoBertForPreTraining, tiny_videobert_config(attn_implementation="eager")).eval()
-    sdpa = fitted_videobert(VideoBertForPreTraining, tiny_videobert_config(attn_implementation="sdpa")).eval()
-    torch.testing.assert_close(eager(**batch).loss, sdpa(**batch).loss, rtol=1e-4, atol=1e-5)
 
     def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
         model = fitted_videobert(VideoBertForPreTraining, tiny_videobert_config(hidden_dropout_prob=0.0,
@@ -189,6 +186,7 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_model_and_tokenizer_with_transformers_alone(tmp_path):
     model = fitted_videobert(VideoBertForPreTraining).eval()
     model.save_pretrained(tmp_path / "model", remote_code=True)

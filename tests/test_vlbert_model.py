@@ -76,25 +76,6 @@ def test_base_model_outputs_follow_the_naming_table(config, batch):
     assert weights[1, :, :, length + 1 + regions - 2 : length + 1 + regions].abs().max() == 0  # padded regions
 
 
-def test_padding_does_not_change_valid_outputs(config):
-    model = VlBertModel(config).eval()
-    batch = single_stream_batch(config, batch=1, text_length=5, regions=3, labels=False)
-    batch["attention_mask"][:] = 1
-    padded = dict(batch)
-    padded["input_ids"] = torch.cat([batch["input_ids"], torch.zeros(1, 3, dtype=torch.long)], 1)
-    padded["attention_mask"] = torch.cat([batch["attention_mask"], torch.zeros(1, 3, dtype=torch.long)], 1)
-    padded["token_type_ids"] = torch.zeros_like(padded["input_ids"])
-    padded["region_features"] = torch.cat([batch["region_features"], torch.zeros(1, 2, 12)], 1)
-    padded["region_boxes"] = torch.cat([batch["region_boxes"], torch.zeros(1, 2, 4)], 1)
-    padded["region_attention_mask"] = torch.cat([batch["region_attention_mask"], torch.zeros(1, 2, dtype=torch.long)], 1)
-    for implementation in ("sdpa", "eager"):
-        model.set_attn_implementation(implementation)
-        reference = model(**batch)
-        output = model(**padded)
-        torch.testing.assert_close(output.pooled_output, reference.pooled_output, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(output.visual_last_hidden_state[:, :3], reference.visual_last_hidden_state, atol=1e-5, rtol=1e-5)
-
-
 def test_recorded_states_under_padding_are_the_states_the_layers_computed(config, batch):
     """Recording keeps the packed path's results (zeros at padding) and records tensors on the computation's path."""
     model = VlBertModel(config).eval()
@@ -109,15 +90,6 @@ def test_recorded_states_under_padding_are_the_states_the_layers_computed(config
     middle.retain_grad()
     recorded.pooled_output.sum().backward()
     assert middle.grad is not None and middle.grad[~padded].abs().sum() > 0
-
-
-def test_eager_and_sdpa_give_identical_results(batch):
-    sdpa = VlBertForPreTraining(tiny_vl_bert_config(attn_implementation="sdpa")).eval()
-    eager = VlBertForPreTraining(tiny_vl_bert_config(attn_implementation="eager")).eval()
-    eager.load_state_dict(sdpa.state_dict())
-    first, second = sdpa(**subset(batch, PRETRAINING_NAMES)), eager(**subset(batch, PRETRAINING_NAMES))
-    for name in ("loss", "mlm_loss", "text_mlm_loss", "region_class_loss", "region_class_logits", "matching_logits"):
-        torch.testing.assert_close(first[name], second[name], atol=1e-5, rtol=1e-5)
 
 
 def test_pretraining_returns_every_objective_and_their_weighted_sum(config, batch):

@@ -160,6 +160,7 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_exports_load_with_transformers_alone(tmp_path):
     vl_bert = VlBertForPreTraining(tiny_vl_bert_config()).eval()
     with torch.no_grad():

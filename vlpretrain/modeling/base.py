@@ -57,7 +57,15 @@ class VLPreTrainedModel(PreTrainedModel):
     text_position_limit: str | None = "max_position_embeddings"
 
     def post_init(self) -> None:
-        """Initialise the weights and register the shared input checks (``input_checks.check_forward_inputs``)."""
+        """Initialise the weights and register the shared input checks (``input_checks.check_forward_inputs``).
+
+        Retrieval heads (``AutoModelForSequenceClassification``) score two classes, 0 not matched and 1 matched, so
+        they refuse a config with another ``num_labels`` (a VQA config's answer count, say) before building."""
+        if self.hub_auto_class == "AutoModelForSequenceClassification" and self.config.num_labels != 2:
+            raise ValueError(
+                f"num_labels: {type(self).__name__} scores 2 classes (0 not matched, 1 matched), expected num_labels=2, "
+                f"got {self.config.num_labels}; from_pretrained(..., num_labels=2) overrides a checkpoint's value"
+            )
         super().post_init()
         self.register_forward_pre_hook(check_forward_inputs, with_kwargs=True)
 

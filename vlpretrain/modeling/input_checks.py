@@ -60,8 +60,8 @@ ID_BOUNDS: dict[str, str | int] = {
 }
 
 # What integer ``labels`` index, by the Auto class a head is registered for (heads not listed check their own).
-# Retrieval heads (``AutoModelForSequenceClassification``) always score two classes, 0 not matched and 1 matched,
-# whatever ``config.num_labels`` says (one config often serves the VQA head too).
+# Retrieval heads (``AutoModelForSequenceClassification``) score two classes, 0 not matched and 1 matched (they refuse
+# a config with another ``num_labels``: ``VLPreTrainedModel.post_init``).
 LABEL_BOUNDS_BY_AUTO_CLASS: dict[str, str | int] = {
     "AutoModelForPreTraining": "vocab_size",
     "AutoModelForImageTextToText": "vocab_size",

@@ -282,8 +282,12 @@ def _architectures(folder: str) -> str:
 
 def _task_model(model_args: ModelArguments, task: str, data_sizes: dict[str, int], tokenizer, answers: list[str],
                 max_text_length: int):
-    """A task model: from a folder (pretrained encoder, fresh task head) or new from the architecture's presets."""
-    label_config = {"id2label": dict(enumerate(answers)), "label2id": {a: i for i, a in enumerate(answers)}} if task == "vqa" else {}
+    """A task model: from a folder (pretrained encoder, fresh task head) or new from the architecture's presets. A
+    retrieval head scores 2 classes whatever ``num_labels`` the folder's config holds (a VQA model's answers, say)."""
+    label_config = {
+        "vqa": {"id2label": dict(enumerate(answers)), "label2id": {a: i for i, a in enumerate(answers)}},
+        "retrieval": {"num_labels": 2},
+    }.get(task, {})
     if Path(model_args.model).is_dir():
         _architectures(model_args.model)
         architecture = architecture_for_config(json.loads((Path(model_args.model) / "config.json").read_text()))
