@@ -26,7 +26,7 @@ HEAD_TASKS = ("vqa", "retrieval", "video_qa")
 # which selects its rows once per objective with one ``nonzero``, meets it; the others select with boolean indexing
 # in the shared MLM head and their losses and are held at their present counts so that none grows.
 PRETRAINING_BREAK_BUDGET = {
-    "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 5, "videobert": 5, "ernie-vil": 7, "univl": 11,
+    "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 3, "videobert": 5, "ernie-vil": 3, "univl": 11,
 }
 # HERO groups each video's tokens and frames by subtitle, and the number and size of the groups depend on the
 # subtitle indices: its graphs break there (19 breaks for HeroModel), so its compile checks are expected failures.
@@ -94,4 +94,4 @@ def test_pretraining_models_break_the_graph_only_at_selected_rows(family):
     reasons = [reason.reason.splitlines()[0] for reason in explanation.break_reasons]
     print(f"\n{family} pretraining: {explanation.graph_break_count} graph breaks {reasons}")
     assert explanation.graph_break_count <= PRETRAINING_BREAK_BUDGET[family], reasons
-    assert all("Dynamic shape operator" in reason or "data-dependent" in reason.lower() for reason in reasons), reasons
+    assert all("Dynamic shape operator" in reason or "data dependent" in reason.lower().replace("-", " ") for reason in reasons), reasons

@@ -67,27 +67,20 @@ class ErnieVilForPreTraining(VilbertForPreTraining):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        masked_regions: torch.Tensor | None = None,
-        region_class_targets: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None, region_class_targets: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
-        scene_object_labels: torch.Tensor | None = None,
-        scene_attribute_labels: torch.Tensor | None = None,
+        scene_object_labels: torch.Tensor | None = None, scene_attribute_labels: torch.Tensor | None = None,
         scene_relation_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> ErnieVilForPreTrainingOutput:
         inputs = checked_image_text_inputs(
-            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
             region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
-            inputs_embeds=inputs_embeds,
         )
         scene_labels = (scene_object_labels, scene_attribute_labels, scene_relation_labels)
         token_targets = {"mlm": labels, **dict(zip(SCENE_GRAPH_OBJECTIVES, scene_labels))}

@@ -47,25 +47,9 @@ from .two_stream import (
     TwoStreamRetrieval,
     TwoStreamTaskHead,
     checked_image_text_inputs,
-    output_flags,
     two_stream_model_output,
     weighted_loss,
 )
-
-
-@dataclass
-class LxmertForPreTrainingOutput(TwoStreamRecords, TwoStreamPreTrainingOutput):
-    """Losses and predictions of [`LxmertForPreTraining`]: the fields of every two-stream pretraining model
-    ([`TwoStreamPreTrainingOutput`]) and the encoder's records, then those of the region objectives and image QA."""
-
-    region_feature_loss: torch.Tensor | None = None
-    region_object_loss: torch.Tensor | None = None
-    region_attribute_loss: torch.Tensor | None = None
-    qa_loss: torch.Tensor | None = None
-    region_object_logits: torch.Tensor | None = None
-    region_attribute_logits: torch.Tensor | None = None
-    region_feature_predictions: torch.Tensor | None = None
-    answer_logits: torch.Tensor | None = None
 
 
 class LxmertPreTrainedModel(VLPreTrainedModel):
@@ -111,28 +95,6 @@ class LxmertModel(TwoStreamBaseModel, LxmertPreTrainedModel):
 
     forward = accepts_transformers_lxmert_names(TwoStreamBaseModel.forward)
 
-    def encode(
-        self,
-        *,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor,
-        region_boxes: torch.Tensor,
-        region_attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> TwoStreamModelOutput:
-        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads):
-        ``encode_text`` and ``encode_regions``, then ``cross_encode``."""
-        flags = output_flags(self.config, output_attentions, output_hidden_states)
-        text = self.encode_text(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds, **flags
-        )
-        visual = self.encode_regions(region_features, region_boxes, region_attention_mask=region_attention_mask, **flags)
-        return self.cross_encode(text, visual, attention_mask=attention_mask, region_attention_mask=region_attention_mask, **flags)
-
     def encode_text(
         self,
         input_ids: torch.Tensor | None,
@@ -158,13 +120,15 @@ class LxmertModel(TwoStreamBaseModel, LxmertPreTrainedModel):
         *,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ) -> StreamOutput:
-        """The object-relation layers alone (region embeddings, then ``num_visual_layers`` self-attention layers)."""
+    ) -> tuple[StreamOutput, torch.Tensor | None]:
+        """The object-relation layers alone (region embeddings, then ``num_visual_layers`` self-attention layers);
+        returns the stream and its region mask."""
         visual = self.region_embeddings(region_features, region_boxes)
-        return run_layers(
+        stream = run_layers(
             self.visual_layers, visual, self._key_mask(region_attention_mask, visual),
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
+        return stream, region_attention_mask
 
     def _key_mask(self, mask: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor | None:
         return key_padding_mask(mask, states.dtype, self.config._attn_implementation)
@@ -225,7 +189,7 @@ class LxmertTwoStageScoring:
     ) -> UnimodalEncoding:
         """Visual stream states, mask and pooled embeddings of a batch of region sets (checked like ``forward``)."""
         mask = retrieval_region_mask(self.config, region_features, region_boxes, region_attention_mask)
-        states = self.lxmert.encode_regions(region_features, region_boxes, region_attention_mask=mask).last_hidden_state
+        states = self.lxmert.encode_regions(region_features, region_boxes, region_attention_mask=mask)[0].last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_pool_visual(states, mask))
 
     def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
@@ -248,6 +212,21 @@ def _pool_text(states: torch.Tensor) -> torch.Tensor:
 
 def _pool_visual(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return nn.functional.normalize(masked_mean(states, mask).float(), dim=-1)
+
+
+@dataclass
+class LxmertForPreTrainingOutput(TwoStreamRecords, TwoStreamPreTrainingOutput):
+    """Losses and predictions of [`LxmertForPreTraining`]: the fields of every two-stream pretraining model
+    ([`TwoStreamPreTrainingOutput`]) and the encoder's records, then those of the region objectives and image QA."""
+
+    region_feature_loss: torch.Tensor | None = None
+    region_object_loss: torch.Tensor | None = None
+    region_attribute_loss: torch.Tensor | None = None
+    qa_loss: torch.Tensor | None = None
+    region_object_logits: torch.Tensor | None = None
+    region_attribute_logits: torch.Tensor | None = None
+    region_feature_predictions: torch.Tensor | None = None
+    answer_logits: torch.Tensor | None = None
 
 
 class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
@@ -290,19 +269,12 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        masked_regions: torch.Tensor | None = None,
-        region_feature_targets: torch.Tensor | None = None,
-        region_object_labels: torch.Tensor | None = None,
-        region_object_confidences: torch.Tensor | None = None,
-        region_attribute_labels: torch.Tensor | None = None,
-        region_attribute_confidences: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None, region_feature_targets: torch.Tensor | None = None,
+        region_object_labels: torch.Tensor | None = None, region_object_confidences: torch.Tensor | None = None,
+        region_attribute_labels: torch.Tensor | None = None, region_attribute_confidences: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
         answer_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
@@ -311,9 +283,8 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
     ) -> LxmertForPreTrainingOutput:
         config = self.config
         inputs = checked_image_text_inputs(
-            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
             region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
-            inputs_embeds=inputs_embeds,
         )
         _check_pretraining_labels(
             input_ids if input_ids is not None else inputs_embeds[..., 0],

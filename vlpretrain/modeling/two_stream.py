@@ -61,17 +61,38 @@ def output_flags(config, output_attentions: bool | None, output_hidden_states: b
 
 
 class TwoStreamBaseModel:
-    """``forward`` of a two-stream base model: check the inputs, then ``encode``."""
+    """``forward`` and ``encode`` of a two-stream base model, on the family's ``encode_text`` (text embeddings and the
+    text layers before any cross-modal one), ``encode_regions`` (the same for the regions; returns the stream and its
+    region mask) and ``cross_encode`` (the cross-modal layers and the pooler, continuing both streams' records)."""
+
+    def encode(
+        self,
+        *,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor,
+        region_boxes: torch.Tensor,
+        region_attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> TwoStreamModelOutput:
+        """The forward pass on inputs already checked by ``check_image_text_inputs`` (the task heads call it)."""
+        flags = output_flags(self.config, output_attentions, output_hidden_states)
+        text = self.encode_text(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds, **flags
+        )
+        visual, region_attention_mask = self.encode_regions(
+            region_features, region_boxes, region_attention_mask=region_attention_mask, **flags
+        )
+        return self.cross_encode(text, visual, attention_mask=attention_mask, region_attention_mask=region_attention_mask, **flags)
 
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -83,9 +104,8 @@ class TwoStreamBaseModel:
         in [0, 1], ``region_attention_mask`` (B, R). Invalid inputs raise ``ValueError`` before any compute.
         """
         inputs = checked_image_text_inputs(
-            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
             region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
-            inputs_embeds=inputs_embeds,
         )
         return self.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
@@ -106,12 +126,8 @@ class TwoStreamTaskHead:
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
@@ -120,9 +136,8 @@ class TwoStreamTaskHead:
         """Run the head on captions/questions and region features (inputs as the base model's ``forward``); the
         class docstring describes ``labels`` and the output."""
         inputs = checked_image_text_inputs(
-            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
             region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
-            inputs_embeds=inputs_embeds,
         )
         self.check_labels(labels, inputs)
         encoded = self.base_model.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)

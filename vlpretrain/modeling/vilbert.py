@@ -42,7 +42,6 @@ from .two_stream import (
     TwoStreamRetrieval,
     TwoStreamTaskHead,
     checked_image_text_inputs,
-    output_flags,
     two_stream_model_output,
     weighted_loss,
 )
@@ -121,34 +120,10 @@ class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
-    def encode(
-        self,
-        *,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor,
-        region_boxes: torch.Tensor,
-        region_attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> TwoStreamModelOutput:
-        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads):
-        ``encode_text_stream`` and ``encode_region_stream``, then ``cross_encode``."""
-        flags = output_flags(self.config, output_attentions, output_hidden_states)
-        text = self.encode_text_stream(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds, **flags
-        )
-        visual, region_attention_mask = self.encode_region_stream(
-            region_features, region_boxes, region_attention_mask=region_attention_mask, **flags
-        )
-        return self.cross_encode(text, visual, attention_mask=attention_mask, region_attention_mask=region_attention_mask, **flags)
-
     def _key_mask(self, mask: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor | None:
         return key_padding_mask(mask, states.dtype, self.config._attn_implementation)
 
-    def encode_text_stream(
+    def encode_text(
         self,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None = None,
@@ -165,7 +140,7 @@ class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
 
-    def encode_region_stream(
+    def encode_regions(
         self,
         region_features: torch.Tensor,
         region_boxes: torch.Tensor,
@@ -197,8 +172,8 @@ class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> TwoStreamModelOutput:
-        """The schedule from its first co-layer on, then the fused poolers, on the outputs of ``encode_text_stream``
-        and ``encode_region_stream`` (continuing their records)."""
+        """The schedule from its first co-layer on, then the fused poolers, on the outputs of ``encode_text``
+        and ``encode_regions`` (continuing their records)."""
         text, visual, cross_attentions = self.encoder.cross_encode(
             text,
             visual,
@@ -228,7 +203,7 @@ class VilbertTwoStageScoring:
     ) -> UnimodalEncoding:
         """Cached text-stream states, mask and first-stage embeddings of a batch of captions."""
         mask = retrieval_text_mask(input_ids, attention_mask)
-        states = self.base_model.encode_text_stream(input_ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state
+        states = self.base_model.encode_text(input_ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state
         embeddings = nn.functional.normalize(self.base_model.text_pooler(states).float(), dim=-1)
         return UnimodalEncoding(states=states, mask=mask, embeddings=embeddings)
 
@@ -237,7 +212,7 @@ class VilbertTwoStageScoring:
     ) -> UnimodalEncoding:
         """Cached visual-stream states, mask and first-stage embeddings of a batch of region sets."""
         mask = retrieval_region_mask(self.config, region_features, region_boxes, region_attention_mask)
-        stream, mask = self.base_model.encode_region_stream(region_features, region_boxes, region_attention_mask=mask)
+        stream, mask = self.base_model.encode_regions(region_features, region_boxes, region_attention_mask=mask)
         states = stream.last_hidden_state
         embeddings = nn.functional.normalize(self.base_model.visual_pooler(states).float(), dim=-1)
         return UnimodalEncoding(states=states, mask=mask, embeddings=embeddings)
@@ -294,24 +269,18 @@ class VilbertForPreTraining(VilbertTwoStageScoring, VilbertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        masked_regions: torch.Tensor | None = None,
-        region_class_targets: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None, region_class_targets: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> VilbertForPreTrainingOutput:
         inputs = checked_image_text_inputs(
-            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
             region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
-            inputs_embeds=inputs_embeds,
         )
         return self.pretraining_output(
             inputs, {"mlm": labels}, masked_regions=masked_regions, region_class_targets=region_class_targets,
