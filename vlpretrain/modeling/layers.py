@@ -217,8 +217,8 @@ class SharedCrossAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         first_q, first_k, first_v = self.qkv(first).chunk(3, dim=-1)
         second_q, second_k, second_v = self.qkv(second).chunk(3, dim=-1)
-        first_context, first_weights = self.attention(first_q, second_k, second_v, second_mask, output_attentions)
-        second_context, second_weights = self.attention(second_q, first_k, first_v, first_mask, output_attentions)
+        first_context, first_weights = self.attention(first_q, second_k, second_v, second_mask, output_attentions=output_attentions)
+        second_context, second_weights = self.attention(second_q, first_k, first_v, first_mask, output_attentions=output_attentions)
         return (
             self.output(first_context, first),
             self.output(second_context, second),
@@ -321,10 +321,10 @@ class CrossModalityLayer(GradientCheckpointingLayer):
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...], tuple[torch.Tensor | None, ...]]:
         """Returns both streams, the (text-to-visual, visual-to-text) cross weights and the (text, visual) self weights."""
         text_states, visual_states, text_cross, visual_cross = self.cross_attention(
-            text_states, visual_states, text_mask, visual_mask, output_attentions
+            text_states, visual_states, first_mask=text_mask, second_mask=visual_mask, output_attentions=output_attentions
         )
-        text_states, text_self = self.text_self_attention(text_states, text_mask, output_attentions)
-        visual_states, visual_self = self.visual_self_attention(visual_states, visual_mask, output_attentions)
+        text_states, text_self = self.text_self_attention(text_states, text_mask, output_attentions=output_attentions)
+        visual_states, visual_self = self.visual_self_attention(visual_states, visual_mask, output_attentions=output_attentions)
         return self.text_ffn(text_states), self.visual_ffn(visual_states), (text_cross, visual_cross), (text_self, visual_self)
 
 
@@ -377,8 +377,8 @@ class CoAttentionLayer(GradientCheckpointingLayer):
         """Returns both streams, the (text-to-visual, visual-to-text) weights and None (the layer has no self-attention)."""
         text_q, text_k, text_v = self.text_attention.qkv(text_states).chunk(3, dim=-1)
         visual_q, visual_k, visual_v = self.visual_attention.qkv(visual_states).chunk(3, dim=-1)
-        text_context, text_weights = self.attention(text_q, visual_k, visual_v, visual_mask, output_attentions)
-        visual_context, visual_weights = self.attention(visual_q, text_k, text_v, text_mask, output_attentions)
+        text_context, text_weights = self.attention(text_q, visual_k, visual_v, visual_mask, output_attentions=output_attentions)
+        visual_context, visual_weights = self.attention(visual_q, text_k, text_v, text_mask, output_attentions=output_attentions)
         text_states = self.text_attention.output(text_context, text_states)
         visual_states = self.visual_attention.output(visual_context, visual_states)
         return self.text_ffn(text_states), self.visual_ffn(visual_states), (text_weights, visual_weights), None
@@ -483,8 +483,8 @@ class CoAttentionEncoder(nn.Module):
 
     ``text_layers`` run at ``text_size``, ``visual_layers`` at ``visual_size``, and co-layer k runs after the
     text layers before ``text_ids[k]`` and the visual layers before ``visual_ids[k]`` (see
-    :func:`co_attention_schedule`). ``encode_text`` / ``encode_visual`` run each stream's layers before the first
-    co-layer on their own (two-stage retrieval caches them per item); ``cross_encode`` runs the rest of the schedule.
+    :func:`co_attention_schedule`). ``encode_stream`` runs one stream's layers before the first co-layer on their
+    own (two-stage retrieval caches them per item); ``cross_encode`` runs the rest of the schedule.
     """
 
     def __init__(
@@ -513,27 +513,24 @@ class CoAttentionEncoder(nn.Module):
         )
         self.co_layers = nn.ModuleList(
             CoAttentionLayer(
-                config, text_size, visual_size, co_size, co_heads, text_intermediate_size, visual_intermediate_size
+                config,
+                text_size=text_size,
+                visual_size=visual_size,
+                co_size=co_size,
+                num_heads=co_heads,
+                text_intermediate_size=text_intermediate_size,
+                visual_intermediate_size=visual_intermediate_size,
             )
             for _ in range(len(text_ids))
         )
 
-    def encode_text(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, *, output_attentions: bool = False,
+    def encode_stream(
+        self, stream: str, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, *, output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> StreamOutput:
-        """The text layers before the first co-layer, on the text embeddings."""
-        layers = [self.text_layers[index] for index in self.schedule[0][1]]
-        return run_layers(
-            layers, hidden_states, attention_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
-        )
-
-    def encode_visual(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, *, output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> StreamOutput:
-        """The visual layers before the first co-layer, on the region embeddings."""
-        layers = [self.visual_layers[index] for index in self.schedule[0][2]]
+        """The layers of ``stream`` (``"text"`` or ``"visual"``) before the first co-layer, on that stream's embeddings."""
+        _, text_range, visual_range = self.schedule[0]
+        layers = [self.text_layers[index] for index in text_range] if stream == "text" else [self.visual_layers[index] for index in visual_range]
         return run_layers(
             layers, hidden_states, attention_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
@@ -548,7 +545,7 @@ class CoAttentionEncoder(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> tuple[StreamOutput, StreamOutput, tuple[tuple[torch.Tensor, torch.Tensor], ...] | None]:
-        """The schedule from its first co-layer on, continuing the records of ``encode_text`` and ``encode_visual``;
+        """The schedule from its first co-layer on, continuing the records of ``encode_stream`` for both streams;
         returns both streams and the co-layers' (text-to-visual, visual-to-text) weights."""
         flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
         cross_attentions = None

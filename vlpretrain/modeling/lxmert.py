@@ -22,7 +22,7 @@ from ..configuration.lxmert import LxmertConfig
 from .base import VLPreTrainedModel, retrieval_region_mask, retrieval_text_mask
 from .embeddings import RegionEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
-from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask, masked_mean, run_cross_modal_layers, run_layers
+from .layers import CrossModalityLayer, TransformerLayer, masked_mean, run_cross_modal_layers, run_layers
 from .losses import (
     IGNORE_INDEX,
     classification_loss,
@@ -108,7 +108,7 @@ class LxmertModel(TwoStreamBaseModel, LxmertPreTrainedModel):
         """The language layers alone (embeddings, then ``num_text_layers`` self-attention layers)."""
         text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
         return run_layers(
-            self.text_layers, text, self._key_mask(attention_mask, text),
+            self.text_layers, text, self.key_mask(attention_mask, text),
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
 
@@ -125,13 +125,10 @@ class LxmertModel(TwoStreamBaseModel, LxmertPreTrainedModel):
         returns the stream and its region mask."""
         visual = self.region_embeddings(region_features, region_boxes)
         stream = run_layers(
-            self.visual_layers, visual, self._key_mask(region_attention_mask, visual),
+            self.visual_layers, visual, self.key_mask(region_attention_mask, visual),
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
         return stream, region_attention_mask
-
-    def _key_mask(self, mask: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor | None:
-        return key_padding_mask(mask, states.dtype, self.config._attn_implementation)
 
     def cross_encode(
         self,
@@ -152,8 +149,8 @@ class LxmertModel(TwoStreamBaseModel, LxmertPreTrainedModel):
             self.cross_layers,
             text,
             visual,
-            self._key_mask(attention_mask, text.last_hidden_state),
-            self._key_mask(region_attention_mask, visual.last_hidden_state),
+            self.key_mask(attention_mask, text.last_hidden_state),
+            self.key_mask(region_attention_mask, visual.last_hidden_state),
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
@@ -313,19 +310,19 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
         region_predictions = self.region_head(visual) if self.region_head is not None else {}
         if region_object_labels is not None and "object" in region_predictions:
             losses["region_object"] = weighted_region_classification_loss(
-                region_predictions["object"], region_object_labels, _weights(region_object_confidences, region_object_labels),
-                region_attention_mask,
+                region_predictions["object"], region_object_labels,
+                weights=_weights(region_object_confidences, region_object_labels), valid_regions=region_attention_mask,
             )
         if region_attribute_labels is not None and "attribute" in region_predictions:
             losses["region_attribute"] = weighted_region_classification_loss(
                 region_predictions["attribute"], region_attribute_labels,
-                _weights(region_attribute_confidences, region_attribute_labels), region_attention_mask,
+                weights=_weights(region_attribute_confidences, region_attribute_labels), valid_regions=region_attention_mask,
             )
         if region_feature_targets is not None and "feature" in region_predictions:
             if masked_regions is None:
                 raise ValueError("masked_regions: required with region_feature_targets (which regions were masked)")
             losses["region_feature"] = region_feature_regression_loss(
-                region_predictions["feature"], region_feature_targets, masked_regions, region_attention_mask
+                region_predictions["feature"], region_feature_targets, weights=masked_regions, valid_regions=region_attention_mask
             )
 
         matching_logits = self.matching_head(pooled) if self.matching_head is not None else None

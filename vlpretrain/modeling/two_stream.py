@@ -11,6 +11,7 @@ import torch
 from transformers.utils.generic import can_return_tuple
 
 from .base import check_answer_labels, check_image_text_inputs, check_match_labels
+from .layers import key_padding_mask
 from .losses import classification_loss, soft_score_loss
 from .outputs import StreamOutput, TwoStreamModelOutput, TwoStreamQuestionAnsweringOutput, two_stream_records
 
@@ -64,6 +65,10 @@ class TwoStreamBaseModel:
     """``forward`` and ``encode`` of a two-stream base model, on the family's ``encode_text`` (text embeddings and the
     text layers before any cross-modal one), ``encode_regions`` (the same for the regions; returns the stream and its
     region mask) and ``cross_encode`` (the cross-modal layers and the pooler, continuing both streams' records)."""
+
+    def key_mask(self, mask: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor | None:
+        """A (batch, length) 0/1 ``mask`` of ``states`` in the form the configured attention kernel takes."""
+        return key_padding_mask(mask, states.dtype, self.config._attn_implementation)
 
     def encode(
         self,

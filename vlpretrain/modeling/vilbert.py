@@ -24,7 +24,7 @@ from ..configuration.vilbert import VilbertConfig
 from .base import VLPreTrainedModel, retrieval_region_mask, retrieval_text_mask
 from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
 from .heads import MaskedLanguageModelingHead, Pooler, RegionPredictionHead, ReluAnswerHead
-from .layers import CoAttentionEncoder, key_padding_mask
+from .layers import CoAttentionEncoder
 from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss, select_rows
 from .outputs import (
     StreamOutput,
@@ -120,9 +120,6 @@ class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
-    def _key_mask(self, mask: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor | None:
-        return key_padding_mask(mask, states.dtype, self.config._attn_implementation)
-
     def encode_text(
         self,
         input_ids: torch.Tensor | None,
@@ -135,8 +132,8 @@ class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
     ) -> StreamOutput:
         """Text embeddings and the text layers before the first co-layer (what two-stage retrieval caches)."""
         text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
-        return self.encoder.encode_text(
-            text, self._key_mask(attention_mask, text), output_attentions=output_attentions,
+        return self.encoder.encode_stream(
+            "text", text, self.key_mask(attention_mask, text), output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
 
@@ -156,8 +153,8 @@ class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
                 region_features, region_boxes, region_attention_mask
             )
         visual = self.region_embeddings(region_features, region_boxes)
-        stream = self.encoder.encode_visual(
-            visual, self._key_mask(region_attention_mask, visual), output_attentions=output_attentions,
+        stream = self.encoder.encode_stream(
+            "visual", visual, self.key_mask(region_attention_mask, visual), output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
         return stream, region_attention_mask
@@ -177,8 +174,8 @@ class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
         text, visual, cross_attentions = self.encoder.cross_encode(
             text,
             visual,
-            self._key_mask(attention_mask, text.last_hidden_state),
-            self._key_mask(region_attention_mask, visual.last_hidden_state),
+            self.key_mask(attention_mask, text.last_hidden_state),
+            self.key_mask(region_attention_mask, visual.last_hidden_state),
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
