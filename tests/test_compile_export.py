@@ -23,18 +23,13 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 HEAD_TASKS = ("vqa", "retrieval", "video_qa")
 # Graph breaks of the pretraining models (torch._dynamo.explain's count), all at rows that targets select (the
 # labelled tokens, the masked frames), whose number depends on the data. The goal is at most 2 per model; VL-BERT,
-# which selects its rows once per objective with one ``nonzero``, meets it; the others select with boolean indexing
-# in the shared MLM head and their losses and are held at their present counts so that none grows.
+# ImageBERT, LXMERT, ViLBERT and ERNIE-ViL select all their rows with one ``losses.select_rows`` call (run eagerly:
+# one break); the others select with boolean indexing in the shared MLM head and their losses and are held at their
+# present counts so that none grows.
 PRETRAINING_BREAK_BUDGET = {
-    "vl-bert": 2, "lxmert": 3, "image-bert": 3, "actbert": 3, "vilbert": 3, "videobert": 5, "ernie-vil": 3, "univl": 11,
+    "vl-bert": 1, "lxmert": 1, "image-bert": 1, "actbert": 3, "vilbert": 1, "videobert": 5, "ernie-vil": 1, "univl": 11,
+    "hero": 1,  # one select_rows call for the rows of all four objectives
 }
-# HERO groups each video's tokens and frames by subtitle, and the number and size of the groups depend on the
-# subtitle indices: its graphs break there (19 breaks for HeroModel), so its compile checks are expected failures.
-HERO_SUBTITLE_GROUPING = pytest.mark.xfail(strict=True, reason="HERO's subtitle grouping has data-dependent shapes")
-
-
-def families(*names: str) -> list:
-    return [pytest.param(name, marks=HERO_SUBTITLE_GROUPING) if name == "hero" else name for name in names]
 
 
 def tensors(output) -> dict[str, torch.Tensor]:
@@ -50,7 +45,7 @@ def assert_compiled_matches_eager(model: torch.nn.Module, inputs: dict) -> None:
         torch.testing.assert_close(compiled[name], value, msg=name)
 
 
-@pytest.mark.parametrize("family", families(*sorted(FAMILIES)))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_base_model_compiles_as_one_graph_and_exports(family):
     spec = FAMILIES[family]
     model = spec.model("base")
@@ -72,7 +67,7 @@ def test_base_model_compiles_as_one_graph_and_exports(family):
 @pytest.mark.parametrize(
     ("family", "task"),
     [
-        pytest.param(family, task, marks=HERO_SUBTITLE_GROUPING) if family == "hero" else (family, task)
+        (family, task)
         for family in sorted(FAMILIES)
         for task in MODEL_REGISTRY[family].models
         if task in HEAD_TASKS
@@ -84,7 +79,7 @@ def test_question_answering_and_retrieval_heads_compile_as_one_graph(family, tas
     assert_compiled_matches_eager(model, spec.inputs(model))
 
 
-@pytest.mark.parametrize("family", sorted(PRETRAINING_BREAK_BUDGET))  # HERO: see HERO_SUBTITLE_GROUPING
+@pytest.mark.parametrize("family", sorted(PRETRAINING_BREAK_BUDGET))
 def test_pretraining_models_break_the_graph_only_at_selected_rows(family):
     spec = FAMILIES[family]
     model = spec.model("pretraining")
@@ -94,4 +89,5 @@ def test_pretraining_models_break_the_graph_only_at_selected_rows(family):
     reasons = [reason.reason.splitlines()[0] for reason in explanation.break_reasons]
     print(f"\n{family} pretraining: {explanation.graph_break_count} graph breaks {reasons}")
     assert explanation.graph_break_count <= PRETRAINING_BREAK_BUDGET[family], reasons
-    assert all("Dynamic shape operator" in reason or "data dependent" in reason.lower().replace("-", " ") for reason in reasons), reasons
+    selection = ("dynamic shape operator", "data-dependent", "torch.compiler.disable()`d function")  # the last: select_rows
+    assert all(any(marker in reason.lower() for marker in selection) for reason in reasons), reasons

@@ -13,13 +13,15 @@ from torch import nn
 IGNORE_INDEX = -100
 
 
+@torch.compiler.disable
 def select_rows(*masks: torch.Tensor) -> list[torch.Tensor]:
     """The flat (row-major) indices of the True entries of each boolean ``mask``, all found with one device sync.
 
     Targets select a data-dependent number of rows (labelled tokens, masked regions or frames); counting them all
     at once keeps a pretraining step to a single host sync, and so to a single ``torch.compile`` graph break, where
     boolean indexing would sync (and break the graph) once per selection. Use the indices with ``index_select`` on
-    the states flattened to (rows, width).
+    the states flattened to (rows, width). Compiled callers run it eagerly: a sync traced inside a called function
+    would break the graph three times (in the caller, and before and after the sync in here).
     """
     counts = torch.stack([mask.sum() for mask in masks]).tolist() if masks else []
     return [torch.nonzero_static(mask.flatten(), size=count).squeeze(1) for mask, count in zip(masks, counts, strict=True)]

@@ -32,22 +32,18 @@ from .losses import (
     weighted_region_classification_loss,
 )
 from .lxmert_names import accepts_transformers_lxmert_names
-from .outputs import (
-    StreamOutput,
-    TwoStreamModelOutput,
-    TwoStreamPreTrainingOutput,
-    TwoStreamRecords,
-    TwoStreamRetrievalOutput,
-    UnimodalEncoding,
-    two_stream_records,
-)
+from .outputs import StreamOutput, TwoStreamModelOutput, UnimodalEncoding
 from .two_stream import (
     TwoStreamBaseModel,
+    TwoStreamPreTrainingOutput,
     TwoStreamQuestionAnswering,
+    TwoStreamRecords,
     TwoStreamRetrieval,
+    TwoStreamRetrievalOutput,
     TwoStreamTaskHead,
     checked_image_text_inputs,
     two_stream_model_output,
+    two_stream_records,
     weighted_loss,
 )
 

@@ -1,4 +1,4 @@
-"""The ``forward`` methods shared by the two-stream families (LXMERT, ViLBERT, ERNIE-ViL).
+"""The outputs and ``forward`` methods shared by the two-stream families (LXMERT, ViLBERT, ERNIE-ViL).
 
 Each family's encoder provides ``encode(**image_text_inputs, output_attentions=..., output_hidden_states=...)``
 returning a [`TwoStreamModelOutput`]; the base models and the task heads differ only in what they do with it, so
@@ -7,13 +7,83 @@ their input checks, encoding and output recording are written here once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .base import check_answer_labels, check_image_text_inputs, check_match_labels
 from .layers import key_padding_mask
 from .losses import classification_loss, soft_score_loss
-from .outputs import StreamOutput, TwoStreamModelOutput, TwoStreamQuestionAnsweringOutput, two_stream_records
+from .outputs import (
+    ImageTextRetrievalOutput,
+    RegionScoringOutput,
+    StreamOutput,
+    TwoStreamModelOutput,
+    VisualQuestionAnsweringOutput,
+)
+
+
+@dataclass
+class TwoStreamRecords(ModelOutput):
+    """The per-layer records of a two-stream encoder (LXMERT, ViLBERT, ERNIE-ViL), as in [`TwoStreamModelOutput`].
+
+    Listed as the *first* base of a task output (``class Output(TwoStreamRecords, TaskOutput)``) these fields come after
+    the task's own, because dataclass fields follow the reversed method resolution order: ``loss`` stays first.
+
+    Args:
+        text_hidden_states / visual_hidden_states: with ``output_hidden_states=True``, the embeddings followed by the
+            output of every layer that updates that stream.
+        text_attentions / visual_attentions: with ``output_attentions=True``, the self-attention weights of every
+            layer of that stream.
+        cross_attentions: with ``output_attentions=True``, one (text-to-visual, visual-to-text) pair of weights per
+            cross-modal layer.
+    """
+
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    visual_attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+def two_stream_records(encoded: TwoStreamModelOutput) -> dict[str, tuple | None]:
+    """The record fields of an encoder output, to pass on to a task output built on a [`TwoStreamRecords`] base."""
+    return {name: getattr(encoded, name) for name in TwoStreamRecords.__dataclass_fields__}
+
+
+@dataclass
+class TwoStreamPreTrainingOutput(ModelOutput):
+    """What every two-stream pretraining model returns (each family's output adds its own objectives' fields).
+
+    Every objective's loss is returned on its own (unweighted) and ``loss`` is their sum weighted by
+    ``config.loss_weights``. ``prediction_logits`` is (batch, text_length, vocab) without ``labels``; with ``labels``
+    it holds only the labelled positions, (num_labelled, vocab) in row-major order, because computing the vocabulary
+    projection for every token is most of the head's cost. ``matching_logits`` (batch, 2): index 1 = matched.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    matching_loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    matching_logits: torch.Tensor | None = None
+    pooled_output: torch.Tensor | None = None
+
+
+@dataclass
+class TwoStreamQuestionAnsweringOutput(TwoStreamRecords, VisualQuestionAnsweringOutput):
+    """[`VisualQuestionAnsweringOutput`] of a two-stream model, with the encoder's records on request."""
+
+
+@dataclass
+class TwoStreamRetrievalOutput(TwoStreamRecords, ImageTextRetrievalOutput):
+    """[`ImageTextRetrievalOutput`] of a two-stream model, with the encoder's records on request."""
+
+
+@dataclass
+class TwoStreamRegionScoringOutput(TwoStreamRecords, RegionScoringOutput):
+    """[`RegionScoringOutput`] of a two-stream model, with the encoder's records on request."""
 
 
 def checked_image_text_inputs(config, **inputs: torch.Tensor | None) -> dict[str, torch.Tensor | None]:

@@ -26,23 +26,19 @@ from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_i
 from .heads import MaskedLanguageModelingHead, Pooler, RegionPredictionHead, ReluAnswerHead
 from .layers import CoAttentionEncoder
 from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss, select_rows
-from .outputs import (
-    StreamOutput,
-    TwoStreamModelOutput,
-    TwoStreamPreTrainingOutput,
-    TwoStreamRecords,
-    TwoStreamRegionScoringOutput,
-    TwoStreamRetrievalOutput,
-    UnimodalEncoding,
-    two_stream_records,
-)
+from .outputs import StreamOutput, TwoStreamModelOutput, UnimodalEncoding
 from .two_stream import (
     TwoStreamBaseModel,
+    TwoStreamPreTrainingOutput,
     TwoStreamQuestionAnswering,
+    TwoStreamRecords,
+    TwoStreamRegionScoringOutput,
     TwoStreamRetrieval,
+    TwoStreamRetrievalOutput,
     TwoStreamTaskHead,
     checked_image_text_inputs,
     two_stream_model_output,
+    two_stream_records,
     weighted_loss,
 )
 
