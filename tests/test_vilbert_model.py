@@ -272,3 +272,36 @@ def test_shared_processor_feeds_both_architectures():
                   ErnieVilModel(tiny_ernie_vil_config(vocab_size=len(tokenizer)))):
         output = model.eval()(**inputs)
         assert output.visual_last_hidden_state.shape[:2] == (2, 6) and output.pooled_output.shape == (2, 16)
+
+
+def test_records_follow_the_co_attention_schedule_in_every_head():
+    """Hidden states are the embeddings, then each stream's layer outputs in schedule order (co-layers included);
+    attentions are the stream layers' own, the co-layers' go to ``cross_attentions``; heads record the same."""
+    config = tiny_vilbert_config(t_biattention_id=[1, 3], v_biattention_id=[0, 1])
+    model = VilbertModel(config).eval()
+    outputs: dict[str, list[torch.Tensor]] = {"text": [], "visual": []}
+    for layer in model.encoder.text_layers:
+        layer.register_forward_hook(lambda module, args, output: outputs["text"].append(output[0]))
+    for layer in model.encoder.visual_layers:
+        layer.register_forward_hook(lambda module, args, output: outputs["visual"].append(output[0]))
+
+    def record_both(module, args, output) -> None:
+        outputs["text"].append(output[0])
+        outputs["visual"].append(output[1])
+
+    for layer in model.encoder.co_layers:
+        layer.register_forward_hook(record_both)
+    batch = two_stream_batch(config, labels=False)
+    output = model(**batch, output_hidden_states=True, output_attentions=True)
+    for stream, layers in (("text", config.num_hidden_layers), ("visual", config.v_num_hidden_layers)):
+        states = getattr(output, f"{stream}_hidden_states")
+        assert len(states) == 1 + layers + 2 and len(getattr(output, f"{stream}_attentions")) == layers
+        assert all(recorded is computed for recorded, computed in zip(states[1:], outputs[stream], strict=True))
+        assert states[-1] is getattr(output, f"{stream}_last_hidden_state")
+    assert len(output.cross_attentions) == 2
+    head = VilbertForReferringExpressions(config).eval()
+    head.vilbert.load_state_dict(model.state_dict())
+    recorded = head(**batch, output_hidden_states=True, output_attentions=True)
+    for name in ("text_hidden_states", "visual_hidden_states", "text_attentions", "visual_attentions"):
+        for mine, base in zip(getattr(recorded, name), getattr(output, name), strict=True):
+            torch.testing.assert_close(mine, base)

@@ -10,21 +10,31 @@ tokens of sampled objects, attributes and relationships of the caption's scene g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.ernie_vil import ErnieVilConfig
-from .base import check_image_text_inputs
-from .losses import IGNORE_INDEX, classification_loss
+from .two_stream import checked_image_text_inputs
 from .vilbert import (
     VilbertForImageTextRetrieval,
     VilbertForPreTraining,
     VilbertForPreTrainingOutput,
     VilbertForQuestionAnswering,
     VilbertModel,
-    check_pretraining_targets,
 )
 
 SCENE_GRAPH_OBJECTIVES = ("scene_object", "scene_attribute", "scene_relation")
+
+
+@dataclass
+class ErnieVilForPreTrainingOutput(VilbertForPreTrainingOutput):
+    """Losses and predictions of [`ErnieVilForPreTraining`]: ViLBERT's, then the three scene-graph losses."""
+
+    scene_object_loss: torch.Tensor | None = None
+    scene_attribute_loss: torch.Tensor | None = None
+    scene_relation_loss: torch.Tensor | None = None
 
 
 class ErnieVilModel(VilbertModel):
@@ -50,57 +60,34 @@ class ErnieVilForPreTraining(VilbertForPreTraining):
     config_class = ErnieVilConfig
     base_model_prefix = "ernie_vil"
     base_model_class = ErnieVilModel
+    output_class = ErnieVilForPreTrainingOutput
     hub_auto_class = "AutoModelForPreTraining"
     _tied_weights_keys = {"mlm_head.decoder.weight": "ernie_vil.embeddings.word_embeddings.weight"}
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        masked_regions: torch.Tensor | None = None,
-        region_class_targets: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None, region_class_targets: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
-        scene_object_labels: torch.Tensor | None = None,
-        scene_attribute_labels: torch.Tensor | None = None,
+        scene_object_labels: torch.Tensor | None = None, scene_attribute_labels: torch.Tensor | None = None,
         scene_relation_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> VilbertForPreTrainingOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
-        check_image_text_inputs(self.config, *inputs, inputs_embeds)
-        scene_labels = {
-            "scene_object": scene_object_labels,
-            "scene_attribute": scene_attribute_labels,
-            "scene_relation": scene_relation_labels,
-        }
-        check_pretraining_targets(
-            self.config, input_ids if input_ids is not None else inputs_embeds[..., 0], region_features,
-            labels=labels, masked_regions=masked_regions, region_class_targets=region_class_targets,
-            matched_labels=matched_labels, **{f"{name}_labels": value for name, value in scene_labels.items()},
+    ) -> ErnieVilForPreTrainingOutput:
+        inputs = checked_image_text_inputs(
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
         )
-        encoded = self.base_model.encode(*inputs, inputs_embeds, output_attentions, output_hidden_states)
-        losses, output = self.pretraining_losses(
-            encoded, region_attention_mask, labels, masked_regions, region_class_targets, matched_labels
+        scene_labels = (scene_object_labels, scene_attribute_labels, scene_relation_labels)
+        token_targets = {"mlm": labels, **dict(zip(SCENE_GRAPH_OBJECTIVES, scene_labels))}
+        return self.pretraining_output(
+            inputs, token_targets, masked_regions=masked_regions, region_class_targets=region_class_targets,
+            matched_labels=matched_labels, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
-        for name, targets in scene_labels.items():
-            if targets is None or not self.config.objective_enabled(name):
-                continue
-            positions = targets != IGNORE_INDEX
-            if not bool(positions.any()):
-                continue
-            logits = self.mlm_head(encoded.text_last_hidden_state, positions)
-            losses[name] = classification_loss(logits, targets[positions])
-            setattr(output, f"{name}_loss", losses[name])
-        output.loss = self.weighted_loss(losses)
-        return output if return_dict else output.to_tuple()
 
 
 class ErnieVilForQuestionAnswering(VilbertForQuestionAnswering):

@@ -217,8 +217,8 @@ class SharedCrossAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         first_q, first_k, first_v = self.qkv(first).chunk(3, dim=-1)
         second_q, second_k, second_v = self.qkv(second).chunk(3, dim=-1)
-        first_context, first_weights = self.attention(first_q, second_k, second_v, second_mask, output_attentions)
-        second_context, second_weights = self.attention(second_q, first_k, first_v, first_mask, output_attentions)
+        first_context, first_weights = self.attention(first_q, second_k, second_v, second_mask, output_attentions=output_attentions)
+        second_context, second_weights = self.attention(second_q, first_k, first_v, first_mask, output_attentions=output_attentions)
         return (
             self.output(first_context, first),
             self.output(second_context, second),
@@ -318,14 +318,14 @@ class CrossModalityLayer(GradientCheckpointingLayer):
         text_mask: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, ...], tuple[torch.Tensor | None, ...]]:
+        """Returns both streams, the (text-to-visual, visual-to-text) cross weights and the (text, visual) self weights."""
         text_states, visual_states, text_cross, visual_cross = self.cross_attention(
-            text_states, visual_states, text_mask, visual_mask, output_attentions
+            text_states, visual_states, first_mask=text_mask, second_mask=visual_mask, output_attentions=output_attentions
         )
-        text_states, text_self = self.text_self_attention(text_states, text_mask, output_attentions)
-        visual_states, visual_self = self.visual_self_attention(visual_states, visual_mask, output_attentions)
-        attentions = (text_cross, visual_cross, text_self, visual_self)
-        return self.text_ffn(text_states), self.visual_ffn(visual_states), attentions
+        text_states, text_self = self.text_self_attention(text_states, text_mask, output_attentions=output_attentions)
+        visual_states, visual_self = self.visual_self_attention(visual_states, visual_mask, output_attentions=output_attentions)
+        return self.text_ffn(text_states), self.visual_ffn(visual_states), (text_cross, visual_cross), (text_self, visual_self)
 
 
 class CoAttentionStream(nn.Module):
@@ -373,24 +373,94 @@ class CoAttentionLayer(GradientCheckpointingLayer):
         text_mask: torch.Tensor | None = None,
         visual_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None], None]:
+        """Returns both streams, the (text-to-visual, visual-to-text) weights and None (the layer has no self-attention)."""
         text_q, text_k, text_v = self.text_attention.qkv(text_states).chunk(3, dim=-1)
         visual_q, visual_k, visual_v = self.visual_attention.qkv(visual_states).chunk(3, dim=-1)
-        text_context, text_weights = self.attention(text_q, visual_k, visual_v, visual_mask, output_attentions)
-        visual_context, visual_weights = self.attention(visual_q, text_k, text_v, text_mask, output_attentions)
+        text_context, text_weights = self.attention(text_q, visual_k, visual_v, visual_mask, output_attentions=output_attentions)
+        visual_context, visual_weights = self.attention(visual_q, text_k, text_v, text_mask, output_attentions=output_attentions)
         text_states = self.text_attention.output(text_context, text_states)
         visual_states = self.visual_attention.output(visual_context, visual_states)
-        return self.text_ffn(text_states), self.visual_ffn(visual_states), (text_weights, visual_weights)
+        return self.text_ffn(text_states), self.visual_ffn(visual_states), (text_weights, visual_weights), None
+
+
+def continue_stream(
+    layers: Iterable[nn.Module],
+    stream: StreamOutput,
+    attention_mask: torch.Tensor | None,
+    *,
+    output_attentions: bool = False,
+    output_hidden_states: bool = False,
+) -> StreamOutput:
+    """:func:`run_layers` on the last states of ``stream``, appending to the records ``stream`` already holds."""
+    return run_layers(
+        layers,
+        stream.last_hidden_state,
+        attention_mask,
+        output_attentions=output_attentions,
+        output_hidden_states=output_hidden_states,
+        recorded_states=stream.hidden_states,
+        recorded_attentions=stream.attentions,
+    )
+
+
+def run_cross_modal_layers(
+    layers: Iterable[nn.Module],
+    text: StreamOutput,
+    visual: StreamOutput,
+    text_mask: torch.Tensor | None,
+    visual_mask: torch.Tensor | None,
+    *,
+    output_attentions: bool = False,
+    output_hidden_states: bool = False,
+    recorded_cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None,
+) -> tuple[StreamOutput, StreamOutput, tuple[tuple[torch.Tensor, torch.Tensor], ...] | None]:
+    """The loop of a two-stream stack (LXMERT's cross-modality layers, ViLBERT's co-attention layers), recording as
+    :func:`run_layers` does and continuing the records of ``text`` and ``visual``.
+
+    Every layer is called as ``layer(text, visual, text_mask, visual_mask, output_attentions=...)`` and returns both
+    streams, its (text-to-visual, visual-to-text) cross weights and its (text, visual) self-attention weights (None
+    for a layer without self-attention). Each layer's outputs extend both streams' hidden states, its self weights
+    their attentions and its cross weights ``recorded_cross_attentions``. Returns the two streams and the cross
+    weights (None when not asked).
+    """
+    text_states, visual_states = text.last_hidden_state, visual.last_hidden_state
+    text_history = visual_history = text_attentions = visual_attentions = cross_attentions = None
+    if output_hidden_states:
+        text_history = text.hidden_states if text.hidden_states is not None else (text_states,)
+        visual_history = visual.hidden_states if visual.hidden_states is not None else (visual_states,)
+    if output_attentions:
+        text_attentions, visual_attentions = text.attentions or (), visual.attentions or ()
+        cross_attentions = recorded_cross_attentions or ()
+    for layer in layers:
+        text_states, visual_states, cross_weights, self_weights = layer(
+            text_states, visual_states, text_mask, visual_mask, output_attentions=output_attentions
+        )
+        if output_hidden_states:
+            text_history += (text_states,)
+            visual_history += (visual_states,)
+        if output_attentions:
+            cross_attentions += (cross_weights,)
+            if self_weights is not None:
+                text_attentions += (self_weights[0],)
+                visual_attentions += (self_weights[1],)
+    return (
+        StreamOutput(last_hidden_state=text_states, hidden_states=text_history, attentions=text_attentions),
+        StreamOutput(last_hidden_state=visual_states, hidden_states=visual_history, attentions=visual_attentions),
+        cross_attentions,
+    )
 
 
 def co_attention_schedule(
     num_text_layers: int, num_visual_layers: int, text_ids: list[int], visual_ids: list[int]
-) -> list[tuple[str, int]]:
-    """The order in which a two-stream encoder runs its layers: ``("text", i)``, ``("visual", j)``, ``("co", k)``.
+) -> list[tuple[int | None, range, range]]:
+    """The order in which a two-stream encoder runs its layers, as stages ``(co_layer, text_layers, visual_layers)``.
 
-    ViLBERT's ``BertEncoder.forward``: for co-layer k, first the text layers up to ``text_ids[k]`` (exclusive)
-    and the visual layers up to ``visual_ids[k]`` that have not run yet, then co-layer k; after the last
-    co-layer, the remaining layers of both streams.
+    ViLBERT's ``BertEncoder.forward``: for co-layer k, first the text layers up to ``text_ids[k]`` (exclusive) and
+    the visual layers up to ``visual_ids[k]`` that have not run yet, then co-layer k; after the last co-layer, the
+    remaining layers of both streams. Grouped here as a first stage without a co-layer (``co_layer`` None: the
+    single-stream layers before the first co-layer), then one stage per co-layer: the co-layer, then the text and
+    visual layers up to the next one.
     """
     if len(text_ids) != len(visual_ids):
         raise ValueError(
@@ -400,16 +470,12 @@ def co_attention_schedule(
     for name, ids, count in (("t_biattention_id", text_ids, num_text_layers), ("v_biattention_id", visual_ids, num_visual_layers)):
         if any(not 0 <= index <= count for index in ids) or list(ids) != sorted(ids):
             raise ValueError(f"{name} must be non-decreasing layer indices in [0, {count}], got {list(ids)}")
-    order: list[tuple[str, int]] = []
-    text_start = visual_start = 0
-    for co_index, (text_end, visual_end) in enumerate(zip(text_ids, visual_ids)):
-        order += [("text", index) for index in range(text_start, text_end)]
-        order += [("visual", index) for index in range(visual_start, visual_end)]
-        order.append(("co", co_index))
-        text_start, visual_start = text_end, visual_end
-    order += [("text", index) for index in range(text_start, num_text_layers)]
-    order += [("visual", index) for index in range(visual_start, num_visual_layers)]
-    return order
+    text_bounds = [0, *text_ids, num_text_layers]
+    visual_bounds = [0, *visual_ids, num_visual_layers]
+    return [
+        (stage - 1 if stage else None, range(text_bounds[stage], text_bounds[stage + 1]), range(visual_bounds[stage], visual_bounds[stage + 1]))
+        for stage in range(len(text_ids) + 1)
+    ]
 
 
 class CoAttentionEncoder(nn.Module):
@@ -417,7 +483,8 @@ class CoAttentionEncoder(nn.Module):
 
     ``text_layers`` run at ``text_size``, ``visual_layers`` at ``visual_size``, and co-layer k runs after the
     text layers before ``text_ids[k]`` and the visual layers before ``visual_ids[k]`` (see
-    :func:`co_attention_schedule`).
+    :func:`co_attention_schedule`). ``encode_stream`` runs one stream's layers before the first co-layer on their
+    own (two-stage retrieval caches them per item); ``cross_encode`` runs the rest of the schedule.
     """
 
     def __init__(
@@ -446,74 +513,50 @@ class CoAttentionEncoder(nn.Module):
         )
         self.co_layers = nn.ModuleList(
             CoAttentionLayer(
-                config, text_size, visual_size, co_size, co_heads, text_intermediate_size, visual_intermediate_size
+                config,
+                text_size=text_size,
+                visual_size=visual_size,
+                co_size=co_size,
+                num_heads=co_heads,
+                text_intermediate_size=text_intermediate_size,
+                visual_intermediate_size=visual_intermediate_size,
             )
             for _ in range(len(text_ids))
         )
 
-    def forward(
+    def encode_stream(
+        self, stream: str, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, *, output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
+        """The layers of ``stream`` (``"text"`` or ``"visual"``) before the first co-layer, on that stream's embeddings."""
+        _, text_range, visual_range = self.schedule[0]
+        layers = [self.text_layers[index] for index in text_range] if stream == "text" else [self.visual_layers[index] for index in visual_range]
+        return run_layers(
+            layers, hidden_states, attention_mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+
+    def cross_encode(
         self,
-        text: torch.Tensor,
-        visual: torch.Tensor,
+        text: StreamOutput,
+        visual: StreamOutput,
         text_mask: torch.Tensor | None,
         visual_mask: torch.Tensor | None,
+        *,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ) -> dict[str, object]:
-        """Run the schedule; returns the final states and, when asked, per-layer states and attention weights."""
-        text_states = (text,) if output_hidden_states else None
-        visual_states = (visual,) if output_hidden_states else None
-        text_attentions = () if output_attentions else None
-        visual_attentions = () if output_attentions else None
-        co_attentions = () if output_attentions else None
-        for kind, index in self.schedule:
-            if kind == "text":
-                text, weights = self.text_layers[index](text, text_mask, output_attentions)
-                text_states = text_states + (text,) if output_hidden_states else None
-                text_attentions = text_attentions + (weights,) if output_attentions else None
-            elif kind == "visual":
-                visual, weights = self.visual_layers[index](visual, visual_mask, output_attentions)
-                visual_states = visual_states + (visual,) if output_hidden_states else None
-                visual_attentions = visual_attentions + (weights,) if output_attentions else None
-            else:
-                text, visual, weights = self.co_layers[index](text, visual, text_mask, visual_mask, output_attentions)
-                if output_hidden_states:
-                    text_states += (text,)
-                    visual_states += (visual,)
-                co_attentions = co_attentions + (weights,) if output_attentions else None
-        return {
-            "text": text,
-            "visual": visual,
-            "text_hidden_states": text_states,
-            "visual_hidden_states": visual_states,
-            "text_attentions": text_attentions,
-            "visual_attentions": visual_attentions,
-            "cross_attentions": co_attentions,
-        }
-
-    def split_schedule(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-        """The schedule cut before its first co-layer: the steps before run one stream alone (two-stage retrieval
-        caches their output per item), the steps after need both streams (they run per query-item pair)."""
-        cut = next((step for step, (kind, _) in enumerate(self.schedule) if kind == "co"), len(self.schedule))
-        return self.schedule[:cut], self.schedule[cut:]
-
-    def run_steps(
-        self,
-        steps: list[tuple[str, int]],
-        text: torch.Tensor | None,
-        visual: torch.Tensor | None,
-        text_mask: torch.Tensor | None,
-        visual_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Run ``steps`` of the schedule, as ``forward`` does, without recording states or attention weights."""
-        for kind, index in steps:
-            if kind == "text":
-                text, _ = self.text_layers[index](text, text_mask)
-            elif kind == "visual":
-                visual, _ = self.visual_layers[index](visual, visual_mask)
-            else:
-                text, visual, _ = self.co_layers[index](text, visual, text_mask, visual_mask)
-        return text, visual
+    ) -> tuple[StreamOutput, StreamOutput, tuple[tuple[torch.Tensor, torch.Tensor], ...] | None]:
+        """The schedule from its first co-layer on, continuing the records of ``encode_stream`` for both streams;
+        returns both streams and the co-layers' (text-to-visual, visual-to-text) weights."""
+        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+        cross_attentions = None
+        for co_index, text_range, visual_range in self.schedule[1:]:
+            text, visual, cross_attentions = run_cross_modal_layers(
+                [self.co_layers[co_index]], text, visual, text_mask, visual_mask, recorded_cross_attentions=cross_attentions,
+                **flags,
+            )
+            text = continue_stream([self.text_layers[index] for index in text_range], text, text_mask, **flags)
+            visual = continue_stream([self.visual_layers[index] for index in visual_range], visual, visual_mask, **flags)
+        return text, visual, cross_attentions
 
 
 def causal_attention_mask(

@@ -16,67 +16,36 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.lxmert import LxmertConfig
-from .base import (
-    VLPreTrainedModel,
-    check_answer_labels,
-    check_image_text_inputs,
-    check_match_labels,
-    retrieval_region_mask,
-    retrieval_text_mask,
-)
+from .base import VLPreTrainedModel, retrieval_region_mask, retrieval_text_mask
 from .embeddings import RegionEmbeddings, TextEmbeddings
 from .heads import AnswerHead, MaskedLanguageModelingHead, Pooler, RegionPredictionHead
-from .layers import CrossModalityLayer, TransformerLayer, key_padding_mask, masked_mean
+from .layers import CrossModalityLayer, TransformerLayer, masked_mean, run_cross_modal_layers, run_layers
 from .losses import (
     IGNORE_INDEX,
     classification_loss,
     in_batch_contrastive_loss,
     region_feature_regression_loss,
-    soft_score_loss,
+    select_rows,
     weighted_region_classification_loss,
 )
 from .lxmert_names import accepts_transformers_lxmert_names
-from .outputs import (
-    ImageTextRetrievalOutput,
-    StreamOutput,
-    TwoStreamModelOutput,
-    UnimodalEncoding,
-    VisualQuestionAnsweringOutput,
+from .outputs import StreamOutput, TwoStreamModelOutput, UnimodalEncoding
+from .two_stream import (
+    TwoStreamBaseModel,
+    TwoStreamPreTrainingOutput,
+    TwoStreamQuestionAnswering,
+    TwoStreamRecords,
+    TwoStreamRetrieval,
+    TwoStreamRetrievalOutput,
+    TwoStreamTaskHead,
+    checked_image_text_inputs,
+    two_stream_model_output,
+    two_stream_records,
+    weighted_loss,
 )
-
-
-@dataclass
-class LxmertForPreTrainingOutput(ModelOutput):
-    """Losses and predictions of [`LxmertForPreTraining`].
-
-    Every objective's loss is returned on its own (unweighted) and ``loss`` is their sum weighted by
-    ``config.loss_weights``. ``prediction_logits`` is (batch, text_length, vocab) without ``labels``;
-    with ``labels`` it holds only the labelled positions, (num_labelled, vocab) in row-major order,
-    because computing the vocabulary projection for every token is most of the head's cost.
-    """
-
-    loss: torch.Tensor | None = None
-    mlm_loss: torch.Tensor | None = None
-    region_feature_loss: torch.Tensor | None = None
-    region_object_loss: torch.Tensor | None = None
-    region_attribute_loss: torch.Tensor | None = None
-    matching_loss: torch.Tensor | None = None
-    qa_loss: torch.Tensor | None = None
-    prediction_logits: torch.Tensor | None = None
-    region_object_logits: torch.Tensor | None = None
-    region_attribute_logits: torch.Tensor | None = None
-    region_feature_predictions: torch.Tensor | None = None
-    matching_logits: torch.Tensor | None = None
-    answer_logits: torch.Tensor | None = None
-    pooled_output: torch.Tensor | None = None
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    visual_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
 
 class LxmertPreTrainedModel(VLPreTrainedModel):
@@ -92,7 +61,7 @@ class LxmertPreTrainedModel(VLPreTrainedModel):
         return {"embeddings": f"{prefix}embeddings.", "layers": f"{prefix}text_layers."}
 
 
-class LxmertModel(LxmertPreTrainedModel):
+class LxmertModel(TwoStreamBaseModel, LxmertPreTrainedModel):
     """The LXMERT encoder: text layers, object-relation layers, cross-modality layers and the [CLS] pooler."""
 
     hub_auto_class = "AutoModel"
@@ -120,57 +89,7 @@ class LxmertModel(LxmertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
-    @accepts_transformers_lxmert_names
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> TwoStreamModelOutput | tuple:
-        """Encode a batch of captions/questions and region features.
-
-        Inputs follow the package's naming table: ``input_ids`` (B, T), ``attention_mask`` (B, T),
-        ``token_type_ids`` (B, T), ``region_features`` (B, R, D), ``region_boxes`` (B, R, 4) as (x1, y1, x2, y2)
-        in [0, 1], ``region_attention_mask`` (B, R). Invalid inputs raise ``ValueError`` before any compute.
-        """
-        check_image_text_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
-            region_attention_mask, inputs_embeds,
-        )
-        output = self.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds, output_attentions, output_hidden_states,
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
-
-    def encode(
-        self,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        region_features: torch.Tensor,
-        region_boxes: torch.Tensor,
-        region_attention_mask: torch.Tensor | None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> TwoStreamModelOutput:
-        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads):
-        ``encode_text`` and ``encode_regions``, then ``cross_encode``."""
-        config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        text = self.encode_text(input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions, output_hidden_states)
-        visual = self.encode_regions(region_features, region_boxes, region_attention_mask, output_attentions, output_hidden_states)
-        return self.cross_encode(text, visual, attention_mask, region_attention_mask, output_attentions)
+    forward = accepts_transformers_lxmert_names(TwoStreamBaseModel.forward)
 
     def encode_text(
         self,
@@ -178,39 +97,34 @@ class LxmertModel(LxmertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        *,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> StreamOutput:
         """The language layers alone (embeddings, then ``num_text_layers`` self-attention layers)."""
         text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
-        return self._run_stream(self.text_layers, text, attention_mask, output_attentions, output_hidden_states)
+        return run_layers(
+            self.text_layers, text, self.key_mask(attention_mask, text),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
 
     def encode_regions(
         self,
         region_features: torch.Tensor,
         region_boxes: torch.Tensor,
         region_attention_mask: torch.Tensor | None = None,
+        *,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ) -> StreamOutput:
-        """The object-relation layers alone (region embeddings, then ``num_visual_layers`` self-attention layers)."""
+    ) -> tuple[StreamOutput, torch.Tensor | None]:
+        """The object-relation layers alone (region embeddings, then ``num_visual_layers`` self-attention layers);
+        returns the stream and its region mask."""
         visual = self.region_embeddings(region_features, region_boxes)
-        return self._run_stream(self.visual_layers, visual, region_attention_mask, output_attentions, output_hidden_states)
-
-    def _run_stream(
-        self, layers: nn.ModuleList, hidden: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool,
-        output_hidden_states: bool,
-    ) -> StreamOutput:
-        key_mask = key_padding_mask(mask, hidden.dtype, self.config._attn_implementation)
-        states = (hidden,) if output_hidden_states else None
-        attentions = () if output_attentions else None
-        for layer in layers:
-            hidden, weights = layer(hidden, key_mask, output_attentions)
-            if output_hidden_states:
-                states += (hidden,)
-            if output_attentions:
-                attentions += (weights,)
-        return StreamOutput(last_hidden_state=hidden, hidden_states=states, attentions=attentions)
+        stream = run_layers(
+            self.visual_layers, visual, self.key_mask(region_attention_mask, visual),
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        return stream, region_attention_mask
 
     def cross_encode(
         self,
@@ -218,42 +132,29 @@ class LxmertModel(LxmertPreTrainedModel):
         visual: StreamOutput,
         attention_mask: torch.Tensor | None = None,
         region_attention_mask: torch.Tensor | None = None,
+        *,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> TwoStreamModelOutput:
         """The cross-modality layers and the pooler on the outputs of ``encode_text`` and ``encode_regions``.
 
-        Hidden states are appended to the streams' own ``hidden_states`` when those were recorded; two-stage
-        retrieval calls this on cached stream states, so only these layers run per (query, candidate) pair.
+        Hidden states and attentions continue the streams' own records; two-stage retrieval calls this on cached
+        stream states, so only these layers run per (query, candidate) pair.
         """
-        text_states, visual_states = text.last_hidden_state, visual.last_hidden_state
-        implementation = self.config._attn_implementation
-        text_mask = key_padding_mask(attention_mask, text_states.dtype, implementation)
-        visual_mask = key_padding_mask(region_attention_mask, visual_states.dtype, implementation)
-        text_history, visual_history = text.hidden_states, visual.hidden_states
-        text_attentions = (text.attentions or ()) if output_attentions else None
-        visual_attentions = (visual.attentions or ()) if output_attentions else None
-        cross_attentions = () if output_attentions else None
-        for layer in self.cross_layers:
-            text_states, visual_states, weights = layer(text_states, visual_states, text_mask, visual_mask, output_attentions)
-            if text_history is not None:
-                text_history += (text_states,)
-            if visual_history is not None:
-                visual_history += (visual_states,)
-            if output_attentions:
-                text_cross, visual_cross, text_self, visual_self = weights
-                cross_attentions += ((text_cross, visual_cross),)
-                text_attentions += (text_self,)
-                visual_attentions += (visual_self,)
-
-        return TwoStreamModelOutput(
-            text_last_hidden_state=text_states,
-            visual_last_hidden_state=visual_states,
-            pooled_output=self.pooler(text_states),
-            text_hidden_states=text_history,
-            visual_hidden_states=visual_history,
-            text_attentions=text_attentions,
-            visual_attentions=visual_attentions,
-            cross_attentions=cross_attentions,
+        crossed_text, crossed_visual, cross_attentions = run_cross_modal_layers(
+            self.cross_layers,
+            text,
+            visual,
+            self.key_mask(attention_mask, text.last_hidden_state),
+            self.key_mask(region_attention_mask, visual.last_hidden_state),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return two_stream_model_output(
+            crossed_text,
+            crossed_visual,
+            cross_attentions,
+            self.pooler(crossed_text.last_hidden_state),
             text_encoder_last_hidden_state=text.last_hidden_state,
             visual_encoder_last_hidden_state=visual.last_hidden_state,
         )
@@ -273,7 +174,7 @@ class LxmertTwoStageScoring:
     ) -> UnimodalEncoding:
         """Text stream states, mask and pooled embeddings of a batch of captions."""
         mask = retrieval_text_mask(input_ids, attention_mask)
-        states = self.lxmert.encode_text(input_ids, mask, token_type_ids).last_hidden_state
+        states = self.lxmert.encode_text(input_ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_pool_text(states))
 
     def encode_visual_for_retrieval(
@@ -281,16 +182,19 @@ class LxmertTwoStageScoring:
     ) -> UnimodalEncoding:
         """Visual stream states, mask and pooled embeddings of a batch of region sets (checked like ``forward``)."""
         mask = retrieval_region_mask(self.config, region_features, region_boxes, region_attention_mask)
-        states = self.lxmert.encode_regions(region_features, region_boxes, mask).last_hidden_state
+        states = self.lxmert.encode_regions(region_features, region_boxes, region_attention_mask=mask)[0].last_hidden_state
         return UnimodalEncoding(states=states, mask=mask, embeddings=_pool_visual(states, mask))
 
     def score_encoded_pairs(self, text: UnimodalEncoding, visual: UnimodalEncoding) -> torch.Tensor:
         """Matching scores (matched minus mismatched logit) of row-aligned (text, visual) cached encodings."""
         if self.matching_head is None:
             raise ValueError("this model has no matching head (loss_weights['matching'] is 0); it cannot rank pairs")
-        text_stream = StreamOutput(last_hidden_state=text.states)
-        visual_stream = StreamOutput(last_hidden_state=visual.states)
-        pooled = self.lxmert.cross_encode(text_stream, visual_stream, text.mask, visual.mask).pooled_output
+        pooled = self.lxmert.cross_encode(
+            StreamOutput(last_hidden_state=text.states),
+            StreamOutput(last_hidden_state=visual.states),
+            attention_mask=text.mask,
+            region_attention_mask=visual.mask,
+        ).pooled_output
         logits = self.matching_head(pooled)
         return logits[:, 1] - logits[:, 0]
 
@@ -301,6 +205,21 @@ def _pool_text(states: torch.Tensor) -> torch.Tensor:
 
 def _pool_visual(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return nn.functional.normalize(masked_mean(states, mask).float(), dim=-1)
+
+
+@dataclass
+class LxmertForPreTrainingOutput(TwoStreamRecords, TwoStreamPreTrainingOutput):
+    """Losses and predictions of [`LxmertForPreTraining`]: the fields of every two-stream pretraining model
+    ([`TwoStreamPreTrainingOutput`]) and the encoder's records, then those of the region objectives and image QA."""
+
+    region_feature_loss: torch.Tensor | None = None
+    region_object_loss: torch.Tensor | None = None
+    region_attribute_loss: torch.Tensor | None = None
+    qa_loss: torch.Tensor | None = None
+    region_object_logits: torch.Tensor | None = None
+    region_attribute_logits: torch.Tensor | None = None
+    region_feature_predictions: torch.Tensor | None = None
+    answer_logits: torch.Tensor | None = None
 
 
 class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
@@ -340,33 +259,25 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
         self.mlm_head.decoder = value
 
     @accepts_transformers_lxmert_names
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        masked_regions: torch.Tensor | None = None,
-        region_feature_targets: torch.Tensor | None = None,
-        region_object_labels: torch.Tensor | None = None,
-        region_object_confidences: torch.Tensor | None = None,
-        region_attribute_labels: torch.Tensor | None = None,
-        region_attribute_confidences: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None, region_feature_targets: torch.Tensor | None = None,
+        region_object_labels: torch.Tensor | None = None, region_object_confidences: torch.Tensor | None = None,
+        region_attribute_labels: torch.Tensor | None = None, region_attribute_confidences: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
         answer_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> LxmertForPreTrainingOutput | tuple:
+    ) -> LxmertForPreTrainingOutput:
         config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
-        check_image_text_inputs(
-            config, input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds,
+        inputs = checked_image_text_inputs(
+            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
         )
         _check_pretraining_labels(
             input_ids if input_ids is not None else inputs_embeds[..., 0],
@@ -381,43 +292,33 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
             matched_labels=matched_labels,
             answer_labels=answer_labels,
         )
-        encoded = self.lxmert.encode(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            region_features,
-            region_boxes,
-            region_attention_mask,
-            inputs_embeds,
-            output_attentions,
-            output_hidden_states,
-        )
+        encoded = self.lxmert.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         text, visual, pooled = encoded.text_last_hidden_state, encoded.visual_last_hidden_state, encoded.pooled_output
         losses: dict[str, torch.Tensor] = {}
 
         if labels is not None and config.objective_enabled("mlm"):
-            positions = labels != IGNORE_INDEX
-            prediction_logits = self.mlm_head(text, positions)
-            losses["mlm"] = classification_loss(prediction_logits, labels[positions])
+            (labelled,) = select_rows(labels != IGNORE_INDEX)
+            prediction_logits = self.mlm_head(text, labelled)
+            losses["mlm"] = classification_loss(prediction_logits, labels.reshape(-1).index_select(0, labelled))
         else:
             prediction_logits = self.mlm_head(text)
 
         region_predictions = self.region_head(visual) if self.region_head is not None else {}
         if region_object_labels is not None and "object" in region_predictions:
             losses["region_object"] = weighted_region_classification_loss(
-                region_predictions["object"], region_object_labels, _weights(region_object_confidences, region_object_labels),
-                region_attention_mask,
+                region_predictions["object"], region_object_labels,
+                weights=_weights(region_object_confidences, region_object_labels), valid_regions=region_attention_mask,
             )
         if region_attribute_labels is not None and "attribute" in region_predictions:
             losses["region_attribute"] = weighted_region_classification_loss(
                 region_predictions["attribute"], region_attribute_labels,
-                _weights(region_attribute_confidences, region_attribute_labels), region_attention_mask,
+                weights=_weights(region_attribute_confidences, region_attribute_labels), valid_regions=region_attention_mask,
             )
         if region_feature_targets is not None and "feature" in region_predictions:
             if masked_regions is None:
                 raise ValueError("masked_regions: required with region_feature_targets (which regions were masked)")
             losses["region_feature"] = region_feature_regression_loss(
-                region_predictions["feature"], region_feature_targets, masked_regions, region_attention_mask
+                region_predictions["feature"], region_feature_targets, weights=masked_regions, valid_regions=region_attention_mask
             )
 
         matching_logits = self.matching_head(pooled) if self.matching_head is not None else None
@@ -427,11 +328,8 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
         if answer_labels is not None and answer_logits is not None:
             losses["qa"] = classification_loss(answer_logits, answer_labels)
 
-        loss = None
-        if losses:
-            loss = sum(config.loss_weights[name] * value for name, value in losses.items())
-        output = LxmertForPreTrainingOutput(
-            loss=loss,
+        return LxmertForPreTrainingOutput(
+            loss=weighted_loss(config, losses),
             mlm_loss=losses.get("mlm"),
             region_feature_loss=losses.get("region_feature"),
             region_object_loss=losses.get("region_object"),
@@ -445,16 +343,11 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
             matching_logits=matching_logits,
             answer_logits=answer_logits,
             pooled_output=pooled,
-            text_hidden_states=encoded.text_hidden_states,
-            visual_hidden_states=encoded.visual_hidden_states,
-            text_attentions=encoded.text_attentions,
-            visual_attentions=encoded.visual_attentions,
-            cross_attentions=encoded.cross_attentions,
+            **two_stream_records(encoded),
         )
-        return output if return_dict else output.to_tuple()
 
 
-class LxmertForQuestionAnswering(LxmertPreTrainedModel):
+class LxmertForQuestionAnswering(TwoStreamQuestionAnswering, LxmertPreTrainedModel):
     """LXMERT with the VQA answer classifier over ``config.id2label`` (2-layer MLP on the pooled output).
 
     The classifier (``vqa_head``, the original's ``logit_fc``) is separate from the pretraining QA head, so
@@ -472,39 +365,13 @@ class LxmertForQuestionAnswering(LxmertPreTrainedModel):
         self.vqa_head = AnswerHead(config.hidden_size, config.num_labels, eps=config.layer_norm_eps)
         self.post_init()
 
-    @accepts_transformers_lxmert_names
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> VisualQuestionAnsweringOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        check_image_text_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
-            region_attention_mask, inputs_embeds,
-        )
-        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        check_answer_labels(labels, batch, self.config.num_labels)
-        encoded = self.lxmert.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds,
-        )
-        logits = self.vqa_head(encoded.pooled_output)
-        loss = None
-        if labels is not None:
-            loss = soft_score_loss(logits, labels) if labels.is_floating_point() else classification_loss(logits, labels)
-        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=encoded.pooled_output)
-        return output if return_dict else output.to_tuple()
+    forward = accepts_transformers_lxmert_names(TwoStreamTaskHead.forward)
+
+    def answer_logits(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.vqa_head(pooled_output)
 
 
-class LxmertForImageTextRetrieval(LxmertTwoStageScoring, LxmertPreTrainedModel):
+class LxmertForImageTextRetrieval(LxmertTwoStageScoring, TwoStreamRetrieval, LxmertPreTrainedModel):
     """LXMERT scoring (image, caption) pairs with the cross-modality matching head.
 
     ``scores`` (matched minus mismatched logit) rank candidates; ``labels`` (1 matched, 0 not) train the
@@ -524,47 +391,30 @@ class LxmertForImageTextRetrieval(LxmertTwoStageScoring, LxmertPreTrainedModel):
         self.matching_head = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageTextRetrievalOutput | tuple:
+    def task_output(
+        self, encoded: TwoStreamModelOutput, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]
+    ) -> TwoStreamRetrievalOutput:
         config = self.config
-        return_dict = config.return_dict if return_dict is None else return_dict
-        check_image_text_inputs(
-            config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
-            region_attention_mask, inputs_embeds,
-        )
-        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        check_match_labels(labels, batch)
-        text = self.lxmert.encode_text(input_ids, attention_mask, token_type_ids, inputs_embeds)
-        visual = self.lxmert.encode_regions(region_features, region_boxes, region_attention_mask)
-        encoded = self.lxmert.cross_encode(text, visual, attention_mask, region_attention_mask)
         logits = self.matching_head(encoded.pooled_output)
-        text_embeds = _pool_text(text.last_hidden_state)
-        region_mask = region_attention_mask if region_attention_mask is not None else region_features.new_ones(region_features.shape[:2])
-        visual_embeds = _pool_visual(visual.last_hidden_state, region_mask)
+        text_embeds = _pool_text(encoded.text_encoder_last_hidden_state)
+        region_mask = inputs["region_attention_mask"]
+        if region_mask is None:
+            region_mask = inputs["region_features"].new_ones(inputs["region_features"].shape[:2])
+        visual_embeds = _pool_visual(encoded.visual_encoder_last_hidden_state, region_mask)
         loss = contrastive = None
         if labels is not None:
             loss = classification_loss(logits, labels)
             if config.contrastive_loss_weight > 0:
-                matched = labels == 1
+                (matched,) = select_rows(labels == 1)
                 contrastive = in_batch_contrastive_loss(
-                    text_embeds[matched], visual_embeds[matched], config.contrastive_temperature
+                    text_embeds.index_select(0, matched), visual_embeds.index_select(0, matched), config.contrastive_temperature
                 )
                 loss = loss + config.contrastive_loss_weight * contrastive
-        output = ImageTextRetrievalOutput(
+        return TwoStreamRetrievalOutput(
             loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=encoded.pooled_output,
             contrastive_loss=contrastive, text_embeds=text_embeds, visual_embeds=visual_embeds,
+            **two_stream_records(encoded),
         )
-        return output if return_dict else output.to_tuple()
 
 
 def _weights(confidences: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:

@@ -18,27 +18,28 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.vilbert import VilbertConfig
-from .base import (
-    VLPreTrainedModel,
-    check_answer_labels,
-    check_image_text_inputs,
-    check_match_labels,
-    retrieval_region_mask,
-    retrieval_text_mask,
-)
+from .base import VLPreTrainedModel, retrieval_region_mask, retrieval_text_mask
 from .embeddings import SummedRegionEmbeddings, TextEmbeddings, prepend_global_image_token
 from .heads import MaskedLanguageModelingHead, Pooler, RegionPredictionHead, ReluAnswerHead
-from .layers import CoAttentionEncoder, key_padding_mask
-from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss, soft_score_loss
-from .outputs import (
-    ImageTextRetrievalOutput,
-    RegionScoringOutput,
-    TwoStreamModelOutput,
-    UnimodalEncoding,
-    VisualQuestionAnsweringOutput,
+from .layers import CoAttentionEncoder
+from .losses import IGNORE_INDEX, classification_loss, region_distribution_loss, select_rows
+from .outputs import StreamOutput, TwoStreamModelOutput, UnimodalEncoding
+from .two_stream import (
+    TwoStreamBaseModel,
+    TwoStreamPreTrainingOutput,
+    TwoStreamQuestionAnswering,
+    TwoStreamRecords,
+    TwoStreamRegionScoringOutput,
+    TwoStreamRetrieval,
+    TwoStreamRetrievalOutput,
+    TwoStreamTaskHead,
+    checked_image_text_inputs,
+    two_stream_model_output,
+    two_stream_records,
+    weighted_loss,
 )
 
 # ViLBERT's masks are additive -10000 (not -inf), which the referring head also uses for padded regions.
@@ -46,32 +47,15 @@ _MASKED_LOGIT = -10000.0
 
 
 @dataclass
-class VilbertForPreTrainingOutput(ModelOutput):
-    """Losses and predictions of [`VilbertForPreTraining`] (and ERNIE-ViL's, which adds the scene-graph losses).
+class VilbertForPreTrainingOutput(TwoStreamRecords, TwoStreamPreTrainingOutput):
+    """Losses and predictions of [`VilbertForPreTraining`]: the fields of every two-stream pretraining model
+    ([`TwoStreamPreTrainingOutput`]) and the encoder's records, then masked region classification's.
 
-    Every objective's loss is returned on its own (unweighted) and ``loss`` is their sum weighted by
-    ``config.loss_weights``. ``prediction_logits`` is (batch, text_length, vocab) without ``labels``; with
-    ``labels`` it holds only the labelled positions (num_labelled, vocab), in row-major order.
     ``region_class_logits`` (batch, regions, num_object_labels) cover the given regions (not the global token).
-    ``matching_logits`` (batch, 2): index 1 = matched.
     """
 
-    loss: torch.Tensor | None = None
-    mlm_loss: torch.Tensor | None = None
     region_class_loss: torch.Tensor | None = None
-    matching_loss: torch.Tensor | None = None
-    scene_object_loss: torch.Tensor | None = None
-    scene_attribute_loss: torch.Tensor | None = None
-    scene_relation_loss: torch.Tensor | None = None
-    prediction_logits: torch.Tensor | None = None
     region_class_logits: torch.Tensor | None = None
-    matching_logits: torch.Tensor | None = None
-    pooled_output: torch.Tensor | None = None
-    text_hidden_states: tuple[torch.Tensor, ...] | None = None
-    visual_hidden_states: tuple[torch.Tensor, ...] | None = None
-    text_attentions: tuple[torch.Tensor, ...] | None = None
-    visual_attentions: tuple[torch.Tensor, ...] | None = None
-    cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
 
 class VilbertPreTrainedModel(VLPreTrainedModel):
@@ -106,8 +90,12 @@ def co_attention_encoder(config) -> CoAttentionEncoder:
     )
 
 
-class VilbertModel(VilbertPreTrainedModel):
-    """The ViLBERT encoder: text and visual embeddings, the co-attention schedule, and the fused ReLU poolers."""
+class VilbertModel(TwoStreamBaseModel, VilbertPreTrainedModel):
+    """The ViLBERT encoder: text and visual embeddings, the co-attention schedule, and the fused ReLU poolers.
+
+    ``forward`` takes the package's image-text inputs (boxes (x1, y1, x2, y2) in [0, 1]); ``pooled_output`` is the
+    ReLU-pooled text [CLS] times the ReLU-pooled global image token, (batch, bi_hidden_size).
+    """
 
     hub_auto_class = "AutoModel"
 
@@ -128,118 +116,67 @@ class VilbertModel(VilbertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> TwoStreamModelOutput | tuple:
-        """Encode captions/questions and region features (package naming table; boxes (x1, y1, x2, y2) in [0, 1]).
-
-        ``pooled_output`` is ReLU-pooled text [CLS] times ReLU-pooled global image token, (batch, bi_hidden_size).
-        Invalid inputs raise ``ValueError`` before any compute.
-        """
-        check_image_text_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, region_features, region_boxes,
-            region_attention_mask, inputs_embeds,
-        )
-        output = self.encode(
-            input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask,
-            inputs_embeds, output_attentions, output_hidden_states,
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
-
-    def encode(
+    def encode_text(
         self,
         input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        *,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> StreamOutput:
+        """Text embeddings and the text layers before the first co-layer (what two-stage retrieval caches)."""
+        text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
+        return self.encoder.encode_stream(
+            "text", text, self.key_mask(attention_mask, text), output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+
+    def encode_regions(
+        self,
         region_features: torch.Tensor,
         region_boxes: torch.Tensor,
-        region_attention_mask: torch.Tensor | None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-    ) -> TwoStreamModelOutput:
-        """The forward pass on inputs already checked by ``check_image_text_inputs`` (used by the task heads)."""
-        config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        if config.add_global_image_token:
-            region_features, region_boxes, region_attention_mask = prepend_global_image_token(
-                region_features, region_boxes, region_attention_mask
-            )
-        text = self.embeddings(input_ids, token_type_ids, inputs_embeds=inputs_embeds)
-        visual = self.region_embeddings(region_features, region_boxes)
-        implementation = config._attn_implementation
-        encoded = self.encoder(
-            text,
-            visual,
-            key_padding_mask(attention_mask, text.dtype, implementation),
-            key_padding_mask(region_attention_mask, visual.dtype, implementation),
-            output_attentions,
-            output_hidden_states,
-        )
-        text, visual = encoded["text"], encoded["visual"]
-        return TwoStreamModelOutput(
-            text_last_hidden_state=text,
-            visual_last_hidden_state=visual,
-            pooled_output=self.text_pooler(text) * self.visual_pooler(visual),
-            text_hidden_states=encoded["text_hidden_states"],
-            visual_hidden_states=encoded["visual_hidden_states"],
-            text_attentions=encoded["text_attentions"],
-            visual_attentions=encoded["visual_attentions"],
-            cross_attentions=encoded["cross_attentions"],
-        )
-
-    def encode_text_stream(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Text embeddings and the text layers before the first co-layer (what two-stage retrieval caches)."""
-        single_stream_steps, _ = self.encoder.split_schedule()
-        text = self.embeddings(input_ids, token_type_ids)
-        mask = key_padding_mask(attention_mask, text.dtype, self.config._attn_implementation)
-        steps = [step for step in single_stream_steps if step[0] == "text"]
-        return self.encoder.run_steps(steps, text, None, mask, None)[0]
-
-    def encode_region_stream(
-        self, region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        region_attention_mask: torch.Tensor | None = None,
+        *,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[StreamOutput, torch.Tensor | None]:
         """Region embeddings (after the global image token, when on) and the visual layers before the first
-        co-layer; returns the states and their mask (what two-stage retrieval caches)."""
+        co-layer; returns the stream and its region mask (what two-stage retrieval caches)."""
         if self.config.add_global_image_token:
             region_features, region_boxes, region_attention_mask = prepend_global_image_token(
                 region_features, region_boxes, region_attention_mask
             )
-        single_stream_steps, _ = self.encoder.split_schedule()
         visual = self.region_embeddings(region_features, region_boxes)
-        mask = key_padding_mask(region_attention_mask, visual.dtype, self.config._attn_implementation)
-        steps = [step for step in single_stream_steps if step[0] == "visual"]
-        return self.encoder.run_steps(steps, None, visual, None, mask)[1], region_attention_mask
+        stream = self.encoder.encode_stream(
+            "visual", visual, self.key_mask(region_attention_mask, visual), output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return stream, region_attention_mask
 
     def cross_encode(
-        self, text: torch.Tensor, attention_mask: torch.Tensor, visual: torch.Tensor, region_attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """The schedule from its first co-layer on, then the fused poolers, on the outputs of
-        ``encode_text_stream`` and ``encode_region_stream``; returns ``pooled_output``."""
-        _, cross_steps = self.encoder.split_schedule()
-        implementation = self.config._attn_implementation
-        text, visual = self.encoder.run_steps(
-            cross_steps,
+        self,
+        text: StreamOutput,
+        visual: StreamOutput,
+        attention_mask: torch.Tensor | None = None,
+        region_attention_mask: torch.Tensor | None = None,
+        *,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> TwoStreamModelOutput:
+        """The schedule from its first co-layer on, then the fused poolers, on the outputs of ``encode_text``
+        and ``encode_regions`` (continuing their records)."""
+        text, visual, cross_attentions = self.encoder.cross_encode(
             text,
             visual,
-            key_padding_mask(attention_mask, text.dtype, implementation),
-            key_padding_mask(region_attention_mask, visual.dtype, implementation),
+            self.key_mask(attention_mask, text.last_hidden_state),
+            self.key_mask(region_attention_mask, visual.last_hidden_state),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
-        return self.text_pooler(text) * self.visual_pooler(visual)
+        pooled = self.text_pooler(text.last_hidden_state) * self.visual_pooler(visual.last_hidden_state)
+        return two_stream_model_output(text, visual, cross_attentions, pooled)
 
 
 class VilbertTwoStageScoring:
@@ -259,7 +196,7 @@ class VilbertTwoStageScoring:
     ) -> UnimodalEncoding:
         """Cached text-stream states, mask and first-stage embeddings of a batch of captions."""
         mask = retrieval_text_mask(input_ids, attention_mask)
-        states = self.base_model.encode_text_stream(input_ids, mask, token_type_ids)
+        states = self.base_model.encode_text(input_ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state
         embeddings = nn.functional.normalize(self.base_model.text_pooler(states).float(), dim=-1)
         return UnimodalEncoding(states=states, mask=mask, embeddings=embeddings)
 
@@ -268,7 +205,8 @@ class VilbertTwoStageScoring:
     ) -> UnimodalEncoding:
         """Cached visual-stream states, mask and first-stage embeddings of a batch of region sets."""
         mask = retrieval_region_mask(self.config, region_features, region_boxes, region_attention_mask)
-        states, mask = self.base_model.encode_region_stream(region_features, region_boxes, mask)
+        stream, mask = self.base_model.encode_regions(region_features, region_boxes, region_attention_mask=mask)
+        states = stream.last_hidden_state
         embeddings = nn.functional.normalize(self.base_model.visual_pooler(states).float(), dim=-1)
         return UnimodalEncoding(states=states, mask=mask, embeddings=embeddings)
 
@@ -276,7 +214,12 @@ class VilbertTwoStageScoring:
         """Alignment scores (matched minus mismatched logit) of row-aligned (text, visual) cached encodings."""
         if self.matching_head is None:
             raise ValueError("this model has no matching head (loss_weights['matching'] is 0); it cannot rank pairs")
-        pooled = self.base_model.cross_encode(text.states, text.mask, visual.states, visual.mask)
+        pooled = self.base_model.cross_encode(
+            StreamOutput(last_hidden_state=text.states),
+            StreamOutput(last_hidden_state=visual.states),
+            attention_mask=text.mask,
+            region_attention_mask=visual.mask,
+        ).pooled_output
         logits = self.matching_head(self.dropout(pooled))
         return logits[:, 1] - logits[:, 0]
 
@@ -293,6 +236,7 @@ class VilbertForPreTraining(VilbertTwoStageScoring, VilbertPreTrainedModel):
 
     hub_auto_class = "AutoModelForPreTraining"
     base_model_class = VilbertModel
+    output_class = VilbertForPreTrainingOutput
     _tied_weights_keys = {"mlm_head.decoder.weight": "vilbert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: VilbertConfig):
@@ -315,56 +259,67 @@ class VilbertForPreTraining(VilbertTwoStageScoring, VilbertPreTrainedModel):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.mlm_head.decoder = value
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        masked_regions: torch.Tensor | None = None,
-        region_class_targets: torch.Tensor | None = None,
+        masked_regions: torch.Tensor | None = None, region_class_targets: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> VilbertForPreTrainingOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
-        check_image_text_inputs(self.config, *inputs, inputs_embeds)
-        check_pretraining_targets(
-            self.config, input_ids if input_ids is not None else inputs_embeds[..., 0], region_features,
-            labels=labels, masked_regions=masked_regions, region_class_targets=region_class_targets,
-            matched_labels=matched_labels,
+    ) -> VilbertForPreTrainingOutput:
+        inputs = checked_image_text_inputs(
+            self.config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds,
+            region_features=region_features, region_boxes=region_boxes, region_attention_mask=region_attention_mask,
         )
-        encoded = self.base_model.encode(*inputs, inputs_embeds, output_attentions, output_hidden_states)
-        losses, output = self.pretraining_losses(
-            encoded, region_attention_mask, labels, masked_regions, region_class_targets, matched_labels
+        return self.pretraining_output(
+            inputs, {"mlm": labels}, masked_regions=masked_regions, region_class_targets=region_class_targets,
+            matched_labels=matched_labels, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )
-        output.loss = self.weighted_loss(losses)
-        return output if return_dict else output.to_tuple()
 
-    def pretraining_losses(
+    def pretraining_output(
         self,
-        encoded: TwoStreamModelOutput,
-        region_attention_mask: torch.Tensor | None,
-        labels: torch.Tensor | None,
+        inputs: dict[str, torch.Tensor | None],
+        token_targets: dict[str, torch.Tensor | None],
+        *,
         masked_regions: torch.Tensor | None,
         region_class_targets: torch.Tensor | None,
         matched_labels: torch.Tensor | None,
-    ) -> tuple[dict[str, torch.Tensor], VilbertForPreTrainingOutput]:
-        """ViLBERT's three objectives on an encoded batch: the losses by objective name, and the output (no total)."""
+        output_attentions: bool | None,
+        output_hidden_states: bool | None,
+    ) -> VilbertForPreTrainingOutput:
+        """The objectives on checked ``inputs``: ``token_targets`` maps each objective the masked-LM head predicts
+        (``"mlm"``, and ERNIE-ViL's scene-graph objectives) to its (batch, text_length) token ids, -100 elsewhere.
+
+        The rows of every token objective are selected at once (one device sync). An objective other than the MLM
+        whose batch has no target token is left out of the output and of ``loss``.
+        """
         config = self.config
+        text_reference = inputs["input_ids"] if inputs["input_ids"] is not None else inputs["inputs_embeds"][..., 0]
+        check_pretraining_targets(
+            config, text_reference, inputs["region_features"],
+            **{"labels" if name == "mlm" else f"{name}_labels": targets for name, targets in token_targets.items()},
+            masked_regions=masked_regions, region_class_targets=region_class_targets, matched_labels=matched_labels,
+        )
+        encoded = self.base_model.encode(**inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         text, visual, pooled = encoded.text_last_hidden_state, encoded.visual_last_hidden_state, encoded.pooled_output
         losses: dict[str, torch.Tensor] = {}
-        if labels is not None and config.objective_enabled("mlm"):
-            positions = labels != IGNORE_INDEX
-            prediction_logits = self.mlm_head(text, positions)
-            losses["mlm"] = classification_loss(prediction_logits, labels[positions])
-        else:
+        token_targets = {
+            name: targets for name, targets in token_targets.items() if targets is not None and config.objective_enabled(name)
+        }
+        selected_rows = select_rows(*(targets != IGNORE_INDEX for targets in token_targets.values()))
+        prediction_logits = None
+        for (name, targets), rows in zip(token_targets.items(), selected_rows):
+            if name != "mlm" and rows.shape[0] == 0:
+                continue
+            logits = self.mlm_head(text, rows)
+            losses[name] = classification_loss(logits, targets.reshape(-1).index_select(0, rows))
+            if name == "mlm":
+                prediction_logits = logits
+        if prediction_logits is None:
             prediction_logits = self.mlm_head(text)
 
         region_logits = None
@@ -373,37 +328,25 @@ class VilbertForPreTraining(VilbertTwoStageScoring, VilbertPreTrainedModel):
             region_logits = self.region_head(given_regions)["class"]
             if region_class_targets is not None:
                 selected = masked_regions.bool()
-                if region_attention_mask is not None:
-                    selected = selected & region_attention_mask.bool()
+                if inputs["region_attention_mask"] is not None:
+                    selected = selected & inputs["region_attention_mask"].bool()
                 losses["region_class"] = region_distribution_loss(region_logits, region_class_targets, selected)
 
         matching_logits = self.matching_head(self.dropout(pooled)) if self.matching_head is not None else None
         if matched_labels is not None and matching_logits is not None:
             losses["matching"] = classification_loss(matching_logits, matched_labels)
-        output = VilbertForPreTrainingOutput(
-            mlm_loss=losses.get("mlm"),
-            region_class_loss=losses.get("region_class"),
-            matching_loss=losses.get("matching"),
+        return self.output_class(
+            loss=weighted_loss(config, losses),
+            **{f"{name}_loss": loss for name, loss in losses.items()},
             prediction_logits=prediction_logits,
             region_class_logits=region_logits,
             matching_logits=matching_logits,
             pooled_output=pooled,
-            text_hidden_states=encoded.text_hidden_states,
-            visual_hidden_states=encoded.visual_hidden_states,
-            text_attentions=encoded.text_attentions,
-            visual_attentions=encoded.visual_attentions,
-            cross_attentions=encoded.cross_attentions,
+            **two_stream_records(encoded),
         )
-        return losses, output
-
-    def weighted_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The sum of the objectives' losses weighted by ``config.loss_weights`` (None when there is none)."""
-        if not losses:
-            return None
-        return sum(self.config.loss_weights[name] * value for name, value in losses.items())
 
 
-class VilbertForQuestionAnswering(VilbertPreTrainedModel):
+class VilbertForQuestionAnswering(TwoStreamQuestionAnswering, VilbertPreTrainedModel):
     """ViLBERT with the VQA classifier over ``config.id2label``: an MLP (ReLU, dropout) on the fused pooled vector.
 
     ``labels`` are soft answer scores (batch, num_answers), trained with binary cross-entropy times the number
@@ -420,33 +363,11 @@ class VilbertForQuestionAnswering(VilbertPreTrainedModel):
         self.vqa_head = ReluAnswerHead(config.bi_hidden_size, config.num_labels, config.vqa_hidden_size, config.vqa_dropout)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> VisualQuestionAnsweringOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
-        check_image_text_inputs(self.config, *inputs, inputs_embeds)
-        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        check_answer_labels(labels, batch, self.config.num_labels)
-        pooled = self.base_model.encode(*inputs, inputs_embeds).pooled_output
-        logits = self.vqa_head(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            loss = soft_score_loss(logits, labels) if labels.is_floating_point() else classification_loss(logits, labels)
-        output = VisualQuestionAnsweringOutput(loss=loss, logits=logits, pooled_output=pooled)
-        return output if return_dict else output.to_tuple()
+    def answer_logits(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.vqa_head(self.dropout(pooled_output))
 
 
-class VilbertForImageTextRetrieval(VilbertTwoStageScoring, VilbertPreTrainedModel):
+class VilbertForImageTextRetrieval(VilbertTwoStageScoring, TwoStreamRetrieval, VilbertPreTrainedModel):
     """ViLBERT scoring (image, caption) pairs with the multimodal alignment head (zero-shot retrieval in the paper).
 
     ``logits`` (batch, 2: mismatched, matched), ``scores`` = matched minus mismatched logit; ``labels`` (1 matched,
@@ -464,31 +385,20 @@ class VilbertForImageTextRetrieval(VilbertTwoStageScoring, VilbertPreTrainedMode
         self.matching_head = nn.Linear(config.bi_hidden_size, 2)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> ImageTextRetrievalOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
-        check_image_text_inputs(self.config, *inputs, inputs_embeds)
-        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        check_match_labels(labels, batch)
-        pooled = self.base_model.encode(*inputs, inputs_embeds).pooled_output
-        logits = self.matching_head(self.dropout(pooled))
-        loss = classification_loss(logits, labels) if labels is not None else None
-        output = ImageTextRetrievalOutput(loss=loss, logits=logits, scores=logits[:, 1] - logits[:, 0], pooled_output=pooled)
-        return output if return_dict else output.to_tuple()
+    def task_output(
+        self, encoded: TwoStreamModelOutput, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]
+    ) -> TwoStreamRetrievalOutput:
+        logits = self.matching_head(self.dropout(encoded.pooled_output))
+        return TwoStreamRetrievalOutput(
+            loss=classification_loss(logits, labels) if labels is not None else None,
+            logits=logits,
+            scores=logits[:, 1] - logits[:, 0],
+            pooled_output=encoded.pooled_output,
+            **two_stream_records(encoded),
+        )
 
 
-class VilbertForReferringExpressions(VilbertPreTrainedModel):
+class VilbertForReferringExpressions(TwoStreamTaskHead, VilbertPreTrainedModel):
     """ViLBERT grounding a referring expression: one score per region (the original's ``vision_logit``).
 
     ``logits`` (batch, regions) score the given regions (the global token is not scored); padded regions get
@@ -506,40 +416,28 @@ class VilbertForReferringExpressions(VilbertPreTrainedModel):
         self.region_scorer = nn.Linear(config.v_hidden_size, 1)
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> RegionScoringOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        inputs = (input_ids, attention_mask, token_type_ids, region_features, region_boxes, region_attention_mask)
-        check_image_text_inputs(self.config, *inputs, inputs_embeds)
-        regions = tuple(region_features.shape[:2])
-        if labels is not None:
-            if tuple(labels.shape) != regions or not labels.is_floating_point():
-                raise ValueError(
-                    f"labels: expected float targets in [0, 1] of shape {regions}, got {tuple(labels.shape)} {labels.dtype}"
-                )
-            if not torch.compiler.is_compiling() and bool(((labels < 0) | (labels > 1)).any()):
-                raise ValueError("labels: expected targets in [0, 1] (IoU with the referred box)")
-        visual = self.base_model.encode(*inputs, inputs_embeds).visual_last_hidden_state
+    def check_labels(self, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]) -> None:
+        if labels is None:
+            return
+        regions = tuple(inputs["region_features"].shape[:2])
+        if tuple(labels.shape) != regions or not labels.is_floating_point():
+            raise ValueError(f"labels: expected float targets in [0, 1] of shape {regions}, got {tuple(labels.shape)} {labels.dtype}")
+        if not torch.compiler.is_compiling() and bool(((labels < 0) | (labels > 1)).any()):
+            raise ValueError("labels: expected targets in [0, 1] (IoU with the referred box)")
+
+    def task_output(
+        self, encoded: TwoStreamModelOutput, labels: torch.Tensor | None, inputs: dict[str, torch.Tensor | None]
+    ) -> TwoStreamRegionScoringOutput:
+        visual = encoded.visual_last_hidden_state
         if self.config.add_global_image_token:
             visual = visual[:, 1:]
         logits = self.region_scorer(self.dropout(visual)).squeeze(-1)
-        if region_attention_mask is not None:
-            logits = logits.masked_fill(region_attention_mask == 0, _MASKED_LOGIT)
+        if inputs["region_attention_mask"] is not None:
+            logits = logits.masked_fill(inputs["region_attention_mask"] == 0, _MASKED_LOGIT)
         loss = None
         if labels is not None:
             loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float()) * logits.shape[1]
-        output = RegionScoringOutput(loss=loss, logits=logits)
-        return output if return_dict else output.to_tuple()
+        return TwoStreamRegionScoringOutput(loss=loss, logits=logits, **two_stream_records(encoded))
 
 
 def check_pretraining_targets(config, text_reference: torch.Tensor, region_features: torch.Tensor, **targets) -> None:
