@@ -47,6 +47,8 @@ class VLPreTrainedModel(PreTrainedModel):
     # transformers' rule (every ``forward`` parameter named like a label). ``...ForPreTraining`` classes declare none:
     # their loss comes from whichever targets a batch has.
     trainer_label_names: tuple[str, ...] | None = None
+    # The attribute holding the head whose ``decoder`` projects onto the vocabulary (tied to the word embeddings).
+    vocabulary_head_name: str = "mlm_head"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -94,6 +96,14 @@ class VLPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, RegionEmbeddings) and module.zero_feature_embedding is not None:
             init.zeros_(module.zero_feature_embedding)
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        """The vocabulary projection of the model's ``vocabulary_head_name`` head (None for models without one)."""
+        head = getattr(self, self.vocabulary_head_name, None)
+        return head.decoder if head is not None else None
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        getattr(self, self.vocabulary_head_name).decoder = value
 
     def enable_input_require_grads(self) -> None:
         """transformers' hook on the word embeddings, plus the same on every other input embedding module (regions,

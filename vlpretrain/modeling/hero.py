@@ -594,12 +594,6 @@ class HeroForPreTraining(HeroPreTrainedModel):
         self.register_buffer("task_step", torch.zeros((), dtype=torch.long))
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.mlm_head.decoder
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.mlm_head.decoder = value
-
     def sample_task(self, step: int) -> str:
         """The objective of training forward pass ``step`` (the same on every process)."""
         names = [name for name in HERO_OBJECTIVES if self.config.objective_enabled(name) and self.config.task_ratios[name] > 0]

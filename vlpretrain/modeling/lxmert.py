@@ -252,12 +252,6 @@ class LxmertForPreTraining(LxmertTwoStageScoring, LxmertPreTrainedModel):
         self.answer_head = AnswerHead(hidden, config.num_qa_labels, eps=eps) if config.objective_enabled("qa") else None
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.mlm_head.decoder
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.mlm_head.decoder = value
-
     @accepts_transformers_lxmert_names
     @can_return_tuple
     def forward(

@@ -474,12 +474,6 @@ class UnivlForPreTraining(UnivlPreTrainedModel):
             self._tied_weights_keys = {}
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear | None:
-        return self.mlm_head.decoder if self.mlm_head is not None else None
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.mlm_head.decoder = value
-
     @can_return_tuple
     def forward(
         self,
@@ -700,6 +694,7 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
     """
 
     hub_auto_class = "AutoModelForImageTextToText"
+    vocabulary_head_name = "decoder_head"
     _tied_weights_keys = {"decoder_head.decoder.weight": "univl.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: UnivlConfig):
@@ -722,12 +717,6 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
             early_stopping=True,
             use_cache=False,
         )
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.decoder_head.decoder
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.decoder_head.decoder = value
 
     def encode(
         self,

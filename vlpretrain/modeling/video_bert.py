@@ -358,12 +358,6 @@ class _VideoBertWithLMHead(VideoBertPreTrainedModel):
 
     _tied_weights_keys = {"mlm_head.decoder.weight": "video_bert.embeddings.word_embeddings.weight"}
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.mlm_head.decoder
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.mlm_head.decoder = value
-
 
 class VideoBertForPreTraining(_VideoBertWithLMHead):
     """VideoBERT with masked text completion (``labels``), masked visual-word completion (``masked_frames`` with

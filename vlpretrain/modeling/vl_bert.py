@@ -584,12 +584,6 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
         self.relationship_head = nn.Linear(hidden, 2) if config.objective_enabled("matching") else None
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.mlm_head.decoder
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.mlm_head.decoder = value
-
     @can_return_tuple
     def forward(
         self,
