@@ -159,6 +159,7 @@ def test_main_job_quick_runs_end_to_end(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "demo" / "export" / "README.md").exists()
     assert "vqa_accuracy" in summary["results"]["pretrained"]["vqa"]
     assert set(summary["pretraining_helped"]) == {"vqa", "retrieval"}
+    assert len(summary["pretraining_matching_loss"]) == 5 and "matching loss every 4 steps" in printed
 
 
 def test_narrow_preset_learns_image_text_matching(one_thread):
