@@ -160,6 +160,7 @@ def test_main_job_quick_runs_end_to_end(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "demo" / "export" / "README.md").exists()
     assert "vqa_accuracy" in summary["results"]["pretrained"]["vqa"]
     assert set(summary["pretraining_helped"]) == {"vqa", "retrieval"}
+    assert len(summary["pretraining_matching_loss"]) == 5 and "matching loss every 4 steps" in printed
 
 
 def test_narrow_preset_learns_image_text_matching(one_thread):
@@ -233,3 +234,47 @@ def test_arrow_rows_read_the_same_values_as_datasets():
                     assert got[name] == value, name
                 else:
                     np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(value, dtype=np.asarray(got[name]).dtype))
+
+
+def test_retrieval_choice_batches_rank_each_pair_against_distractors_of_other_images():
+    """Retrieval fine-tuning groups: the true pair first, then distractors that pair the caption with another image
+    or the image with another caption, never from the same image; the first distractor is the other image whose
+    caption shares the most words; the ranking loss is the softmax cross-entropy over each group."""
+    from vlpretrain.modeling.outputs import ImageTextRetrievalOutput
+    from vlpretrain.training.recipes import RetrievalChoiceCollator, choice_ranking_loss
+    from vlpretrain.training.sources import caption_examples, default_tokenizer, padding_collator
+
+    tokenizer = default_tokenizer()
+    source = load_source("shapes", "train", 12, 0)
+    examples = caption_examples(source, tokenizer, 16)
+    rows = [examples[index] for index in range(0, len(examples), 2)][:8]
+    collator = RetrievalChoiceCollator(padding_collator(tokenizer, source), negatives=3, seed=0)
+    batch = collator(rows)
+    assert batch["labels"].tolist() == [0] * len(rows)
+    assert batch["input_ids"].shape[0] == 4 * len(rows)
+    features = [torch.as_tensor(np.asarray(row["region_features"])) for row in rows]
+    texts = [list(row["input_ids"]) for row in rows]
+
+    def pair(position):
+        text = batch["input_ids"][position][batch["attention_mask"][position].bool()].tolist()
+        regions = batch["region_features"][position][batch["region_attention_mask"][position].bool()]
+        image = next(i for i, feature in enumerate(features) if feature.shape == regions.shape and torch.equal(feature, regions))
+        return texts.index(text), image
+
+    for group, row in enumerate(rows):
+        assert pair(4 * group) == (group, group)
+        words = set(row["input_ids"])
+        overlaps = [len(words & set(t)) / len(words | set(t)) for t in texts]
+        others = [i for i in range(len(rows)) if rows[i]["image_id"] != row["image_id"]]
+        for offset in (1, 2, 3):
+            text, image = pair(4 * group + offset)
+            other = image if offset % 2 else text
+            assert (text if offset % 2 else image) == group and other in others
+            if offset == 1:
+                assert overlaps[other] == max(overlaps[i] for i in others)
+    scores = torch.tensor([[3.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    outputs = ImageTextRetrievalOutput(scores=scores.reshape(-1))
+    expected = torch.nn.functional.cross_entropy(scores, torch.zeros(2, dtype=torch.long))
+    assert choice_ranking_loss(outputs, torch.zeros(2, dtype=torch.long)).item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="negatives must be at least 1"):
+        RetrievalChoiceCollator(padding_collator(tokenizer, source), negatives=0)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback, TrainingArguments
 from transformers.utils import logging
@@ -77,6 +78,9 @@ class DataArguments:
     answers_file: str | None = field(default=None, metadata={"help": "VQA annotations JSON for a feature store"})
     max_text_length: int = field(default=20, metadata={"help": "tokens per caption or question"})
     gallery_size: int = field(default=100, metadata={"help": "images in the retrieval evaluation gallery"})
+    retrieval_negatives: int = field(default=3, metadata={
+        "help": "retrieval fine-tuning: distractor pairs ranked against each caption-image pair (softmax over the "
+                "pair scores; a third are hard); 0 = binary matching on swapped captions"})
     text_corpus: str | None = field(default=None, metadata={
         "help": "text-only segments mixed into pretraining for a text_mlm objective: a .txt file (one segment a line) "
                 "or a datasets folder with a 'text' column"})
@@ -318,11 +322,15 @@ def finetune(task: str, model_args: ModelArguments, data_args: DataArguments, tr
     if task == "vqa":
         train = ArrowRows(vqa_examples(train_source, tokenizer, answers, data_args.max_text_length))
         collator = TaskCollator(padding_collator(tokenizer, train_source, seed=seed), "answer_scores")
+    elif data_args.retrieval_negatives > 0:
+        train = ArrowRows(caption_examples(train_source, tokenizer, data_args.max_text_length))
+        collator = RetrievalChoiceCollator(padding_collator(tokenizer, train_source), data_args.retrieval_negatives, seed)
     else:
         train = ArrowRows(caption_examples(train_source, tokenizer, data_args.max_text_length))
         collator = TaskCollator(padding_collator(tokenizer, train_source, ["matching"], seed=seed), "matched_labels")
+    ranking = task == "retrieval" and data_args.retrieval_negatives > 0
     trainer = VLPretrainingTrainer(model=model, args=training_args, train_dataset=train, data_collator=collator,
-                                   processing_class=tokenizer)
+                                   processing_class=tokenizer, compute_loss_func=choice_ranking_loss if ranking else None)
     trainer.train(resume_from_checkpoint=_resume_path(training_args))
     final = Path(training_args.output_dir) / "final"
     trainer.save_model(str(final))
@@ -332,6 +340,65 @@ def finetune(task: str, model_args: ModelArguments, data_args: DataArguments, tr
                              batch_size=training_args.per_device_eval_batch_size)
     (final / "eval_results.json").write_text(json.dumps(metrics, indent=2))
     return {"metrics": metrics, "model_dir": str(final), "trainer": trainer}
+
+
+class RetrievalChoiceCollator:
+    """Retrieval fine-tuning batches as multiple choice, as ViLBERT fine-tunes retrieval (jiasenlu/vilbert_beta
+    ``vilbert/datasets/retreival_dataset.py``: each caption-image pair against three distractors, one of them hard).
+
+    Every example (caption, its image) becomes a group of ``1 + negatives`` pairs, the true pair first, then
+    distractors drawn from the batch's other images: the caption with another image, or the image with another
+    caption, alternately. The first distractor of every three pairs the caption with the image whose own caption
+    shares the most words with it (the hard one: "a small red circle" against an image described "a large red
+    circle"); the others are drawn uniformly. ``labels`` holds the index of the true pair in each group (0) for
+    :func:`choice_ranking_loss`. Binary matching on randomly swapped captions, the alternative, is learned from
+    easy negatives only (another image almost never shares a caption's objects), which does not teach a model to
+    rank a gallery of similar images.
+    """
+
+    def __init__(self, collator: MultimodalCollator, negatives: int = 3, seed: int = 0):
+        if negatives < 1:
+            raise ValueError(f"negatives must be at least 1, got {negatives}")
+        self.collator = collator
+        self.negatives = negatives
+        self.generator = np.random.default_rng(seed)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        key = "video_id" if self.collator.frames else "image_id"
+        missing = [index for index, example in enumerate(examples) if example.get(key) is None]
+        if missing:
+            raise ValueError(f"{key}: examples {missing[:5]} have none; distractors must come from other images")
+        images = np.asarray([str(example[key]) for example in examples])
+        words = [set(np.asarray(example["input_ids"]).tolist()) for example in examples]
+        pairs = []
+        for index, example in enumerate(examples):
+            others = np.flatnonzero(images != images[index])
+            if len(others) == 0:
+                raise ValueError("examples: a retrieval batch needs at least two different images")
+            overlap = np.asarray([len(words[index] & words[other]) / len(words[index] | words[other]) for other in others])
+            # The most similar caption of another image, ties broken at random.
+            hardest = others[np.lexsort((self.generator.random(len(others)), -overlap))[0]]
+            pairs.append(example)
+            for position in range(self.negatives):
+                other = hardest if position % 3 == 0 else others[self.generator.integers(len(others))]
+                if position % 2 == 0:  # the caption with another image
+                    pairs.append(dict(examples[other], input_ids=example["input_ids"]))
+                else:  # the image with another caption
+                    pairs.append(dict(example, input_ids=examples[other]["input_ids"]))
+        batch = self.collator(pairs)
+        batch["labels"] = torch.zeros(len(examples), dtype=torch.long)
+        return batch
+
+
+def pair_scores(output) -> torch.Tensor:
+    """Matching scores of a retrieval model's output: its ``scores``, or matched minus mismatched logit."""
+    return output.scores if output.get("scores") is not None else output.logits[:, 1] - output.logits[:, 0]
+
+
+def choice_ranking_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Softmax cross-entropy over each group's pair scores (:class:`RetrievalChoiceCollator`); ``labels`` holds the
+    index of the true pair of every group."""
+    return F.cross_entropy(pair_scores(outputs).view(len(labels), -1).float(), labels)
 
 
 @torch.no_grad()
@@ -368,8 +435,7 @@ def evaluate_model(task: str, model, tokenizer, data_args: DataArguments, seed: 
         chunk = pairs[start : start + batch_size]
         examples = [dict(rows[image], input_ids=rows[text]["input_ids"]) for text, image in chunk]
         batch = padder(examples)
-        output = model(**{k: v.to(device) for k, v in batch.items()})
-        scores = output.scores if output.get("scores") is not None else output.logits[:, 1] - output.logits[:, 0]
+        scores = pair_scores(model(**{k: v.to(device) for k, v in batch.items()}))
         for (text, image), score in zip(chunk, scores.float().cpu().tolist()):
             similarity[text, image] = score
     return retrieval_metrics(similarity)
