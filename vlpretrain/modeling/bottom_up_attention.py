@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.bottom_up_attention import BOX_SELECTIONS, BottomUpAttentionConfig
 from .base import VLPreTrainedModel
@@ -487,6 +488,7 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
             )
         return image_sizes.tolist(), original_sizes.tolist(), scale_factors.tolist()
 
+    @can_return_tuple
     @torch.inference_mode()
     def forward(
         self,
@@ -495,9 +497,8 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
         original_sizes: torch.Tensor | None = None,
         scale_factors: torch.Tensor | None = None,
         box_selection: str | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> BottomUpAttentionOutput | tuple:
+    ) -> BottomUpAttentionOutput:
         """Detect and describe the regions of each image; ``box_selection`` overrides the config's rules."""
         box_selection = self.config.box_selection if box_selection is None else box_selection
         if box_selection not in BOX_SELECTIONS:
@@ -521,9 +522,9 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
                 selection = self._select_transformers_demo(proposals, class_probabilities, box_deltas, attribute_logits, (height, width), original_size)
             selected, boxes, *labels = selection
             results.append((boxes, pooled[selected], class_probabilities[selected], labels, original_size))
-        return self._pack(results, return_dict)
+        return self._pack(results)
 
-    def _pack(self, results: list, return_dict: bool | None) -> BottomUpAttentionOutput | tuple:
+    def _pack(self, results: list) -> BottomUpAttentionOutput:
         most = max(len(boxes) for boxes, *_ in results)
 
         def padded(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -531,7 +532,7 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
 
         boxes = [item[0] for item in results]
         sizes = [box.new_tensor([width, height, width, height]) for box, (height, width) in zip(boxes, (item[4] for item in results))]
-        output = BottomUpAttentionOutput(
+        return BottomUpAttentionOutput(
             boxes=padded(boxes),
             normalized_boxes=padded([box / size for box, size in zip(boxes, sizes)]),
             features=padded([item[1] for item in results]),
@@ -542,8 +543,6 @@ class BottomUpAttentionDetector(BottomUpAttentionPreTrainedModel):
             attribute_confidences=padded([item[3][3] for item in results]),
             num_boxes=torch.tensor([len(box) for box in boxes]),
         )
-        use_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if use_dict else output.to_tuple()
 
 
 __all__ = ["BottomUpAttentionDetector", "BottomUpAttentionOutput", "BottomUpAttentionPreTrainedModel"]

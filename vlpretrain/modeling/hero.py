@@ -146,11 +146,9 @@ class HeroPreTrainedModel(VLPreTrainedModel):
 
     def encode_videos(
         self,
-        frame_features: torch.Tensor,
-        frame_attention_mask: torch.Tensor | None,
+        frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None,
         subtitle_input_ids: torch.Tensor | None,
-        text_subtitle_index: torch.Tensor | None,
-        frame_subtitle_index: torch.Tensor | None,
+        text_subtitle_index: torch.Tensor | None, frame_subtitle_index: torch.Tensor | None,
         input_ids: torch.Tensor,
         **record: bool,
     ) -> tuple[torch.Tensor, StreamOutput, StreamOutput]:
@@ -289,8 +287,7 @@ class HeroModel(HeroPreTrainedModel):
         frame_features: torch.Tensor,
         frame_index: torch.Tensor,
         masked_frames: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, StreamOutput]:
         """Run each subtitle with its aligned frames (:func:`subtitle_attention`); returns the frame outputs on the
         timeline (B, F, H, zero for unmatched frames), the token outputs (B, T, H, zero for tokens in no subtitle)
@@ -342,8 +339,7 @@ class HeroModel(HeroPreTrainedModel):
         frame_features: torch.Tensor,
         frame_index: torch.Tensor,
         masked_frames: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, StreamOutput]:
         """Cross-modal stage plus the residual frame path: fused frames (B, F, H), cross-modal text states (B, T, H)
         and the cross-modal record."""
@@ -359,15 +355,10 @@ class HeroModel(HeroPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        text_subtitle_index: torch.Tensor | None = None,
-        frame_subtitle_index: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        text_subtitle_index: torch.Tensor | None = None, frame_subtitle_index: torch.Tensor | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> HeroModelOutput:
         """Encode videos with their subtitles (see the module docstring for the input layout)."""
         text_index, frame_index, frame_mask = prepare_hero_inputs(
@@ -604,20 +595,15 @@ class HeroForPreTraining(HeroPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        text_subtitle_index: torch.Tensor | None = None,
-        frame_subtitle_index: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        text_subtitle_index: torch.Tensor | None = None, frame_subtitle_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         masked_frames: torch.Tensor | None = None,
         frame_feature_targets: torch.Tensor | None = None,
         frame_order_labels: torch.Tensor | None = None,
         task: str | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> HeroForPreTrainingOutput:
         """``task`` forces one objective (e.g. for tests); by default see the class docstring."""
         config = self.config
@@ -884,11 +870,8 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
 
     def score_batch(
         self,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        frame_features: torch.Tensor | None,
-        frame_attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+        frame_features: torch.Tensor | None, frame_attention_mask: torch.Tensor | None,
         subtitles: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
         targets: dict[str, torch.Tensor | None],
         record: dict[str, bool],
@@ -920,18 +903,13 @@ class HeroForVideoTextRetrieval(HeroTwoStageScoring, HeroPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
         subtitle_input_ids: torch.Tensor | None = None,
-        text_subtitle_index: torch.Tensor | None = None,
-        frame_subtitle_index: torch.Tensor | None = None,
+        text_subtitle_index: torch.Tensor | None = None, frame_subtitle_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_loss: bool = False,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> HeroRetrievalOutput:
         fields, _, _ = self.score_batch(
             input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
@@ -959,18 +937,13 @@ class HeroForVideoMomentRetrieval(HeroForVideoTextRetrieval):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
         subtitle_input_ids: torch.Tensor | None = None,
-        text_subtitle_index: torch.Tensor | None = None,
-        frame_subtitle_index: torch.Tensor | None = None,
+        text_subtitle_index: torch.Tensor | None = None, frame_subtitle_index: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> HeroMomentRetrievalOutput:
         fields, states, frame_mask = self.score_batch(
             input_ids, attention_mask, token_type_ids, frame_features, frame_attention_mask,
@@ -1019,16 +992,13 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
         subtitle_input_ids: torch.Tensor | None = None,
-        text_subtitle_index: torch.Tensor | None = None,
-        frame_subtitle_index: torch.Tensor | None = None,
+        text_subtitle_index: torch.Tensor | None = None, frame_subtitle_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> HeroQuestionAnsweringOutput:
         mask = self._check_inputs(input_ids, attention_mask, frame_features, frame_attention_mask, labels, start_positions, end_positions)
         batch, choices, _ = input_ids.shape
@@ -1068,8 +1038,7 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         self,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
-        frame_features: torch.Tensor | None,
-        frame_attention_mask: torch.Tensor | None,
+        frame_features: torch.Tensor | None, frame_attention_mask: torch.Tensor | None,
         labels: torch.Tensor | None,
         start_positions: torch.Tensor | None,
         end_positions: torch.Tensor | None,
@@ -1112,11 +1081,9 @@ class HeroForVideoQuestionAnswering(HeroPreTrainedModel):
         self,
         input_ids: torch.Tensor,
         mask: torch.Tensor,
-        frame_features: torch.Tensor,
-        frame_attention_mask: torch.Tensor | None,
+        frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None,
         subtitle_input_ids: torch.Tensor | None,
-        text_subtitle_index: torch.Tensor | None,
-        frame_subtitle_index: torch.Tensor | None,
+        text_subtitle_index: torch.Tensor | None, frame_subtitle_index: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cross-modal inputs of every (video, candidate) pair, flattened to B * C rows: the video's subtitle tokens,
         then one copy of the candidate per subtitle that has frames (token subtitle index; a subtitle without frames

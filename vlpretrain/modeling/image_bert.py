@@ -85,15 +85,10 @@ class ImageBertModel(ImageBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> SingleStreamModelOutput:
         """Encode captions/questions with their RoIs (inputs as in the package's naming table).
 
@@ -110,12 +105,8 @@ class ImageBertModel(ImageBertPreTrainedModel):
     def check_inputs(
         self,
         *,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        region_features: torch.Tensor | None,
-        region_boxes: torch.Tensor | None,
-        region_attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+        region_features: torch.Tensor | None, region_boxes: torch.Tensor | None, region_attention_mask: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None = None,
     ) -> None:
         """The shared image-text checks plus the text length against the position table."""
@@ -137,15 +128,10 @@ class ImageBertModel(ImageBertPreTrainedModel):
     def encode(
         self,
         *,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        region_features: torch.Tensor,
-        region_boxes: torch.Tensor,
-        region_attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+        region_features: torch.Tensor, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> SingleStreamModelOutput:
         """The forward pass on inputs already checked by ``check_inputs`` (used by the task heads)."""
         config = self.config
@@ -205,12 +191,8 @@ class ImageBertForPreTraining(ImageBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         masked_regions: torch.Tensor | None = None,
         region_object_labels: torch.Tensor | None = None,
@@ -218,8 +200,7 @@ class ImageBertForPreTraining(ImageBertPreTrainedModel):
         region_feature_targets: torch.Tensor | None = None,
         matched_labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> ImageBertForPreTrainingOutput:
         """Every objective's loss and prediction. ``region_object_confidences`` (the detector scores the package
         collator passes with ``region_object_labels``) are accepted but do not weight the loss: ImageBERT's masked
@@ -298,16 +279,11 @@ class ImageBertPooledHead(ImageBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> ModelOutput:
         """Inputs as [`ImageBertModel`]'s; ``labels`` as the head's class docstring says."""
         inputs = dict(

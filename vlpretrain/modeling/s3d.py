@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ..configuration.s3d import S3D_BLOCK_NAMES, S3DConfig
 from .base import VLPreTrainedModel
@@ -238,7 +239,8 @@ class S3DModel(S3DPreTrainedModel):
         blocks = blocks.permute(0, 3, 5, 7, 1, 2, 4, 6)
         return blocks.reshape(batch, 8 * channels, frames // 2, height // 2, width // 2)
 
-    def forward(self, pixel_values_videos: torch.Tensor, return_dict: bool | None = None, **kwargs) -> S3DOutput | tuple:
+    @can_return_tuple
+    def forward(self, pixel_values_videos: torch.Tensor, **kwargs) -> S3DOutput:
         """Run the video tower; ``pooler_output`` is the 1024-d ``mixed_5c`` feature, ``video_embeds`` its projection."""
         if kwargs:
             raise ValueError(f"S3DModel.forward: unexpected arguments {sorted(kwargs)}; expected pixel_values_videos")
@@ -255,8 +257,7 @@ class S3DModel(S3DPreTrainedModel):
                 hidden = same_max_pool3d(hidden, *_STAGE_POOLS["maxpool_4a" if name == "mixed_4b" else "maxpool_5a"])
             hidden = getattr(self, name)(hidden)
         pooled = hidden.mean(dim=(2, 3, 4))
-        output = S3DOutput(last_hidden_state=hidden, pooler_output=pooled, video_embeds=self.fc(pooled))
-        return output if return_dict is not False else output.to_tuple()
+        return S3DOutput(last_hidden_state=hidden, pooler_output=pooled, video_embeds=self.fc(pooled))
 
     def get_video_features(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
         """(B, 512) joint-space video embeddings (the release's ``video_embedding``)."""

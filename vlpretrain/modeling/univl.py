@@ -150,11 +150,8 @@ class UnivlPreTrainedModel(VLPreTrainedModel):
 
     def check_inputs(
         self,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        frame_features: torch.Tensor | None,
-        frame_attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+        frame_features: torch.Tensor | None, frame_attention_mask: torch.Tensor | None,
     ) -> None:
         """Validate the captions and clips (``ValueError`` naming the argument) before any compute."""
         check_video_text_inputs(
@@ -211,8 +208,7 @@ class UnivlDecoder(nn.Module):
         self_mask: torch.Tensor,
         encoder_states: torch.Tensor,
         encoder_mask: torch.Tensor | None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> StreamOutput:
         """Decoder states; its attention record holds one (self, encoder) pair of weights per layer."""
         return run_layers(
@@ -283,11 +279,8 @@ class UnivlModel(UnivlPreTrainedModel):
 
     def encode_text(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> StreamOutput:
         """Text encoder states (B, T, H)."""
         hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
@@ -298,10 +291,8 @@ class UnivlModel(UnivlPreTrainedModel):
 
     def encode_video(
         self,
-        frame_features: torch.Tensor,
-        frame_attention_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        frame_features: torch.Tensor, frame_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> StreamOutput:
         """Video encoder states (B, F, H) of raw clip features (layer-normed here)."""
         hidden = self.visual_embeddings(self.video_norm(frame_features))
@@ -316,8 +307,7 @@ class UnivlModel(UnivlPreTrainedModel):
         text_mask: torch.Tensor,
         video_states: torch.Tensor,
         video_mask: torch.Tensor,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> tuple[StreamOutput, torch.Tensor, torch.Tensor]:
         """Cross encoder over [text ; video]: returns the joint states (B, T+F, H), their mask and the pooled [CLS]."""
         if not self.has_cross:
@@ -336,8 +326,7 @@ class UnivlModel(UnivlPreTrainedModel):
         decoder_attention_mask: torch.Tensor | None,
         encoder_states: torch.Tensor,
         encoder_mask: torch.Tensor | None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> StreamOutput:
         """Decoder states (B, L, H) of caption ids attending causally to themselves and to the cross-encoder output."""
         length = decoder_input_ids.shape[1]
@@ -393,8 +382,7 @@ class UnivlModel(UnivlPreTrainedModel):
         video_states: torch.Tensor,
         video_mask: torch.Tensor,
         head: nn.Linear,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> tuple[torch.Tensor, StreamOutput, torch.Tensor]:
         """Cross-encode every (text i, video j) pair; returns the (texts, videos) scores ``head(pooled)`` and the cross
         encoder's output (with its records) and mask for the matched pairs (i, i) (used by the other cross objectives)."""
@@ -720,13 +708,9 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
 
     def encode(
         self,
-        frame_features: torch.Tensor | None,
-        frame_attention_mask: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        frame_features: torch.Tensor | None, frame_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> UnivlModelOutput:
         """Check the inputs and run the encoders and the cross encoder; returns the joint states
         (``last_hidden_state``), their ``attention_mask`` and the encoders' records."""
@@ -805,11 +789,8 @@ class UnivlForCaptioning(UnivlPreTrainedModel, GenerationMixin):
     @torch.no_grad()
     def generate(
         self,
-        frame_features: torch.Tensor | None = None,
-        frame_attention_mask: torch.Tensor | None = None,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
+        frame_features: torch.Tensor | None = None, frame_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> torch.Tensor:
         """Caption token ids (batch, length) starting with ``[CLS]``; keyword arguments go to ``GenerationMixin.generate``."""

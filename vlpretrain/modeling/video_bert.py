@@ -207,8 +207,7 @@ class VideoBertModel(VideoBertPreTrainedModel):
         self,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
-        frame_features: torch.Tensor | None,
-        frame_attention_mask: torch.Tensor | None,
+        frame_features: torch.Tensor | None, frame_attention_mask: torch.Tensor | None,
         visual_word_ids: torch.Tensor | None,
     ) -> None:
         """Validate the inputs before any compute (``ValueError`` naming the argument)."""
@@ -284,8 +283,7 @@ class VideoBertModel(VideoBertPreTrainedModel):
         ids: torch.Tensor,
         mask: torch.Tensor,
         types: torch.Tensor,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> StreamOutput:
         """The BERT stack over a joint sequence (ids in the joint vocabulary).
 
@@ -323,12 +321,10 @@ class VideoBertModel(VideoBertPreTrainedModel):
         self,
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
-        frame_features: torch.Tensor | None,
-        frame_attention_mask: torch.Tensor | None,
+        frame_features: torch.Tensor | None, frame_attention_mask: torch.Tensor | None,
         visual_word_ids: torch.Tensor | None,
         masked_frames: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> VideoBertModelOutput:
         """The forward pass on checked inputs (used by the task heads)."""
         if frame_features is not None:
@@ -550,8 +546,7 @@ class VideoBertForConditionalGeneration(_VideoBertWithLMHead, GenerationMixin):
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
         **kwargs,
     ) -> CausalLMOutput:
         """Logits (batch, 1, joint vocab) of the next visual word after joint-vocabulary ``input_ids``."""

@@ -259,12 +259,8 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         masked_regions: torch.Tensor | None = None,
         text_only: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
@@ -272,8 +268,7 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
         image_sizes: torch.Tensor | None = None,
         kept_regions: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> SingleStreamModelOutput:
         """Encode captions/questions with their regions.
 
@@ -300,12 +295,8 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
     def check_inputs(
         self,
         *,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        region_features: torch.Tensor | None,
-        region_boxes: torch.Tensor | None,
-        region_attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+        region_features: torch.Tensor | None, region_boxes: torch.Tensor | None, region_attention_mask: torch.Tensor | None,
         masked_regions: torch.Tensor | None = None,
         text_only: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
@@ -399,12 +390,8 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
     def encode(
         self,
         *,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        region_features: torch.Tensor | None,
-        region_boxes: torch.Tensor,
-        region_attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+        region_features: torch.Tensor | None, region_boxes: torch.Tensor, region_attention_mask: torch.Tensor | None,
         masked_regions: torch.Tensor | None = None,
         text_only: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
@@ -413,8 +400,7 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
         kept_regions: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_positions: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> SingleStreamModelOutput:
         """The forward pass on inputs already checked by ``check_inputs`` (used by the task heads).
 
@@ -494,8 +480,7 @@ class VlBertModel(RegionBackboneMixin, VlBertPreTrainedModel):
         mask: torch.Tensor,
         *,
         wanted: torch.Tensor | None,
-        output_attentions: bool,
-        output_hidden_states: bool,
+        output_attentions: bool, output_hidden_states: bool,
     ) -> StreamOutput:
         """Run the layers on the joint sequence ``hidden`` (B, L, H) with its 0/1 key ``mask`` (B, L); the final states
         are (B, L, H) with zeros at the padded positions.
@@ -587,12 +572,8 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         masked_regions: torch.Tensor | None = None,
         region_class_targets: torch.Tensor | None = None,
@@ -603,8 +584,7 @@ class VlBertForPreTraining(VlBertPreTrainedModel):
         image_sizes: torch.Tensor | None = None,
         kept_regions: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> VlBertForPreTrainingOutput:
         config = self.config
         inputs = dict(
@@ -700,17 +680,12 @@ class VlBertPairHead(VlBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> ModelOutput:
         """Inputs as [`VlBertModel`]'s; ``labels`` as the head's class docstring says."""
         inputs = dict(
@@ -892,19 +867,14 @@ class VlBertForMultipleChoice(VlBertPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        region_features: torch.Tensor | None = None,
-        region_boxes: torch.Tensor | None = None,
-        region_attention_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None, region_boxes: torch.Tensor | None = None, region_attention_mask: torch.Tensor | None = None,
         token_region_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         region_object_labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None, output_hidden_states: bool | None = None,
     ) -> VlBertForMultipleChoiceOutput:
         config = self.config
         if input_ids is None or input_ids.dim() != 3:
