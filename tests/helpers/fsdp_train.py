@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -44,7 +45,7 @@ def shard(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def main(output_dir: str, sharding: str) -> None:
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=timedelta(minutes=3))  # a stuck collective fails instead of hanging
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
     model = LxmertForPreTraining(tiny_lxmert_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()

@@ -285,6 +285,12 @@ def run_layers(
     ``output_attentions`` every layer's weights. ``recorded_states`` / ``recorded_attentions`` continue the records
     of an earlier stack (a stream that goes on through cross-modal layers) instead of starting new ones; the
     recorded tensors are the layers' own outputs, so gradients flow through them.
+
+    Why not transformers' hook-based ``capture_outputs``: it records one ``hidden_states`` / ``attentions`` pair per
+    model, keyed by layer class, while the two-stream and video families return one record per stream (text, visual,
+    cross, temporal, decoder) built of the same layer classes; recording in the loop keeps those apart, costs nothing
+    when not asked, and traces under ``torch.compile`` without hooks. Forwards still use transformers'
+    ``can_return_tuple`` for ``return_dict``.
     """
     record_state = record_state or (lambda states: states)
     states = None

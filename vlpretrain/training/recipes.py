@@ -364,7 +364,7 @@ class RetrievalChoiceCollator:
         self.generator = np.random.default_rng(seed)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        key = "video_id" if self.collator.frames else "image_id"
+        key = "video_id" if self.collator.layout.frames else "image_id"
         missing = [index for index, example in enumerate(examples) if example.get(key) is None]
         if missing:
             raise ValueError(f"{key}: examples {missing[:5]} have none; distractors must come from other images")
