@@ -33,11 +33,11 @@ class Contender:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     batch: dict
-    parameters: torch.nn.Module | None = None  # the eager module behind a compiled one (for memory and counts)
+    eager_module: torch.nn.Module | None = None  # the module a compiled contender wraps (for memory and counts)
 
     @property
     def module(self) -> torch.nn.Module:
-        return self.parameters if self.parameters is not None else self.model
+        return self.eager_module if self.eager_module is not None else self.model
 
 
 def add_step_arguments(parser: argparse.ArgumentParser, steps: int = 6, batch_size: int = 8) -> None:
@@ -60,7 +60,7 @@ def compiled_twin(model: torch.nn.Module, batch: dict, device: torch.device, mod
     """A copy of ``model`` (same weights, own optimizer) under ``torch.compile``."""
     twin = copy.deepcopy(model)
     compiled = torch.compile(twin, mode=None if mode == "default" else mode)
-    return Contender(compiled, optimizer_for(twin, device, fused), batch, parameters=twin)
+    return Contender(compiled, optimizer_for(twin, device, fused), batch, eager_module=twin)
 
 
 def synchronize(device: torch.device) -> None:
@@ -119,7 +119,7 @@ def measure_memory(
         train_step(model, optimizer, batch, dtype, device)
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - resident + state_bytes(contender.module, optimizer)
-    if contender.parameters is not None:
+    if contender.eager_module is not None:
         return None
     meter = SavedTensorMeter()
     train_step(model, optimizer, batch, dtype, device, meter)

@@ -35,9 +35,9 @@ class PredictionHeadTransform(nn.Module):
 class MaskedLanguageModelingHead(nn.Module):
     """Transform + decoder to the vocabulary; the decoder weight is tied to the word embeddings.
 
-    Only the rows that are predicted need logits: pass ``positions`` (a boolean mask over the sequence, or the
-    flat row indices :func:`select_rows` returns) to skip the vocabulary projection for every other token, which is
-    most of the head's cost.
+    Only the rows that are predicted need logits: pass ``positions``, the flat (row-major) indices of those tokens that
+    :func:`select_rows` returns, to skip the vocabulary projection for every other token, which is most of the
+    head's cost.
     """
 
     def __init__(self, hidden_size: int, vocab_size: int, activation: str = "gelu", eps: float = 1e-12):
@@ -47,9 +47,7 @@ class MaskedLanguageModelingHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, hidden_states: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        if positions is not None and positions.dtype == torch.bool:
-            hidden_states = hidden_states[positions]
-        elif positions is not None:
+        if positions is not None:
             hidden_states = hidden_states.reshape(-1, hidden_states.shape[-1]).index_select(0, positions)
         return nn.functional.linear(self.transform(hidden_states), self.decoder.weight, self.bias)
 

@@ -9,7 +9,7 @@ from the same stream; converters split or join the original checkpoints' separat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -272,7 +272,6 @@ def run_layers(
     output_hidden_states: bool = False,
     recorded_states: tuple[torch.Tensor, ...] | None = None,
     recorded_attentions: tuple[torch.Tensor, ...] | None = None,
-    record_state: Callable[[torch.Tensor], torch.Tensor] | None = None,
     **layer_kwargs,
 ) -> StreamOutput:
     """The one encoder loop of the package: run ``layers`` in order on one stream and record what was asked for.
@@ -281,8 +280,7 @@ def run_layers(
     returns ``(hidden_states, attention_weights)`` (a ``GradientCheckpointingLayer`` checkpoints itself when the
     model enables gradient checkpointing). ``attention_mask`` is already in the kernel's form
     (:func:`key_padding_mask`, :func:`causal_attention_mask`). With ``output_hidden_states`` the input and every
-    layer's output are recorded (``record_state`` maps each before recording, e.g. to unpack packed tokens), with
-    ``output_attentions`` every layer's weights. ``recorded_states`` / ``recorded_attentions`` continue the records
+    layer's output are recorded, with ``output_attentions`` every layer's weights. ``recorded_states`` / ``recorded_attentions`` continue the records
     of an earlier stack (a stream that goes on through cross-modal layers) instead of starting new ones; the
     recorded tensors are the layers' own outputs, so gradients flow through them.
 
@@ -292,15 +290,14 @@ def run_layers(
     when not asked, and traces under ``torch.compile`` without hooks. Forwards still use transformers'
     ``can_return_tuple`` for ``return_dict``.
     """
-    record_state = record_state or (lambda states: states)
     states = None
     if output_hidden_states:
-        states = recorded_states if recorded_states is not None else (record_state(hidden_states),)
+        states = recorded_states if recorded_states is not None else (hidden_states,)
     attentions = (recorded_attentions or ()) if output_attentions else None
     for layer in layers:
         hidden_states, weights = layer(hidden_states, attention_mask, output_attentions=output_attentions, **layer_kwargs)
         if states is not None:
-            states += (record_state(hidden_states),)
+            states += (hidden_states,)
         if attentions is not None:
             attentions += (weights,)
     return StreamOutput(last_hidden_state=hidden_states, hidden_states=states, attentions=attentions)
