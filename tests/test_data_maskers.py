@@ -207,6 +207,61 @@ def test_caption_swapper_rate_and_different_images():
     assert donors == image_donors == [0, 1, 2, 3] and bool((matched == 1).all())
 
 
+def test_caption_swapper_hard_negatives_take_the_most_similar_caption_of_another_image():
+    """With ``hard_probability`` 1 every caption negative takes the other image's caption sharing the most tokens
+    (Jaccard), never one of its own image, never a question; the negative rate and the swap of the random stream
+    when it is off stay as before."""
+    rng = np.random.default_rng(0)
+    hard = CaptionSwapper(0.5, seed=0, hard_probability=1.0)
+    swapped = total = 0
+    for batch in range(200):
+        sources = [f"img{(batch * 8 + i) // 2}" for i in range(8)]
+        captions = [[101, *rng.choice(40, size=int(rng.integers(2, 8)), replace=False).tolist(), 102] for _ in sources]
+        matchable = torch.tensor([i != 3 for i in range(8)])
+        donors, matched, _ = hard(sources, matchable, captions)
+        sets = [set(caption) for caption in captions]
+        for index, (donor, label) in enumerate(zip(donors, matched.tolist())):
+            if label != 0:
+                assert donor == index
+                continue
+            allowed = [other for other in range(8) if sources[other] != sources[index] and other != 3]
+            best = max(len(sets[index] & sets[o]) / len(sets[index] | sets[o]) for o in allowed)
+            assert donor in allowed
+            assert len(sets[index] & sets[donor]) / len(sets[index] | sets[donor]) == best
+        swapped += int((matched == 0).sum())
+        total += int(matchable.sum())
+    assert abs(swapped / total - 0.5) < 0.05
+    with pytest.raises(ValueError, match="captions"):
+        hard(["a", "b"], None, None)
+    sources = [f"img{i // 2}" for i in range(8)]
+    plain, off = CaptionSwapper(0.5, seed=3), CaptionSwapper(0.5, seed=3, hard_probability=0.0)
+    for _ in range(5):
+        assert plain(sources)[0] == off(sources, None, [[1]] * 8)[0]
+
+
+def test_hard_negatives_reach_the_collator_through_its_settings(tokenizer):
+    """``hard_negative_probability`` (``--hard_negatives`` of the pretraining recipe) makes the collator's caption
+    negatives the batch's most similar captions."""
+    from vlpretrain.data.collators import MultimodalCollator
+    from vlpretrain.registry import get_architecture
+
+    config = get_architecture("lxmert").config_class(**get_architecture("lxmert").preset("tiny"), region_feature_size=6,
+                                                      loss_weights={"matching": 1.0})
+    collator = MultimodalCollator.from_config(config, tokenizer, seed=0, hard_negative_probability=1.0)
+    texts = ["a red circle", "a red circle and a blue square", "a green diamond", "a yellow triangle"]
+    examples = [
+        {"input_ids": tokenizer(text)["input_ids"], "image_id": index, "region_features": np.ones((1, 6), np.float32),
+         "region_boxes": np.asarray([[0.1, 0.1, 0.5, 0.5]], np.float32)}
+        for index, text in enumerate(texts)
+    ]
+    for _ in range(10):
+        batch = collator(examples)
+        if int(batch["matched_labels"][0]) == 0:
+            assert torch.equal(batch["input_ids"][0, : len(examples[1]["input_ids"])], torch.tensor(examples[1]["input_ids"]))
+            return
+    raise AssertionError("the first example was never a negative in 10 batches")
+
+
 def test_contrastive_positives_on_diagonal():
     mask = contrastive_positive_mask(["a", "b", "a", "c"])
     assert bool(mask.diagonal().all())

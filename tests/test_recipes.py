@@ -15,7 +15,7 @@ from vlpretrain.cli import main as cli_main
 from vlpretrain.processing.readers import RegionRecord
 from vlpretrain.processing.store import write_feature_store
 from vlpretrain.training.recipes import DataArguments, ModelArguments, finetune, pretrain
-from vlpretrain.training.sources import load_source
+from vlpretrain.training.sources import answer_vocabulary, default_tokenizer, load_source, pretraining_examples
 
 TINY = dict(model="lxmert", model_size="tiny", config_overrides='{"intermediate_size": 64}')
 
@@ -234,6 +234,41 @@ def test_arrow_rows_read_the_same_values_as_datasets():
                     assert got[name] == value, name
                 else:
                     np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(value, dtype=np.asarray(got[name]).dtype))
+
+
+def test_pretraining_questions_per_image_keeps_captions_and_draws_questions_per_image():
+    """``questions_per_item`` keeps every caption and that many of each image's questions, drawn per image (so all
+    question kinds stay in the data), the same for the same seed; the pretraining recipe refuses a bad count."""
+    source = load_source("shapes", "train", 40, 0)
+    tokenizer = default_tokenizer()
+    answers = answer_vocabulary(source)
+    everything = pretraining_examples(source, tokenizer, 48, answers)
+    assert len(everything) == sum(len(row["captions"]) + len(row["questions"]) for row in source)
+
+    def texts_per_image(dataset):
+        texts = {}
+        for row in dataset:
+            kind = "question" if row["answer_label"] != -100 else "caption"
+            texts.setdefault(row["image_id"], []).append((kind, list(row["input_ids"])))
+        return texts
+
+    one = texts_per_image(pretraining_examples(source, tokenizer, 48, answers, questions_per_item=1, seed=0))
+    questions = [[text for kind, text in one[row["image_id"]] if kind == "question"] for row in source]
+    assert all(len(kept) == 1 for kept in questions)
+    positions = []
+    for row, kept in zip(source, questions):
+        assert [text for kind, text in one[row["image_id"]] if kind == "caption"] == tokenizer(row["captions"])["input_ids"]
+        positions.append(tokenizer(row["questions"])["input_ids"].index(kept[0]))
+    assert len(set(positions)) == 3, "one question kind was always kept"
+    again = texts_per_image(pretraining_examples(source, tokenizer, 48, answers, questions_per_item=1, seed=0))
+    other = texts_per_image(pretraining_examples(source, tokenizer, 48, answers, questions_per_item=1, seed=1))
+    assert again == one and other != one
+    with pytest.raises(ValueError, match="questions_per_item"):
+        pretraining_examples(source, tokenizer, 48, answers, questions_per_item=-2)
+    for bad in (dict(pretraining_questions=-2), dict(hard_negatives=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            pretrain(ModelArguments(model="lxmert", model_size="tiny"), DataArguments(num_images=4, eval_images=2, **bad),
+                     TrainingArguments(output_dir="unused", max_steps=1, report_to=[]))
 
 
 def test_retrieval_choice_batches_rank_each_pair_against_distractors_of_other_images():

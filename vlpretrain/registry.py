@@ -87,6 +87,10 @@ class Architecture:
         as near no-ops and the objectives that need text and image to interact sit on a plateau. With 0.02,
         image-text matching of tiny ViLBERT, ImageBERT, LXMERT and ActBERT stayed at ln 2 for over 1,000 steps
         on ``shapes``; with the wider initialisation it falls within a few hundred (``tests/test_recipes.py``).
+
+        A narrow preset also trains without dropout: small models on short budgets underfit rather than overfit,
+        and dropout only slows them. Small LXMERT pretrained 800 steps on 2,000 ``shapes`` images reached a masked-LM
+        loss of 0.89 and a matching loss of 0.57 without dropout against 2.40 and 0.65 with BERT's 0.1.
         """
         presets = {"base": {}, **self.presets}
         if size not in presets:
@@ -94,6 +98,8 @@ class Architecture:
         values = dict(presets[size])
         if "hidden_size" in values:
             values.setdefault("initializer_range", round(1 / math.sqrt(values["hidden_size"]), 4))
+            values.setdefault("hidden_dropout_prob", 0.0)
+            values.setdefault("attention_probs_dropout_prob", 0.0)
         return values
 
     def model_class(self, task: str) -> type:

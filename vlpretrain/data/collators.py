@@ -424,7 +424,8 @@ class MultimodalCollator:
             _require_sources(examples, source_key)
         # Questions and text-only rows (a text corpus) are neither matching positives nor negatives.
         matchable = torch.tensor([not (_is_question(example) or example.get("text_only")) for example in examples])
-        donors, batch["matched_labels"], image_donors = swapper(sources, matchable)
+        captions = [example["input_ids"] for example in examples] if swapper.hard_probability else None
+        donors, batch["matched_labels"], image_donors = swapper(sources, matchable, captions)
         return donors, [examples[d] for d in image_donors], [sources[d] for d in image_donors]
 
     def _mask_text(self, batch: dict[str, torch.Tensor]) -> None:

@@ -439,21 +439,34 @@ class CaptionSwapper(SeededMasker):
     Examples marked not ``matchable`` (questions mixed into LXMERT's pretraining text) are neither positives nor
     negatives: label -100, never swapped, never a donor. "is there a red square?" does not describe its image
     (the answer may be no), so as a positive it is noise, and it would be an uninformative negative.
+
+    With ``hard_probability`` of the caption negatives the donor is not drawn uniformly but is the example of
+    another image whose caption shares the most tokens with the example's own (Jaccard overlap of the token-id
+    sets, ties broken at random): "a small red circle" against an image described "a large red circle". A
+    uniform donor almost never shares a caption's objects, so it can be told apart by coarse cues (how many
+    objects, which colours appear at all); a hard one has to be checked object by object, as ranking a gallery
+    of similar images needs.
     """
 
     name = "matching"
 
-    def __init__(self, probability: float = 0.5, seed: int = 0, image_probability: float = 0.0):
+    def __init__(
+        self, probability: float = 0.5, seed: int = 0, image_probability: float = 0.0, hard_probability: float = 0.0
+    ):
         super().__init__(seed)
         self.probability = _check_probability("probability", probability)
         self.image_probability = _check_probability("image_probability", image_probability)
+        self.hard_probability = _check_probability("hard_probability", hard_probability)
 
     def __call__(
-        self, sources: Sequence[Any], matchable: torch.Tensor | None = None
+        self,
+        sources: Sequence[Any],
+        matchable: torch.Tensor | None = None,
+        captions: Sequence[Sequence[int]] | None = None,
     ) -> tuple[list[int], torch.Tensor, list[int]]:
-        """Given each example's image (or video) identity (and optionally which examples take part in matching),
-        return the caption donor index of every example, the matched labels (1, 0, or -100 when not matchable) and
-        the image donor index of every example."""
+        """Given each example's image (or video) identity (and optionally which examples take part in matching,
+        and the caption token ids that hard negatives compare), return the caption donor index of every
+        example, the matched labels (1, 0, or -100 when not matchable) and the image donor index of every example."""
         count = len(sources)
         codes = {source: code for code, source in enumerate(dict.fromkeys(sources))}
         image = torch.tensor([codes[source] for source in sources], dtype=torch.long)
@@ -468,11 +481,36 @@ class CaptionSwapper(SeededMasker):
         swap &= (counts > 0) & matchable
         picks = (self._uniform((count,)) * counts).long()
         donor = torch.searchsorted(torch.cumsum(others.long(), 1), (picks + 1)[:, None]).squeeze(1).clamp(max=count - 1)
+        if self.hard_probability:  # drawn only when on, so runs without hard negatives keep their random stream
+            if captions is None or len(captions) != count:
+                raise ValueError(f"captions: hard negatives need the caption token ids of all {count} examples")
+            hard = (self._uniform((count,)) < self.hard_probability) & ~swap_image
+            donor = torch.where(hard, _most_similar_caption(captions, others, self._uniform((count, count))), donor)
         itself = torch.arange(count)
         donors = torch.where(swap & ~swap_image, donor, itself)
         image_donors = torch.where(swap & swap_image, donor, itself)
         matched = torch.where(matchable, (~swap).long(), torch.full_like(image, IGNORE_INDEX))
         return donors.tolist(), matched, image_donors.tolist()
+
+
+def _most_similar_caption(
+    captions: Sequence[Sequence[int]], allowed: torch.Tensor, tie_breaks: torch.Tensor
+) -> torch.Tensor:
+    """For every caption (token ids), the ``allowed`` (B, B) other caption whose token-id set overlaps its own the
+    most (Jaccard; ``tie_breaks`` in [0, 1) order equal overlaps); a caption with nothing allowed gets itself."""
+    ids = [torch.tensor(np.asarray(caption, dtype=np.int64)).flatten() for caption in captions]
+    rows = torch.repeat_interleave(torch.arange(len(ids)), torch.tensor([len(caption) for caption in ids]))
+    _, token = torch.unique(torch.cat(ids), return_inverse=True)
+    present = torch.zeros(len(ids), int(token.max()) + 1 if len(token) else 0)
+    present[rows, token] = 1.0
+    shared = present @ present.T
+    sizes = present.sum(1)
+    overlap = shared / (sizes[:, None] + sizes[None, :] - shared).clamp(min=1)
+    # Unequal overlaps of sets of at most n tokens differ by more than 1 / n^2; the tie break stays below that.
+    longest = max((len(caption) for caption in ids), default=1)
+    score = overlap + tie_breaks / (2 * max(longest, 1) ** 2)
+    best = score.masked_fill(~allowed, -1.0).argmax(1)
+    return torch.where(allowed.any(1), best, torch.arange(len(ids)))
 
 
 class AnswerSampler(SeededMasker):
@@ -740,7 +778,8 @@ class MaskingSettings:
         swapped with another video's frame) shares of the masked frames, the rest keep their features.
     frame_shuffle_probability: share of frames permuted for frame order modelling.
     negative_probability: share of examples made matching negatives; negative_image_probability: share of those
-        negatives that keep their caption and take another example's image (ImageBERT).
+        negatives that keep their caption and take another example's image (ImageBERT); hard_negative_probability:
+        share of the caption negatives whose caption is the most similar one of another image (see CaptionSwapper).
     sample_answers: draw QA labels in proportion to ``answer_scores`` (else the best answer).
     text_only_probability: share of image-text examples turned into text-only rows for ``text_mlm``.
     scene_graph_probability: share of each kind of scene-graph node masked (ERNIE-ViL).
@@ -756,6 +795,7 @@ class MaskingSettings:
     frame_shuffle_probability: float = 0.15
     negative_probability: float = 0.5
     negative_image_probability: float = 0.0
+    hard_negative_probability: float = 0.0
     sample_answers: bool = True
     text_only_probability: float = 0.0
     scene_graph_probability: float = 0.3
@@ -820,7 +860,10 @@ class Maskers:
         mask_id = vocabulary.mask_token_id
         builders = {
             "matching": lambda: CaptionSwapper(
-                settings.negative_probability, seed=seed, image_probability=settings.negative_image_probability
+                settings.negative_probability,
+                seed=seed,
+                image_probability=settings.negative_image_probability,
+                hard_probability=settings.hard_negative_probability,
             ),
             "frame_order": lambda: FrameShuffler(settings.frame_shuffle_probability, seed=seed),
             "tokens": lambda: TokenMasker(

@@ -81,6 +81,12 @@ class DataArguments:
     retrieval_negatives: int = field(default=3, metadata={
         "help": "retrieval fine-tuning: distractor pairs ranked against each caption-image pair (softmax over the "
                 "pair scores; a third are hard); 0 = binary matching on swapped captions"})
+    pretraining_questions: int = field(default=-1, metadata={
+        "help": "pretraining with a QA objective: questions kept per image (drawn at random; -1 = all); fewer make "
+                "captions, the texts image-text matching trains on, a larger share of each batch"})
+    hard_negatives: float = field(default=0.0, metadata={
+        "help": "pretraining: share of image-text matching negatives whose caption is the batch's most similar caption "
+                "of another image (most shared tokens) instead of a random one"})
     text_corpus: str | None = field(default=None, metadata={
         "help": "text-only segments mixed into pretraining for a text_mlm objective: a .txt file (one segment a line) "
                 "or a datasets folder with a 'text' column"})
@@ -201,6 +207,10 @@ def _prepare_arguments(training_args: TrainingArguments) -> TrainingArguments:
 
 def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Pretrain with every objective the config switches on; returns the final eval metrics and the saved folder."""
+    if data_args.pretraining_questions < -1:
+        raise ValueError(f"pretraining_questions: expected -1 (all) or a count >= 0, got {data_args.pretraining_questions}")
+    if not 0.0 <= data_args.hard_negatives <= 1.0:
+        raise ValueError(f"hard_negatives: expected a share in [0, 1], got {data_args.hard_negatives}")
     training_args = _prepare_arguments(training_args)
     tokenizer = default_tokenizer(model_args.tokenizer)
     train_source = load_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
@@ -226,9 +236,14 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     # square?" is not a description, so as a matching positive it is noise.
     question_answers = answers if config.loss_weights.get("qa") else None
     # ArrowRows: rows as zero-copy numpy views instead of nested Python lists (see bench/bench_input_path.py).
-    train = ArrowRows(pretraining_examples(train_source, tokenizer, data_args.max_text_length, question_answers))
-    evaluation = ArrowRows(pretraining_examples(eval_source, tokenizer, data_args.max_text_length, question_answers))
+    questions = None if data_args.pretraining_questions == -1 else data_args.pretraining_questions
+    train = ArrowRows(pretraining_examples(train_source, tokenizer, data_args.max_text_length, question_answers,
+                                           questions, training_args.seed))
+    evaluation = ArrowRows(pretraining_examples(eval_source, tokenizer, data_args.max_text_length, question_answers,
+                                                questions, training_args.seed))
     corpus = _text_corpus(data_args, config, tokenizer, model_args.model)
+    if data_args.hard_negatives:
+        corpus["hard_negative_probability"] = data_args.hard_negatives
     seed = training_args.seed + 1000 * training_args.process_index
     collator = ResumableCollator(collator_for_config(config, tokenizer, seed=seed, **corpus))
     resume = _resume_path(training_args)

@@ -324,21 +324,36 @@ def padding_collator(tokenizer, source: datasets.Dataset, objectives: Sequence[s
 
 
 def pretraining_examples(
-    source: datasets.Dataset, tokenizer, max_length: int = 20, answers: Sequence[str] | None = None
+    source: datasets.Dataset,
+    tokenizer,
+    max_length: int = 20,
+    answers: Sequence[str] | None = None,
+    questions_per_item: int | None = None,
+    seed: int = 0,
 ) -> datasets.Dataset:
     """One example per caption and per question of every image or video; questions carry ``answer_label`` (QA).
-    Videos with timed ``subtitles`` also carry them tokenized (``subtitle_input_ids``, ``subtitle_starts``,
-    ``subtitle_ends``: empty subtitles dropped) for models whose text is the subtitles (HERO)."""
+    ``questions_per_item`` keeps that many of each item's questions (drawn at random, seeded by ``seed`` and the
+    row; None keeps all): fewer questions make captions, the only texts image-text matching trains on, a larger
+    share of every batch. Videos with timed ``subtitles`` also carry them tokenized (``subtitle_input_ids``,
+    ``subtitle_starts``, ``subtitle_ends``: empty subtitles dropped) for models whose text is the subtitles (HERO)."""
+    if questions_per_item is not None and questions_per_item < 0:
+        raise ValueError(f"questions_per_item must be >= 0 (or None for all), got {questions_per_item}")
     answer_index = {answer: index for index, answer in enumerate(answers or [])}
 
-    def expand(batch: dict[str, list]) -> dict[str, list]:
+    def expand(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {"input_ids": [], "answer_label": []}
         out.update({name: [] for name in MEDIA_COLUMNS if name in batch})
         out.update({name: [] for name in SUBTITLE_COLUMNS if "subtitles" in batch})
         for row in range(len(batch["captions"])):
             texts = list(batch["captions"][row])
             labels = [-100] * len(texts)
-            for position, question in enumerate(batch.get("questions", [[]] * (row + 1))[row] or []):
+            questions = batch.get("questions", [[]] * (row + 1))[row] or []
+            kept = range(len(questions))
+            if questions_per_item is not None:
+                order = np.random.default_rng([seed, indices[row]]).permutation(len(questions))
+                kept = sorted(order[:questions_per_item].tolist())
+            for position in kept:
+                question = questions[position]
                 answer = _best_answer(batch, row, position)
                 if answer in answer_index:
                     texts.append(question)
@@ -352,7 +367,7 @@ def pretraining_examples(
                     out[name].append(value)
         return out
 
-    return source.map(expand, batched=True, batch_size=64, remove_columns=source.column_names)
+    return source.map(expand, batched=True, batch_size=64, with_indices=True, remove_columns=source.column_names)
 
 
 def _best_answer(batch: dict[str, list], row: int, position: int) -> str | None:
