@@ -56,15 +56,15 @@ def run_main_job(output_dir: str, quick: bool = False, seed: int = 0, tokenizer:
     budget = (
         dict(images=200, eval_images=50, gallery=20, pretrain=20, vqa=20, retrieval=10)
         if quick
-        else dict(images=2000, eval_images=300, gallery=100, pretrain=1200, vqa=500, retrieval=200)
+        else dict(images=2000, eval_images=300, gallery=100, pretrain=800, vqa=500, retrieval=200)
     )
     data = DataArguments(dataset="shapes", num_images=budget["images"], eval_images=budget["eval_images"],
                          gallery_size=budget["gallery"])
     small = dict(model_size="small", tokenizer=tokenizer)
     # Matching is the objective a short budget starves: only captions take part in it (two of an image's five
-    # texts), and it needs the cross-modal grounding the other objectives build first. So pretraining weights it 3x
-    # and makes half its negatives hard (the batch's most similar caption of another image), so that it learns
-    # what ranking a gallery needs: every object of the caption checked, not only which colours appear at all.
+    # texts), and it needs the cross-modal grounding the other objectives build first. So pretraining weights it 3x,
+    # at lr 1e-3, and makes half its negatives hard (the batch's most similar caption of another image), so that it
+    # learns what ranking a gallery needs: every object of the caption checked, not only which colours appear at all.
     pretraining_data = dataclasses.replace(data, hard_negatives=0.5)
     loss_weights = dict(LxmertConfig().default_loss_weights(), matching=3.0)
     pretraining_model = ModelArguments(model="lxmert", config_overrides=json.dumps({"loss_weights": loss_weights}), **small)
