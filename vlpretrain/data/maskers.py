@@ -485,7 +485,7 @@ class CaptionSwapper(SeededMasker):
             if captions is None or len(captions) != count:
                 raise ValueError(f"captions: hard negatives need the caption token ids of all {count} examples")
             hard = (self._uniform((count,)) < self.hard_probability) & ~swap_image
-            donor = torch.where(hard, _most_similar_caption(captions, others, self._uniform((count, count))), donor)
+            donor = torch.where(hard, most_similar_caption(captions, others, self._uniform((count, count))), donor)
         itself = torch.arange(count)
         donors = torch.where(swap & ~swap_image, donor, itself)
         image_donors = torch.where(swap & swap_image, donor, itself)
@@ -493,23 +493,25 @@ class CaptionSwapper(SeededMasker):
         return donors.tolist(), matched, image_donors.tolist()
 
 
-def _most_similar_caption(
+def most_similar_caption(
     captions: Sequence[Sequence[int]], allowed: torch.Tensor, tie_breaks: torch.Tensor
 ) -> torch.Tensor:
     """For every caption (token ids), the ``allowed`` (B, B) other caption whose token-id set overlaps its own the
-    most (Jaccard; ``tie_breaks`` in [0, 1) order equal overlaps); a caption with nothing allowed gets itself."""
+    most (Jaccard; ``tie_breaks`` in [0, 1) order equal overlaps); a caption with nothing allowed gets itself. The
+    hard negative of pretraining matching and of retrieval fine-tuning."""
+    if len(captions) == 0:
+        return torch.zeros(0, dtype=torch.long)
     ids = [torch.tensor(np.asarray(caption, dtype=np.int64)).flatten() for caption in captions]
-    rows = torch.repeat_interleave(torch.arange(len(ids)), torch.tensor([len(caption) for caption in ids]))
-    _, token = torch.unique(torch.cat(ids), return_inverse=True)
-    present = torch.zeros(len(ids), int(token.max()) + 1 if len(token) else 0)
+    rows = torch.repeat_interleave(torch.arange(len(ids)), torch.tensor([len(caption) for caption in ids], dtype=torch.long))
+    vocabulary, token = torch.unique(torch.cat(ids), return_inverse=True)
+    present = torch.zeros(len(ids), len(vocabulary))
     present[rows, token] = 1.0
     shared = present @ present.T
     sizes = present.sum(1)
     overlap = shared / (sizes[:, None] + sizes[None, :] - shared).clamp(min=1)
     # Unequal overlaps of sets of at most n tokens differ by more than 1 / n^2; the tie break stays below that.
-    longest = max((len(caption) for caption in ids), default=1)
-    score = overlap + tie_breaks / (2 * max(longest, 1) ** 2)
-    best = score.masked_fill(~allowed, -1.0).argmax(1)
+    longest = max([1, *(len(caption) for caption in ids)])
+    best = (overlap + tie_breaks / (2 * longest**2)).masked_fill(~allowed, -1.0).argmax(1)
     return torch.where(allowed.any(1), best, torch.arange(len(ids)))
 
 

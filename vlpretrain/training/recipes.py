@@ -22,6 +22,7 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
 from ..data.collators import MultimodalCollator, collator_for_config
+from ..data.maskers import most_similar_caption
 from ..metrics.retrieval.ranking import retrieval_metrics
 from ..metrics.vqa.accuracy import soft_score_accuracy
 from ..processing.store import check_feature_provenance
@@ -81,8 +82,8 @@ class DataArguments:
     retrieval_negatives: int = field(default=3, metadata={
         "help": "retrieval fine-tuning: distractor pairs ranked against each caption-image pair (softmax over the "
                 "pair scores; a third are hard); 0 = binary matching on swapped captions"})
-    pretraining_questions: int = field(default=-1, metadata={
-        "help": "pretraining with a QA objective: questions kept per image (drawn at random; -1 = all); fewer make "
+    pretraining_questions: int | None = field(default=None, metadata={
+        "help": "pretraining with a QA objective: questions kept per image (drawn at random; default all); fewer make "
                 "captions, the texts image-text matching trains on, a larger share of each batch"})
     hard_negatives: float = field(default=0.0, metadata={
         "help": "pretraining: share of image-text matching negatives whose caption is the batch's most similar caption "
@@ -207,8 +208,8 @@ def _prepare_arguments(training_args: TrainingArguments) -> TrainingArguments:
 
 def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Pretrain with every objective the config switches on; returns the final eval metrics and the saved folder."""
-    if data_args.pretraining_questions < -1:
-        raise ValueError(f"pretraining_questions: expected -1 (all) or a count >= 0, got {data_args.pretraining_questions}")
+    if data_args.pretraining_questions is not None and data_args.pretraining_questions < 0:
+        raise ValueError(f"pretraining_questions: expected a count >= 0, got {data_args.pretraining_questions}")
     if not 0.0 <= data_args.hard_negatives <= 1.0:
         raise ValueError(f"hard_negatives: expected a share in [0, 1], got {data_args.hard_negatives}")
     training_args = _prepare_arguments(training_args)
@@ -236,7 +237,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     # square?" is not a description, so as a matching positive it is noise.
     question_answers = answers if config.loss_weights.get("qa") else None
     # ArrowRows: rows as zero-copy numpy views instead of nested Python lists (see bench/bench_input_path.py).
-    questions = None if data_args.pretraining_questions == -1 else data_args.pretraining_questions
+    questions = data_args.pretraining_questions
     train = ArrowRows(pretraining_examples(train_source, tokenizer, data_args.max_text_length, question_answers,
                                            questions, training_args.seed))
     evaluation = ArrowRows(pretraining_examples(eval_source, tokenizer, data_args.max_text_length, question_answers,
@@ -384,18 +385,19 @@ class RetrievalChoiceCollator:
         if missing:
             raise ValueError(f"{key}: examples {missing[:5]} have none; distractors must come from other images")
         images = np.asarray([str(example[key]) for example in examples])
-        words = [set(np.asarray(example["input_ids"]).tolist()) for example in examples]
+        other_images = images[None, :] != images[:, None]
+        if not other_images.any(1).all():
+            raise ValueError("examples: a retrieval batch needs at least two different images")
+        # The most similar caption of another image, ties broken at random.
+        tie_breaks = torch.from_numpy(self.generator.random(other_images.shape))
+        hardest_of = most_similar_caption([example["input_ids"] for example in examples], torch.from_numpy(other_images),
+                                          tie_breaks).tolist()
         pairs = []
         for index, example in enumerate(examples):
-            others = np.flatnonzero(images != images[index])
-            if len(others) == 0:
-                raise ValueError("examples: a retrieval batch needs at least two different images")
-            overlap = np.asarray([len(words[index] & words[other]) / len(words[index] | words[other]) for other in others])
-            # The most similar caption of another image, ties broken at random.
-            hardest = others[np.lexsort((self.generator.random(len(others)), -overlap))[0]]
+            others = np.flatnonzero(other_images[index])
             pairs.append(example)
             for position in range(self.negatives):
-                other = hardest if position % 3 == 0 else others[self.generator.integers(len(others))]
+                other = hardest_of[index] if position % 3 == 0 else others[self.generator.integers(len(others))]
                 if position % 2 == 0:  # the caption with another image
                     pairs.append(dict(examples[other], input_ids=example["input_ids"]))
                 else:  # the image with another caption
