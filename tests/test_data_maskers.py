@@ -267,6 +267,91 @@ def test_hard_negatives_reach_the_collator_through_its_settings(tokenizer):
     assert negatives >= 10, f"only {negatives} negatives among the first two examples in 20 batches"
 
 
+def test_caption_swapper_paired_rows_are_negatives_drawn_from_the_other_images():
+    """Rows marked ``paired`` (added copies of captions) are always negatives, with a caption or an image (about
+    half each at ``image_probability`` 0.5) from an original example of another image, never from another added row;
+    with ``probability`` 0 the original rows stay matched."""
+    swapper = CaptionSwapper(0.0, seed=0, image_probability=0.5, paired_negatives=2)
+    image_swaps = negatives = 0
+    for batch in range(100):
+        originals = [f"img{(batch * 6 + i) // 2}" for i in range(6)]
+        sources = originals + [source for source in originals for _ in range(2)]
+        paired = torch.tensor([False] * 6 + [True] * 12)
+        donors, matched, image_donors = swapper(sources, None, None, paired)
+        assert matched[:6].tolist() == [1] * 6 and donors[:6] == image_donors[:6] == list(range(6))
+        assert matched[6:].tolist() == [0] * 12
+        for row in range(6, 18):
+            caption, image = donors[row], image_donors[row]
+            assert (caption == row) != (image == row)
+            donor = image if caption == row else caption
+            assert donor < 6 and sources[donor] != sources[row]
+            image_swaps += image != row
+            negatives += 1
+    assert abs(image_swaps / negatives - 0.5) < 0.05
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="paired_negatives"):
+            CaptionSwapper(paired_negatives=bad)
+
+
+def test_paired_negatives_put_every_caption_next_to_its_own_negatives(tokenizer):
+    """``paired_negatives`` k adds k negative rows per caption (not per question) after the batch: each pairs the
+    caption with another image or the caption's image with another caption, so each caption is seen matched and
+    mismatched in the same batch."""
+    from vlpretrain.data.collators import MultimodalCollator
+    from vlpretrain.registry import get_architecture
+
+    config = get_architecture("lxmert").config_class(**get_architecture("lxmert").preset("tiny"), region_feature_size=6,
+                                                      loss_weights={"matching": 1.0, "qa": 1.0}, num_qa_labels=3)
+    collator = MultimodalCollator.from_config(config, tokenizer, seed=0, paired_negatives=2, negative_probability=0.0,
+                                              negative_image_probability=0.5)
+    texts = ["a red circle", "a blue square", "a green diamond", "is there a circle?"]
+    examples = [
+        {"input_ids": tokenizer(text)["input_ids"], "image_id": index % 3,
+         "region_features": np.full((1, 6), index % 3, np.float32),
+         "region_boxes": np.asarray([[0.1, 0.1, 0.5, 0.5]], np.float32),
+         **({"answer_label": 1} if text.endswith("?") else {})}
+        for index, text in enumerate(texts)
+    ]
+    batch = collator(examples)
+    assert batch["input_ids"].shape[0] == 4 + 3 * 2
+    assert batch["matched_labels"].tolist() == [1, 1, 1, -100] + [0] * 6
+    for row in range(4, 10):
+        caption = row // 2 - 2  # the copies of caption 0, then 1, then 2
+        own_text = torch.equal(batch["input_ids"][row], batch["input_ids"][caption])
+        own_image = torch.equal(batch["region_features"][row], batch["region_features"][caption])
+        assert own_text != own_image, f"row {row} must change exactly one side of caption {caption}"
+    assert int(batch["answer_labels"][3]) == 1 and (batch["answer_labels"][4:] == -100).all()
+
+
+def test_paired_negative_rows_are_masked_like_the_others_but_train_matching_only(tokenizer):
+    """The added negative rows keep masked inputs (so [MASK] tokens do not give them away) but no masked-LM or
+    region labels: masked-LM never learns a caption's words from another image's regions."""
+    from vlpretrain.data.collators import MultimodalCollator
+    from vlpretrain.registry import get_architecture
+
+    config = get_architecture("lxmert").config_class(
+        **get_architecture("lxmert").preset("tiny"), region_feature_size=6, num_object_labels=4,
+        loss_weights={"mlm": 1.0, "matching": 1.0, "region_feature": 1.0, "region_object": 1.0})
+    collator = MultimodalCollator.from_config(config, tokenizer, seed=0, paired_negatives=1, negative_probability=0.0)
+    examples = [
+        {"input_ids": tokenizer(f"a {color} circle and a small {color} square")["input_ids"], "image_id": index,
+         "region_features": np.full((3, 6), index + 1.0, np.float32),
+         "region_boxes": np.tile(np.asarray([[0.1, 0.1, 0.5, 0.5]], np.float32), (3, 1)),
+         "region_object_labels": np.asarray([0, 1, 2])}
+        for index, color in enumerate(["red", "blue", "green", "cyan"])
+    ]
+    masked_tokens = {"original": 0, "added": 0}
+    for _ in range(30):
+        batch = collator(examples)
+        assert batch["matched_labels"].tolist() == [1] * 4 + [0] * 4
+        assert (batch["labels"][4:] == -100).all() and (batch["region_object_labels"][4:] == -100).all()
+        assert (batch["region_object_labels"][:4] != -100).all()
+        is_mask = batch["input_ids"] == tokenizer.mask_token_id
+        masked_tokens["original"] += int(is_mask[:4].sum())
+        masked_tokens["added"] += int(is_mask[4:].sum())
+    assert masked_tokens["added"] > 0.6 * masked_tokens["original"] > 0, masked_tokens
+
+
 def test_contrastive_positives_on_diagonal():
     mask = contrastive_positive_mask(["a", "b", "a", "c"])
     assert bool(mask.diagonal().all())

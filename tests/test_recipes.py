@@ -265,7 +265,7 @@ def test_pretraining_questions_per_image_keeps_captions_and_draws_questions_per_
     assert again == one and other != one
     with pytest.raises(ValueError, match="questions_per_item"):
         pretraining_examples(source, tokenizer, 48, answers, questions_per_item=-2)
-    for bad in (dict(pretraining_questions=-2), dict(hard_negatives=1.5)):
+    for bad in (dict(pretraining_questions=-2), dict(hard_negatives=1.5), dict(paired_negatives=-1)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             pretrain(ModelArguments(model="lxmert", model_size="tiny"), DataArguments(num_images=4, eval_images=2, **bad),
                      TrainingArguments(output_dir="unused", max_steps=1, report_to=[]))

@@ -53,6 +53,26 @@ def _text_only_placeholder(example: Mapping[str, Any], template: Mapping[str, An
     return filled
 
 
+def _drop_targets_of_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
+    """Leave ``rows`` (added matching negatives) out of the label objectives: their token, scene-graph and region
+    labels become ignored and their label confidences zero, so masked-LM never learns to predict a caption's words
+    from another image. Their inputs stay masked like every other row's (which also keeps the masked-region
+    weights of feature regression), so matching cannot tell them from the positives by the absence of [MASK]
+    tokens or zeroed regions."""
+    for key, values in batch.items():
+        if key == "matched_labels" or values.shape[:1] != rows.shape:
+            continue
+        if key == "labels" or key.endswith("_labels"):
+            values[rows] = IGNORE_INDEX
+        elif key.endswith("_confidences"):
+            values[rows] = 0
+
+
+def _is_matchable(example: Mapping[str, Any]) -> bool:
+    """Captions take part in image-text matching; questions and text-only rows do not."""
+    return not (_is_question(example) or example.get("text_only"))
+
+
 def _is_question(example: Mapping[str, Any]) -> bool:
     """Whether an example's text is a question (it carries an answer) rather than a caption."""
     label = example.get("answer_label")
@@ -218,9 +238,11 @@ class MultimodalCollator:
     Inputs per example: ``input_ids`` (with [CLS]/[SEP]), optional ``token_type_ids``; for images
     ``region_features`` (R, D), ``region_boxes`` (R, 4) and the targets the objectives need; for videos
     ``frame_features`` (F, D). ``image_id`` / ``video_id`` identify the visual side for matching and
-    contrastive batches; matching with ``negative_probability`` > 0 requires them (with several captions per image,
-    positions alone would let a caption of the same image be drawn as a negative); contrastive batches use the
-    example's position when absent.
+    contrastive batches; matching with ``negative_probability`` > 0 or ``paired_negatives`` requires them (with
+    several captions per image, positions alone would let a caption of the same image be drawn as a negative);
+    contrastive batches use the example's position when absent. With ``paired_negatives`` k the batch has k more
+    rows per caption after the examples' rows: matching negatives of that caption, left out of every label
+    objective (their masked-LM, region and answer labels are ignored).
 
     Args:
         objectives: names from ``maskers.OBJECTIVE_MASKERS``, or a ``loss_weights`` mapping (weight 0 = off).
@@ -352,7 +374,8 @@ class MultimodalCollator:
             examples, text_only = self._with_text_only_rows(examples)
         self._validate(examples)
         batch: dict[str, torch.Tensor] = {}
-        donors, visual, sources = self._pair_captions_with_images(examples, batch)
+        examples, paired = self._with_paired_negative_rows(examples)
+        donors, visual, sources = self._pair_captions_with_images(examples, batch, paired)
         batch.update(self._pad_tokens(examples, donors))
         if self.layout.regions:
             self._regions(visual, batch)
@@ -364,6 +387,8 @@ class MultimodalCollator:
         if text_only is not None:
             batch["text_only"] = text_only
         self._add_example_targets(examples, visual, sources, batch)
+        if paired is not None:
+            _drop_targets_of_rows(batch, paired)
         return batch
 
     def _add_example_targets(
@@ -410,8 +435,21 @@ class MultimodalCollator:
         ]
         return examples, sampler(examples)
 
+    def _with_paired_negative_rows(
+        self, examples: Sequence[Mapping[str, Any]]
+    ) -> tuple[Sequence[Mapping[str, Any]], torch.Tensor | None]:
+        """With ``paired_negatives`` k, the examples plus k copies of every matchable one (captions), to be made
+        negatives next to their positive, and the mask of those copies; otherwise the examples and None."""
+        swapper = self.maskers.matching
+        if swapper is None or not swapper.paired_negatives:
+            return examples, None
+        copies = [example for example in examples if _is_matchable(example) for _ in range(swapper.paired_negatives)]
+        paired = torch.zeros(len(examples) + len(copies), dtype=torch.bool)
+        paired[len(examples):] = True
+        return [*examples, *copies], paired
+
     def _pair_captions_with_images(
-        self, examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor]
+        self, examples: Sequence[Mapping[str, Any]], batch: dict[str, torch.Tensor], paired: torch.Tensor | None = None
     ) -> tuple[list[int], Sequence[Mapping[str, Any]], list[Any]]:
         """Each row's caption donor, the examples giving each row its visual side, and each row's visual identity;
         with matching, swapped pairs and ``matched_labels`` in ``batch``."""
@@ -420,12 +458,12 @@ class MultimodalCollator:
         swapper = self.maskers.matching
         if swapper is None:
             return list(range(len(examples))), examples, sources
-        if swapper.probability > 0:
+        if swapper.probability > 0 or swapper.paired_negatives:
             _require_sources(examples, source_key)
         # Questions and text-only rows (a text corpus) are neither matching positives nor negatives.
-        matchable = torch.tensor([not (_is_question(example) or example.get("text_only")) for example in examples])
+        matchable = torch.tensor([_is_matchable(example) for example in examples])
         captions = [example["input_ids"] for example in examples] if swapper.hard_probability else None
-        donors, batch["matched_labels"], image_donors = swapper(sources, matchable, captions)
+        donors, batch["matched_labels"], image_donors = swapper(sources, matchable, captions, paired)
         return donors, [examples[d] for d in image_donors], [sources[d] for d in image_donors]
 
     def _mask_text(self, batch: dict[str, torch.Tensor]) -> None:

@@ -446,14 +446,27 @@ class CaptionSwapper(SeededMasker):
     uniform donor almost never shares a caption's objects, so it can be told apart by coarse cues (how many
     objects, which colours appear at all); a hard one has to be checked object by object, as ranking a gallery
     of similar images needs.
+
+    With ``paired_negatives`` k the collator adds k copies of every matchable example after the batch and passes
+    their mask as ``paired``: those rows are always negatives (each side drawn as above, from the original
+    examples only), so a caption is seen with its own image and against others in the same batch. The collator
+    also leaves them out of the label objectives (see ``MultimodalCollator``).
     """
 
     name = "matching"
 
     def __init__(
-        self, probability: float = 0.5, seed: int = 0, image_probability: float = 0.0, hard_probability: float = 0.0
+        self,
+        probability: float = 0.5,
+        seed: int = 0,
+        image_probability: float = 0.0,
+        hard_probability: float = 0.0,
+        paired_negatives: int = 0,
     ):
         super().__init__(seed)
+        if isinstance(paired_negatives, bool) or not isinstance(paired_negatives, int) or paired_negatives < 0:
+            raise ValueError(f"paired_negatives must be a whole number >= 0, got {paired_negatives!r}")
+        self.paired_negatives = paired_negatives
         self.probability = _check_probability("probability", probability)
         self.image_probability = _check_probability("image_probability", image_probability)
         self.hard_probability = _check_probability("hard_probability", hard_probability)
@@ -463,20 +476,24 @@ class CaptionSwapper(SeededMasker):
         sources: Sequence[Any],
         matchable: torch.Tensor | None = None,
         captions: Sequence[Sequence[int]] | None = None,
+        paired: torch.Tensor | None = None,
     ) -> tuple[list[int], torch.Tensor, list[int]]:
         """Given each example's image (or video) identity (and optionally which examples take part in matching,
-        and the caption token ids that hard negatives compare), return the caption donor index of every
-        example, the matched labels (1, 0, or -100 when not matchable) and the image donor index of every example."""
+        the caption token ids that hard negatives compare, and which rows are added negatives), return the caption
+        donor index of every example, the matched labels (1, 0, or -100 when not matchable) and the image donor index of every example."""
         count = len(sources)
         codes = {source: code for code, source in enumerate(dict.fromkeys(sources))}
         image = torch.tensor([codes[source] for source in sources], dtype=torch.long)
         if matchable is None:
             matchable = torch.ones(count, dtype=torch.bool)
         swap = self._uniform((count,)) < self.probability
+        donor_rows = matchable if paired is None else matchable & ~paired
+        if paired is not None:  # added negative rows: always swapped, never donors
+            swap |= paired
         # Drawn only when image negatives are on, so caption-only runs keep their random stream.
         swap_image = self._uniform((count,)) < self.image_probability if self.image_probability else torch.zeros_like(swap)
         # Every swapped example draws its donor uniformly among the matchable examples of other images, all at once.
-        others = (image[None, :] != image[:, None]) & matchable[None, :]
+        others = (image[None, :] != image[:, None]) & donor_rows[None, :]
         counts = others.sum(1)
         swap &= (counts > 0) & matchable
         picks = (self._uniform((count,)) * counts).long()
@@ -781,7 +798,8 @@ class MaskingSettings:
     frame_shuffle_probability: share of frames permuted for frame order modelling.
     negative_probability: share of examples made matching negatives; negative_image_probability: share of those
         negatives that keep their caption and take another example's image (ImageBERT); hard_negative_probability:
-        share of the caption negatives whose caption is the most similar one of another image (see CaptionSwapper).
+        share of the caption negatives whose caption is the most similar one of another image (see CaptionSwapper);
+        paired_negatives: negative rows added next to every caption, trained on matching only (0 = none).
     sample_answers: draw QA labels in proportion to ``answer_scores`` (else the best answer).
     text_only_probability: share of image-text examples turned into text-only rows for ``text_mlm``.
     scene_graph_probability: share of each kind of scene-graph node masked (ERNIE-ViL).
@@ -798,6 +816,7 @@ class MaskingSettings:
     negative_probability: float = 0.5
     negative_image_probability: float = 0.0
     hard_negative_probability: float = 0.0
+    paired_negatives: int = 0
     sample_answers: bool = True
     text_only_probability: float = 0.0
     scene_graph_probability: float = 0.3
@@ -866,6 +885,7 @@ class Maskers:
                 seed=seed,
                 image_probability=settings.negative_image_probability,
                 hard_probability=settings.hard_negative_probability,
+                paired_negatives=settings.paired_negatives,
             ),
             "frame_order": lambda: FrameShuffler(settings.frame_shuffle_probability, seed=seed),
             "tokens": lambda: TokenMasker(

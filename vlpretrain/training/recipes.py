@@ -88,6 +88,11 @@ class DataArguments:
     hard_negatives: float = field(default=0.0, metadata={
         "help": "pretraining: share of image-text matching negatives whose caption is the batch's most similar caption "
                 "of another image (most shared tokens) instead of a random one"})
+    paired_negatives: int = field(default=0, metadata={
+        "help": "pretraining: image-text matching negatives added next to every caption (0 = the paper's: half the "
+                "captions swapped in place). Each pairs the caption with another image or its image with another "
+                "caption (half each; --hard_negatives sets the hard share of the latter), and every caption keeps "
+                "its own image, so a batch holds each positive next to its negatives. Costs k rows per caption"})
     text_corpus: str | None = field(default=None, metadata={
         "help": "text-only segments mixed into pretraining for a text_mlm objective: a .txt file (one segment a line) "
                 "or a datasets folder with a 'text' column"})
@@ -212,6 +217,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         raise ValueError(f"pretraining_questions: expected a count >= 0, got {data_args.pretraining_questions}")
     if not 0.0 <= data_args.hard_negatives <= 1.0:
         raise ValueError(f"hard_negatives: expected a share in [0, 1], got {data_args.hard_negatives}")
+    if data_args.paired_negatives < 0:
+        raise ValueError(f"paired_negatives: expected a count >= 0, got {data_args.paired_negatives}")
     training_args = _prepare_arguments(training_args)
     tokenizer = default_tokenizer(model_args.tokenizer)
     train_source = load_source(data_args.dataset, "train", data_args.num_images, training_args.seed,
@@ -245,6 +252,11 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     corpus = _text_corpus(data_args, config, tokenizer, model_args.model)
     if data_args.hard_negatives:
         corpus["hard_negative_probability"] = data_args.hard_negatives
+    if data_args.paired_negatives:
+        # Every caption keeps its image (the positive); the added rows are its negatives, half on each side.
+        corpus.update(paired_negatives=data_args.paired_negatives, negative_probability=0.0)
+        if getattr(config, "negative_image_probability", None) is None:
+            corpus["negative_image_probability"] = 0.5
     seed = training_args.seed + 1000 * training_args.process_index
     collator = ResumableCollator(collator_for_config(config, tokenizer, seed=seed, **corpus))
     resume = _resume_path(training_args)
