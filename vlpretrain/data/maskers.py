@@ -480,7 +480,8 @@ class CaptionSwapper(SeededMasker):
     ) -> tuple[list[int], torch.Tensor, list[int]]:
         """Given each example's image (or video) identity (and optionally which examples take part in matching,
         the caption token ids that hard negatives compare, and which rows are added negatives), return the caption
-        donor index of every example, the matched labels (1, 0, or -100 when not matchable) and the image donor index of every example."""
+        donor index of every example, the matched labels (1, 0, or -100 when not matchable) and the image donor
+        index of every example."""
         count = len(sources)
         codes = {source: code for code, source in enumerate(dict.fromkeys(sources))}
         image = torch.tensor([codes[source] for source in sources], dtype=torch.long)
